@@ -1,0 +1,160 @@
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from sessions_app.lifecycle import TransitionRefused, transition_session
+from sessions_app.models import Channel, Contact, Message, Session, SessionStatus, StatusChange
+
+
+@admin.register(Channel)
+class ChannelAdmin(admin.ModelAdmin):
+    list_display = ["kind", "address", "name", "reuse_window", "abandon_after", "archive_after", "is_active"]
+    list_editable = ["reuse_window", "is_active"]
+    list_filter = ["kind", "is_active"]
+    search_fields = ["address", "name"]
+
+
+@admin.register(Contact)
+class ContactAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "phone", "whatsapp_profile_name", "company", "business_id", "created_at"]
+    search_fields = ["phone", "display_name", "whatsapp_profile_name", "company", "external_user_id"]
+    list_filter = ["created_at"]
+    readonly_fields = ["created_at", "updated_at"]
+
+
+class MessageInline(admin.TabularInline):
+    model = Message
+    extra = 0
+    can_delete = False
+    ordering = ["created_at", "id"]
+    fields = ("created_at", "direction", "role", "content", "media", "delivery_status", "external_id")
+    readonly_fields = fields
+    show_change_link = False
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+class StatusChangeInline(admin.TabularInline):
+    model = StatusChange
+    extra = 0
+    can_delete = False
+    fields = ("created_at", "from_status", "to_status", "actor", "reason")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+def _transition_action(to_status: str, label: str):  # type: ignore[no-untyped-def]
+    def action(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Session]) -> None:
+        moved, refused = 0, []
+        for session in queryset:
+            try:
+                transition_session(session, to_status, actor=f"staff:{request.user.get_username()}")
+                moved += 1
+            except TransitionRefused as exc:
+                refused.append(f"{session}: {exc}")
+        if moved:
+            modeladmin.message_user(request, f"{moved} session(s) now {to_status}.", messages.SUCCESS)
+        for line in refused[:10]:
+            modeladmin.message_user(request, line, messages.WARNING)
+
+    action.__name__ = f"mark_{to_status}"
+    return admin.action(description=label)(action)
+
+
+@admin.register(Session)
+class SessionAdmin(admin.ModelAdmin):
+    list_display = [
+        "title",
+        "channel_kind",
+        "contact",
+        "status",
+        "message_count",
+        "last_message_at",
+        "created_at",
+    ]
+    list_select_related = ["contact", "channel"]
+    list_filter = ["channel_kind", "status", "last_message_at", "created_at"]
+    search_fields = [
+        "contact__phone",
+        "contact__display_name",
+        "contact__whatsapp_profile_name",
+        "title",
+        "messages__content",
+    ]
+    search_help_text = "Phone, contact name, title or message text."
+    date_hierarchy = "last_activity_at"
+    ordering = ["-last_activity_at"]
+    show_full_result_count = False
+    readonly_fields = [
+        "id",
+        "channel",
+        "channel_kind",
+        "contact",
+        "status",
+        "message_count",
+        "first_message_at",
+        "last_message_at",
+        "last_activity_at",
+        "status_changed_at",
+        "created_at",
+        "updated_at",
+    ]
+    fields = [
+        "id",
+        "external_id",
+        "title",
+        "description",
+        "thumbnail_url",
+        "status",
+        "channel",
+        "channel_kind",
+        "contact",
+        "business_id",
+        "location_id",
+        "owner",
+        "agent_id",
+        "mission_id",
+        "metadata",
+        "message_count",
+        "first_message_at",
+        "last_message_at",
+        "last_activity_at",
+        "status_changed_at",
+        "created_at",
+        "updated_at",
+    ]
+    raw_id_fields = ["owner"]
+    inlines = [MessageInline, StatusChangeInline]
+    actions = [
+        _transition_action(SessionStatus.CLOSED, "Close selected sessions"),
+        _transition_action(SessionStatus.RESOLVED, "Resolve selected sessions"),
+        _transition_action(SessionStatus.ARCHIVED, "Archive selected sessions"),
+        _transition_action(SessionStatus.ACTIVE, "Reopen selected sessions"),
+    ]
+
+    def get_search_results(self, request, queryset, search_term):  # type: ignore[no-untyped-def]
+        # Searching message text joins messages; distinct keeps one row per session.
+        queryset, _ = super().get_search_results(request, queryset, search_term)
+        return queryset.distinct() if search_term else queryset, False
+
+
+@admin.register(StatusChange)
+class StatusChangeAdmin(admin.ModelAdmin):
+    list_display = ["session", "from_status", "to_status", "actor", "created_at"]
+    list_filter = ["to_status", "created_at"]
+    list_select_related = ["session"]
+    readonly_fields = ["session", "from_status", "to_status", "actor", "reason", "created_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

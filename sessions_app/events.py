@@ -1,0 +1,9 @@
+"""Signals fired after a change has committed, so listeners (agent replies, live updates) never see
+a row that a rollback later takes back."""
+
+from django.dispatch import Signal
+
+# kwargs: session_id, message_id, created_session (bool)
+message_recorded = Signal()
+# kwargs: session_id, from_status, to_status
+session_status_changed = Signal()

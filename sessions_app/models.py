@@ -1,0 +1,272 @@
+"""The domain: channels traffic arrives on, the contacts who write, their sessions and messages.
+
+Rules that change these rows live in their own modules (`ingest.py` for the reuse rule,
+`lifecycle.py` for status transitions); the models hold data, lookups and small derived values.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class ChannelKind(models.TextChoices):
+    SMS = "sms", "SMS"
+    WHATSAPP = "whatsapp", "WhatsApp"
+    VOICE = "voice", "Voice"
+    WEB = "web", "Web"
+    API = "api", "API"
+
+
+class SessionStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    CLOSED = "closed", "Closed"
+    RESOLVED = "resolved", "Resolved"
+    COMPLETED = "completed", "Completed"
+    ABANDONED = "abandoned", "Abandoned"
+    ARCHIVED = "archived", "Archived"
+
+
+class Direction(models.TextChoices):
+    INBOUND = "inbound", "Inbound"
+    OUTBOUND = "outbound", "Outbound"
+
+
+class Role(models.TextChoices):
+    CONTACT = "contact", "Contact"
+    AGENT = "agent", "Agent"
+    STAFF = "staff", "Staff"
+    SYSTEM = "system", "System"
+
+
+class DeliveryStatus(models.TextChoices):
+    NONE = "", "—"
+    PENDING = "pending", "Pending"
+    QUEUED = "queued", "Queued"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    DELIVERED = "delivered", "Delivered"
+    UNDELIVERED = "undelivered", "Undelivered"
+    FAILED = "failed", "Failed"
+    RECEIVED = "received", "Received"
+
+
+class Channel(models.Model):
+    """Where traffic arrives: a Twilio number (per kind) or a chat surface (web, api)."""
+
+    kind = models.CharField(max_length=16, choices=ChannelKind.choices)
+    address = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="The Twilio number traffic is sent To, in E.164; empty for web and API channels.",
+    )
+    name = models.CharField(max_length=100, blank=True)
+    reuse_window = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Seconds after a session's last message in which a new message joins it. "
+        "Empty: the SESSION_REUSE_WINDOW setting.",
+    )
+    abandon_after = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Seconds without a message before an active session is abandoned; 0 disables. "
+        "Empty: the SESSION_ABANDON_AFTER setting.",
+    )
+    archive_after = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Seconds after the last activity before an ended session is archived; 0 disables. "
+        "Empty: the SESSION_ARCHIVE_AFTER setting.",
+    )
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "address"], name="channel_kind_address_unique")
+        ]
+        ordering = ["kind", "address"]
+
+    def __str__(self) -> str:
+        label = self.name or self.address or "default"
+        return f"{self.get_kind_display()} {label}"
+
+    @property
+    def effective_reuse_window(self) -> timedelta:
+        seconds = settings.SESSION_REUSE_WINDOW if self.reuse_window is None else self.reuse_window
+        return timedelta(seconds=seconds)
+
+    @property
+    def effective_abandon_after(self) -> int:
+        return settings.SESSION_ABANDON_AFTER if self.abandon_after is None else self.abandon_after
+
+    @property
+    def effective_archive_after(self) -> int:
+        return settings.SESSION_ARCHIVE_AFTER if self.archive_after is None else self.archive_after
+
+
+class Contact(models.Model):
+    """Someone who writes or calls: a phone number, a WhatsApp id, or an API client's user."""
+
+    phone = models.CharField(max_length=20, blank=True, help_text="E.164")
+    whatsapp_id = models.CharField(max_length=32, blank=True)
+    whatsapp_profile_name = models.CharField(max_length=255, blank=True)
+    display_name = models.CharField(max_length=255, blank=True)
+    company = models.CharField(max_length=255, blank=True)
+    external_user_id = models.CharField(max_length=128, blank=True)
+    business_id = models.CharField(max_length=128, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            # A phone number is one person; API users are one person per business.
+            models.UniqueConstraint(
+                fields=["phone"],
+                condition=~Q(phone="") & Q(external_user_id=""),
+                name="contact_phone_unique",
+            ),
+            models.UniqueConstraint(
+                fields=["business_id", "external_user_id"],
+                condition=~Q(external_user_id=""),
+                name="contact_business_user_unique",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def name(self) -> str:
+        return (
+            self.display_name
+            or self.whatsapp_profile_name
+            or self.phone
+            or self.external_user_id
+            or f"contact {self.pk}"
+        )
+
+
+class Session(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    external_id = models.CharField(
+        max_length=128,
+        null=True,
+        blank=True,
+        unique=True,
+        help_text="A client-supplied id, e.g. session_1724567890123.",
+    )
+    channel = models.ForeignKey(Channel, on_delete=models.PROTECT, related_name="sessions")
+    # Copied from the channel at creation (a channel never changes kind) so lists and tabs filter
+    # by kind on one indexed column instead of a join.
+    channel_kind = models.CharField(max_length=16, choices=ChannelKind.choices, editable=False)
+    contact = models.ForeignKey(
+        Contact, on_delete=models.PROTECT, null=True, blank=True, related_name="sessions"
+    )
+    business_id = models.CharField(max_length=128, blank=True)
+    location_id = models.CharField(max_length=128, blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="conversation_sessions",
+    )
+    agent_id = models.CharField(max_length=128, blank=True, help_text="Agent or character id.")
+    title = models.CharField(max_length=255, blank=True)
+    description = models.TextField(blank=True)
+    thumbnail_url = models.URLField(max_length=1000, blank=True)
+    status = models.CharField(max_length=16, choices=SessionStatus.choices, default=SessionStatus.ACTIVE)
+    metadata = models.JSONField(default=dict, blank=True)
+    mission_id = models.CharField(max_length=128, blank=True)
+    message_count = models.PositiveIntegerField(default=0)
+    first_message_at = models.DateTimeField(null=True, blank=True)
+    last_message_at = models.DateTimeField(null=True, blank=True)
+    last_activity_at = models.DateTimeField(default=timezone.now)
+    status_changed_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-last_activity_at", "-id"]
+        indexes = [
+            # The reuse rule: newest active session of a (channel, contact) pair.
+            models.Index(
+                fields=["channel", "contact", "-last_message_at"],
+                condition=Q(status="active"),
+                name="session_reuse_lookup",
+            ),
+            models.Index(fields=["-last_activity_at", "-id"], name="session_recent"),
+            models.Index(fields=["channel_kind", "-last_activity_at", "-id"], name="session_kind_recent"),
+            models.Index(fields=["status", "-last_activity_at", "-id"], name="session_status_recent"),
+            models.Index(fields=["business_id", "-last_activity_at"], name="session_business_recent"),
+            models.Index(fields=["owner", "-last_activity_at"], name="session_owner_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title or str(self.id)
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == SessionStatus.ACTIVE
+
+
+class Message(models.Model):
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="messages")
+    direction = models.CharField(max_length=8, choices=Direction.choices)
+    role = models.CharField(max_length=8, choices=Role.choices)
+    content = models.TextField(blank=True)
+    media = models.JSONField(
+        default=list, blank=True, help_text='A list of {"url": ..., "content_type": ...} items.'
+    )
+    provider = models.CharField(max_length=16, default="", blank=True, help_text="Who issued external_id.")
+    external_id = models.CharField(  # noqa: DJ001 - NULL: no provider id, never two equal ids
+        max_length=128,
+        null=True,
+        blank=True,
+        help_text="The provider's id: a MessageSid, or a CallSid and turn.",
+    )
+    metadata = models.JSONField(default=dict, blank=True)
+    delivery_status = models.CharField(
+        max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.NONE, blank=True
+    )
+    delivery_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "external_id"],
+                condition=Q(external_id__isnull=False),
+                name="message_provider_external_id_unique",
+            )
+        ]
+        indexes = [models.Index(fields=["session", "created_at", "id"], name="message_thread")]
+
+    def __str__(self) -> str:
+        return f"{self.role} message {self.pk}"
+
+
+class StatusChange(models.Model):
+    """One row per status transition: who or what moved a session, when, from what, to what."""
+
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="status_changes")
+    from_status = models.CharField(max_length=16, choices=SessionStatus.choices)
+    to_status = models.CharField(max_length=16, choices=SessionStatus.choices)
+    actor = models.CharField(max_length=150, help_text='e.g. "user:alice", "system:sweep", "api-key:crm".')
+    reason = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["session", "created_at"], name="status_change_session")]
+
+    def __str__(self) -> str:
+        return f"{self.from_status} → {self.to_status}"

@@ -1,0 +1,13 @@
+"""Test settings: the real settings module, with the few values a test run needs filled in."""
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "test-only-not-a-secret")
+os.environ.setdefault("TWILIO_AUTH_TOKEN", "test-auth-token-not-a-secret")
+os.environ.setdefault("TWILIO_ACCOUNT_SID", "AC00000000000000000000000000000000")
+os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
+
+from config.settings import *  # noqa: F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"  # noqa: F405
