@@ -42,7 +42,9 @@ class Env:
             return False
         raise ImproperlyConfigured(f"{name} must be true or false (1/0, yes/no, on/off), not {value!r}")
 
-    def get_int(self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    def get_int(
+        self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
+    ) -> int:
         value = self.raw(name)
         if value is None:
             return default

@@ -3,7 +3,7 @@ a row that a rollback later takes back."""
 
 from django.dispatch import Signal
 
-# kwargs: session_id, message_id, created_session (bool)
+# kwargs: session_id, message_id, created_session (bool), reply_owed (bool)
 message_recorded = Signal()
 # kwargs: session_id, from_status, to_status
 session_status_changed = Signal()

@@ -32,6 +32,7 @@ from sessions_app.models import (
     Contact,
     Direction,
     Message,
+    ReplyState,
     Role,
     Session,
     SessionStatus,
@@ -57,6 +58,7 @@ class InboundMessage:
     media: list[dict[str, str]] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     role: str = Role.CONTACT
+    expects_reply: bool = True
 
 
 @dataclass(frozen=True)
@@ -184,12 +186,18 @@ def record_inbound_message(
             provider=inbound.provider,
             external_id=inbound.external_id or None,
             metadata=dict(inbound.metadata),
+            reply_state=ReplyState.OWED if inbound.expects_reply else ReplyState.NONE,
             created_at=now,
         )
         transaction.on_commit(
             lambda: message_recorded.send(
-                sender=Message, session_id=session.pk, message_id=message.pk, created_session=created
-            )
+                sender=Message,
+                session_id=session.pk,
+                message_id=message.pk,
+                created_session=created,
+                reply_owed=inbound.expects_reply,
+            ),
+            robust=True,
         )
     return IngestResult(session, message, created_session=created, duplicate=False)
 

@@ -73,7 +73,8 @@ def transition_session(session: Session, to_status: str, *, actor: str, reason: 
         transaction.on_commit(
             lambda: session_status_changed.send(
                 sender=Session, session_id=current.pk, from_status=from_status, to_status=to_status
-            )
+            ),
+            robust=True,
         )
     session.status = current.status
     session.status_changed_at = current.status_changed_at

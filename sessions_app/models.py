@@ -44,6 +44,16 @@ class Role(models.TextChoices):
     SYSTEM = "system", "System"
 
 
+class ReplyState(models.TextChoices):
+    """Whether an inbound message still waits for the agent's answer (see `replies.py`)."""
+
+    NONE = "", "No reply expected"
+    OWED = "owed", "Reply owed"
+    CLAIMED = "claimed", "Reply being produced"
+    DONE = "done", "Replied"
+    FAILED = "failed", "Reply failed"
+
+
 class DeliveryStatus(models.TextChoices):
     NONE = "", "—"
     PENDING = "pending", "Pending"
@@ -236,6 +246,15 @@ class Message(models.Model):
     delivery_status = models.CharField(
         max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.NONE, blank=True
     )
+    # On an agent reply: the inbound message it answers. One-to-one, so the database itself
+    # refuses a second reply to the same message, whatever retries or redeliveries happen.
+    in_reply_to = models.OneToOneField(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="reply"
+    )
+    reply_state = models.CharField(
+        max_length=8, choices=ReplyState.choices, default=ReplyState.NONE, blank=True
+    )
+    reply_claimed_at = models.DateTimeField(null=True, blank=True)
     delivery_error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -248,7 +267,14 @@ class Message(models.Model):
                 name="message_provider_external_id_unique",
             )
         ]
-        indexes = [models.Index(fields=["session", "created_at", "id"], name="message_thread")]
+        indexes = [
+            models.Index(fields=["session", "created_at", "id"], name="message_thread"),
+            models.Index(
+                fields=["created_at"],
+                condition=Q(reply_state__in=["owed", "claimed"]),
+                name="message_reply_pending",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.role} message {self.pk}"

@@ -34,7 +34,10 @@ def load_settings(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str
         ({"DEBUG": "false", "SECRET_KEY": "x" * 50, "ALLOWED_HOSTS": ""}, "ALLOWED_HOSTS"),
         ({"DEBUG": "true", "SESSION_REUSE_WINDOW": "five minutes"}, "SESSION_REUSE_WINDOW"),
         ({"DEBUG": "true", "SESSION_REUSE_WINDOW": "-1"}, "SESSION_REUSE_WINDOW"),
-        ({"DEBUG": "true", "SESSION_REUSE_WINDOW": "3600", "SESSION_ABANDON_AFTER": "1800"}, "SESSION_REUSE_WINDOW"),
+        (
+            {"DEBUG": "true", "SESSION_REUSE_WINDOW": "3600", "SESSION_ABANDON_AFTER": "1800"},
+            "SESSION_REUSE_WINDOW",
+        ),
         ({"DEBUG": "true", "PUBLIC_BASE_URL": "sessions.example.com"}, "PUBLIC_BASE_URL"),
         ({"DEBUG": "true", "PUBLIC_BASE_URL": "https://sessions.example.com/app"}, "PUBLIC_BASE_URL"),
         ({"DEBUG": "true", "DATABASE_URL": "mysql://root@localhost/x"}, "DATABASE_URL"),
@@ -58,7 +61,10 @@ def test_it_starts_on_embedded_defaults_with_debug(tmp_path):
 
 def test_it_starts_in_production_mode_with_the_required_values(tmp_path):
     result = load_settings(
-        tmp_path, DEBUG="false", SECRET_KEY="x" * 50, ALLOWED_HOSTS="sessions.example.com",
+        tmp_path,
+        DEBUG="false",
+        SECRET_KEY="x" * 50,
+        ALLOWED_HOSTS="sessions.example.com",
         PUBLIC_BASE_URL="https://sessions.example.com",
     )
     assert result.returncode == 0, result.stderr

@@ -13,12 +13,17 @@ def test_it_moves_a_session_and_records_who_when_from_and_to():
     session.refresh_from_db()
     assert session.status == SessionStatus.CLOSED
     change = StatusChange.objects.get()
-    assert (change.from_status, change.to_status, change.actor, change.reason) == ("active", "closed", "staff:alice", "done")
+    assert (change.from_status, change.to_status, change.actor, change.reason) == (
+        "active",
+        "closed",
+        "staff:alice",
+        "done",
+    )
 
 
 def test_it_refuses_a_transition_that_is_not_allowed_and_says_why():
     session = SessionFactory(status=SessionStatus.ARCHIVED)
-    with pytest.raises(TransitionRefused, match="An archived session cannot become closed; .* active"):
+    with pytest.raises(TransitionRefused, match=r"An archived session cannot become closed; .* active"):
         transition_session(session, SessionStatus.CLOSED, actor="test")
     session.refresh_from_db()
     assert session.status == SessionStatus.ARCHIVED

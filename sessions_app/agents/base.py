@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sessions_app.models import Message, Session
+
+
+@dataclass(frozen=True)
+class AgentAnswer:
+    text: str
+    source: str
+    response_id: str
+    tools_used: list[str] = field(default_factory=list)
+    actions: list[dict[str, Any]] = field(default_factory=list)
+
+
+class AgentBackend(Protocol):
+    def answer(self, session: Session, history: Sequence[Message]) -> AgentAnswer:
+        """The agent's next message, given the session's recent messages, oldest first."""
+        ...
