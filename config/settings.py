@@ -167,6 +167,7 @@ STORAGES = {
 }
 
 LOGIN_URL = "/accounts/login/"
+
 LOG_LEVEL = env.get_str("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
     raise ImproperlyConfigured(

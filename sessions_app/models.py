@@ -191,7 +191,7 @@ class Session(models.Model):
     agent_id = models.CharField(max_length=128, blank=True, help_text="Agent or character id.")
     title = models.CharField(max_length=255, blank=True)
     description = models.TextField(blank=True)
-    thumbnail_url = models.URLField(max_length=1000, blank=True)
+    thumbnail_url = models.CharField(max_length=1000, blank=True)
     status = models.CharField(max_length=16, choices=SessionStatus.choices, default=SessionStatus.ACTIVE)
     metadata = models.JSONField(default=dict, blank=True)
     mission_id = models.CharField(max_length=128, blank=True)
