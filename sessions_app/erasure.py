@@ -11,6 +11,8 @@ import logging
 from collections import Counter
 from typing import Any
 
+from django.contrib.admin.models import LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
 from django.utils import timezone
 
@@ -94,6 +96,15 @@ def erase_contacts(contacts: list[Contact], *, actor: str, reference: str = "") 
             .values_list("pk", flat=True)
         )
         deleted: Counter[str] = Counter()
+        session_ids = [
+            str(pk) for pk in Session.objects.filter(contact_id__in=ids).values_list("pk", flat=True)
+        ]
+        # The admin's change history repeats the contact's name or number (object_repr, titles).
+        for model, object_ids in ((Contact, [str(pk) for pk in ids]), (Session, session_ids)):
+            _, by_model = LogEntry.objects.filter(
+                content_type=ContentType.objects.get_for_model(model), object_id__in=object_ids
+            ).delete()
+            deleted.update(by_model)
         _, by_model = Session.objects.filter(contact_id__in=ids).delete()
         deleted.update(by_model)
         _, by_model = Contact.objects.filter(pk__in=ids).delete()
