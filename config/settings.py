@@ -246,10 +246,12 @@ SECURE_HSTS_PRELOAD = env.get_bool("SECURE_HSTS_PRELOAD", False)
 if not SECURE_HSTS_PRELOAD:
     # Asking browsers to preload HTTPS for the whole domain is a decision for the domain's owner,
     # hard to undo; it is opt-in (SECURE_HSTS_PRELOAD=true), so Django's reminder is silenced.
-    SILENCED_SYSTEM_CHECKS = ["security.W021"]
+    SILENCED_SYSTEM_CHECKS = [*globals().get("SILENCED_SYSTEM_CHECKS", []), "security.W021"]
 if HTTPS_ONLY:
     HTTPS_STARTUP_NOTE = "HTTPS settings on: secure cookies, HSTS, HTTPS redirect (webhooks exempt)" + (
-        f", TLS recognised from {SECURE_PROXY_SSL_HEADER[0]}" if _proxy_header else ""
+        f"; TLS recognised from {SECURE_PROXY_SSL_HEADER[0]}"
+        if _proxy_header
+        else "; behind a proxy that terminates TLS, set SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO"
     )
 else:
     HTTPS_STARTUP_NOTE = "HTTPS settings off (no secure cookies, HSTS or HTTPS redirect): " + (
