@@ -146,3 +146,25 @@ def test_an_undecryptable_session_still_lists_and_changes_status():
         assert Session.objects.count() == 1
         transition_session(Session.objects.get(pk=session.pk), "closed", actor="test")
     assert Session.objects.get(pk=session.pk).metadata == {"a": 1}  # the ciphertext was not touched
+
+
+def test_staff_edit_metadata_in_admin_and_it_is_stored_encrypted(client):
+    from tests.factories import UserFactory
+
+    client.force_login(UserFactory(username="admin", is_staff=True, is_superuser=True))
+    session = SessionFactory(metadata={"fromNumber": "+15551234567"})
+    path = f"/admin/sessions_app/session/{session.pk}/change/"
+    page = client.get(path).content.decode()
+    assert "fromNumber" in page and "+15551234567" in page  # shown decrypted
+    management = {
+        f"{prefix}-{name}": "0"
+        for prefix in ("messages", "status_changes")
+        for name in ("TOTAL_FORMS", "INITIAL_FORMS")
+    }
+    response = client.post(
+        path, {"title": "Edited", "metadata": '{"cartId": "c-42", "currentView": "checkout"}', **management}
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert Session.objects.get(pk=session.pk).metadata == {"cartId": "c-42", "currentView": "checkout"}
+    raw = raw_for(session)
+    assert "cartId" not in raw and "checkout" not in raw
