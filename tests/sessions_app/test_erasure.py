@@ -172,3 +172,41 @@ def test_export_costs_the_same_queries_for_one_or_many_sessions(people, django_a
         export_contacts([ana])
     with django_assert_max_num_queries(3):
         export_contacts([bob])
+
+
+@pytest.fixture
+def contact_deletes_fail():
+    """A database trigger that refuses to delete contacts: a failure after sessions are gone."""
+    table = Contact._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "CREATE FUNCTION refuse_delete() RETURNS trigger AS $$ "
+                "BEGIN RAISE EXCEPTION 'refused by test trigger'; END; $$ LANGUAGE plpgsql"
+            )
+            cursor.execute(
+                f"CREATE TRIGGER refuse_contact_delete BEFORE DELETE ON {table} "
+                "FOR EACH ROW EXECUTE FUNCTION refuse_delete()"
+            )
+        else:
+            cursor.execute(
+                f"CREATE TRIGGER refuse_contact_delete BEFORE DELETE ON {table} "
+                "BEGIN SELECT RAISE(ABORT, 'refused by test trigger'); END"
+            )
+    yield
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(f"DROP TRIGGER refuse_contact_delete ON {table}")
+            cursor.execute("DROP FUNCTION refuse_delete()")
+        else:
+            cursor.execute("DROP TRIGGER refuse_contact_delete")
+
+
+def test_an_erasure_that_fails_halfway_removes_nothing(people, contact_deletes_fail):
+    ana, _ = people
+    before = every_row_as_text()
+    with pytest.raises(Exception, match="refused by test trigger"):
+        call_command("erase_contact", ANA, stdout=io.StringIO())
+    assert every_row_as_text() == before
+    assert Session.objects.filter(contact=ana).count() == 3
+    assert not ErasureRecord.objects.exists()
