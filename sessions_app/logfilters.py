@@ -23,7 +23,10 @@ def mask_phone_numbers(text: str) -> str:
 
 class MaskPhoneNumbers(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed call: leave it to the handler's own error reporting
+            return True
         masked = mask_phone_numbers(message)
         if masked != message:
             record.msg, record.args = masked, None

@@ -130,3 +130,8 @@ def test_masking_leaves_ids_amounts_and_timestamps_alone():
     line = "session 1724567890123 at 2025-01-15T10:00:00+00:00 cost +12.50, call CA0123456789abcdef"
     assert mask_phone_numbers(line) == line
     assert mask_phone_numbers("from +15551234567.") == "from +1555•••4567."
+
+
+def test_a_malformed_log_call_is_not_turned_into_an_exception_by_the_filter():
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "two %s %s", ("one",), None)
+    assert MaskPhoneNumbers().filter(record) is True
