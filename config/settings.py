@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -20,13 +22,13 @@ DATA_DIR = Path(env.get_str("DATA_DIR", str(BASE_DIR / "data"))).resolve()
 DEBUG = env.get_bool("DEBUG", default=False)
 
 
-def _local_secret(filename: str, purpose: str) -> str:
+def _local_secret(filename: str, purpose: str, make: Callable[[], str] | None = None) -> str:
     """A secret generated once into the data folder, for local runs only (owner-only permissions)."""
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     path = DATA_DIR / filename
     if not path.exists():
         path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(32))
+        path.write_text(make() if make else secrets.token_urlsafe(32))
         log.warning(
             "Generated a local %s in %s (DEBUG only; set it in the environment in production)", purpose, path
         )
@@ -185,3 +187,73 @@ LOGGING = {
         "config": {"level": LOG_LEVEL},
     },
 }
+
+# --- Data protection (docs/data-protection.md) ----------------------------------------------------
+# Session metadata is encrypted with these Fernet keys: the first encrypts, all decrypt.
+FIELD_ENCRYPTION_KEYS = env.get_list("FIELD_ENCRYPTION_KEYS")
+if not FIELD_ENCRYPTION_KEYS:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "FIELD_ENCRYPTION_KEYS must be set when DEBUG is off (comma-separated Fernet keys, newest "
+            'first; make one with: python -c "from cryptography.fernet import Fernet; '
+            'print(Fernet.generate_key().decode())")'
+        )
+    from cryptography.fernet import Fernet
+
+    FIELD_ENCRYPTION_KEYS = [
+        _local_secret(
+            "dev-field-encryption-key",
+            "field encryption key (FIELD_ENCRYPTION_KEYS)",
+            lambda: Fernet.generate_key().decode(),
+        )
+    ]
+from sessions_app.crypto import parse_keys  # noqa: E402 - validates the keys at start-up
+
+parse_keys(FIELD_ENCRYPTION_KEYS)
+
+# Seconds after their last activity before archived sessions are deleted; 0 keeps them forever.
+SESSION_PURGE_AFTER = env.get_int("SESSION_PURGE_AFTER", 0, minimum=0)
+
+# The safety net for logs: any "+" and 8-15 digits in any record is masked like phones.mask_phone.
+LOGGING["filters"] = {"mask_phone_numbers": {"()": "sessions_app.logfilters.MaskPhoneNumbers"}}
+cast("dict[str, dict[str, Any]]", LOGGING["handlers"])["console"]["filters"] = ["mask_phone_numbers"]
+# The Twilio SDK logs API requests (numbers, message text) at INFO; keep it to warnings.
+cast("dict[str, Any]", LOGGING["loggers"])["twilio"] = {"level": "WARNING"}
+
+# --- HTTPS (README "Production") ------------------------------------------------------------------
+# With DEBUG off and an https PUBLIC_BASE_URL, secure defaults; each can be relaxed by its variable.
+HTTPS_ONLY = not DEBUG and PUBLIC_BASE_URL.startswith("https://")
+_proxy_header = env.get_str("SECURE_PROXY_SSL_HEADER")
+if _proxy_header:
+    _name, _, _value = _proxy_header.partition("=")
+    if not _name.startswith("HTTP_") or not _name[5:].replace("_", "").isalnum():
+        raise ImproperlyConfigured(
+            "SECURE_PROXY_SSL_HEADER must name the request header the proxy sets, as Django sees it "
+            f"(e.g. HTTP_X_FORWARDED_PROTO or HTTP_X_FORWARDED_PROTO=https), not {_proxy_header!r}"
+        )
+    SECURE_PROXY_SSL_HEADER = (_name, _value or "https")
+if PUBLIC_BASE_URL:
+    CSRF_TRUSTED_ORIGINS = [PUBLIC_BASE_URL]
+SESSION_COOKIE_SECURE = env.get_bool("SESSION_COOKIE_SECURE", HTTPS_ONLY)
+CSRF_COOKIE_SECURE = env.get_bool("CSRF_COOKIE_SECURE", HTTPS_ONLY)
+SECURE_SSL_REDIRECT = env.get_bool("SECURE_SSL_REDIRECT", HTTPS_ONLY)
+# Twilio does not follow redirects: a webhook answered with a redirect is a lost message, and a
+# redirect would not make an http call any safer (its signature is checked against the https URL).
+SECURE_REDIRECT_EXEMPT = [r"^webhooks/"]
+SECURE_HSTS_SECONDS = env.get_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if HTTPS_ONLY else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.get_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", HTTPS_ONLY)
+SECURE_HSTS_PRELOAD = env.get_bool("SECURE_HSTS_PRELOAD", False)
+if not SECURE_HSTS_PRELOAD:
+    # Asking browsers to preload HTTPS for the whole domain is a decision for the domain's owner,
+    # hard to undo; it is opt-in (SECURE_HSTS_PRELOAD=true), so Django's reminder is silenced.
+    SILENCED_SYSTEM_CHECKS = [*globals().get("SILENCED_SYSTEM_CHECKS", []), "security.W021"]
+if HTTPS_ONLY:
+    HTTPS_STARTUP_NOTE = "HTTPS settings on: secure cookies, HSTS, HTTPS redirect (webhooks exempt)" + (
+        f"; TLS recognised from {SECURE_PROXY_SSL_HEADER[0]}"
+        if _proxy_header
+        else "; behind a proxy that terminates TLS, set SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO"
+    )
+else:
+    HTTPS_STARTUP_NOTE = "HTTPS settings off (no secure cookies, HSTS or HTTPS redirect): " + (
+        "DEBUG is on" if DEBUG else f"PUBLIC_BASE_URL is {PUBLIC_BASE_URL or 'unset'}, not https://"
+    )

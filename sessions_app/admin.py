@@ -4,8 +4,9 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from sessions_app.admin_erasure import erase_selected_contacts
 from sessions_app.lifecycle import TransitionRefused, transition_session
-from sessions_app.models import Channel, Contact, Message, Session, SessionStatus, StatusChange
+from sessions_app.models import Channel, Contact, ErasureRecord, Message, Session, SessionStatus, StatusChange
 
 
 @admin.register(Channel)
@@ -22,6 +23,7 @@ class ContactAdmin(admin.ModelAdmin):
     search_fields = ["phone", "display_name", "whatsapp_profile_name", "company", "external_user_id"]
     list_filter = ["created_at"]
     readonly_fields = ["created_at", "updated_at"]
+    actions = [erase_selected_contacts]
 
 
 class MessageInline(admin.TabularInline):
@@ -157,4 +159,19 @@ class StatusChangeAdmin(admin.ModelAdmin):
     readonly_fields = ["session", "from_status", "to_status", "actor", "reason", "created_at"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(ErasureRecord)
+class ErasureRecordAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "actor", "reference", "deleted"]
+    readonly_fields = ["created_at", "actor", "reference", "deleted"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False

@@ -7,4 +7,7 @@ class SessionsAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from config.security import log_https_settings
         from sessions_app import replies  # noqa: F401 - connects the reply scheduler to message_recorded
+
+        log_https_settings()

@@ -14,6 +14,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from sessions_app.fields import EncryptedJSONField
+
 
 class ChannelKind(models.TextChoices):
     SMS = "sms", "SMS"
@@ -193,7 +195,8 @@ class Session(models.Model):
     description = models.TextField(blank=True)
     thumbnail_url = models.CharField(max_length=1000, blank=True)
     status = models.CharField(max_length=16, choices=SessionStatus.choices, default=SessionStatus.ACTIVE)
-    metadata = models.JSONField(default=dict, blank=True)
+    # Encrypted at rest (docs/data-protection.md); nothing may filter on what is inside it.
+    metadata = EncryptedJSONField(default=dict, blank=True)
     mission_id = models.CharField(max_length=128, blank=True)
     message_count = models.PositiveIntegerField(default=0)
     first_message_at = models.DateTimeField(null=True, blank=True)
@@ -296,3 +299,24 @@ class StatusChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.from_status} → {self.to_status}"
+
+
+class ErasureRecord(models.Model):
+    """The audit trail of an erasure: when, who, how many rows of each kind. Never the person's data."""
+
+    actor = models.CharField(max_length=150, help_text='e.g. "staff:alice", "cli:root".')
+    reference = models.CharField(
+        max_length=128,
+        blank=True,
+        help_text="The request's reference (e.g. a ticket number); never the person's name or number.",
+    )
+    deleted = models.JSONField(
+        default=dict, help_text='Rows removed per kind, e.g. {"sessions_app.Message": 12}.'
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Erasure {self.pk} by {self.actor}"

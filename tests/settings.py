@@ -6,6 +6,8 @@ os.environ.setdefault("SECRET_KEY", "test-only-not-a-secret")
 os.environ.setdefault("TWILIO_AUTH_TOKEN", "test-auth-token-not-a-secret")
 os.environ.setdefault("TWILIO_ACCOUNT_SID", "AC00000000000000000000000000000000")
 os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
+# A fixed, test-only Fernet key (tests that rotate keys override the setting).
+os.environ.setdefault("FIELD_ENCRYPTION_KEYS", "dGVzdC1vbmx5LWtleS1ub3QtYS1zZWNyZXQtMDAwMDA=")
 
 from config.settings import *  # noqa: F403
 

@@ -39,7 +39,8 @@ def twilio_webhook(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespo
         try:
             return view(request)
         except BadWebhook as exc:
-            log.info("Rejected %s: %s", request.path, exc)
+            # The field's name only: the problem text may quote the rejected value (a number).
+            log.info("Rejected %s: bad %s field", request.path, exc.field)
             return HttpResponse(f"{exc}\n", status=400, content_type="text/plain")
         except (OperationalError, InterfaceError):
             # The transaction rolled back as a whole; Twilio may retry and nothing is half-written.
