@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
+    "channels",
     "sessions_app",
     "webhooks",
 ]
@@ -185,3 +186,17 @@ LOGGING = {
         "config": {"level": LOG_LEVEL},
     },
 }
+
+# --- Real-time (Django Channels) ------------------------------------------------------------------
+# With Redis, sockets in every process share Redis pub/sub. Without it (embedded default), group
+# messages go through a table every process tails, so a reply produced in the worker process still
+# reaches a socket held by the web process (see docs/realtime.md).
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "sessions_app.realtime.layers.DatabaseRelayChannelLayer"}}

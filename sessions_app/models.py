@@ -296,3 +296,15 @@ class StatusChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.from_status} → {self.to_status}"
+
+
+class RelayEvent(models.Model):
+    """A socket broadcast on the embedded default (no Redis): written by whichever process produced
+    it, read by every process that holds sockets (see `realtime/layers.py`). Kept about a minute."""
+
+    group = models.CharField(max_length=100)
+    payload = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    def __str__(self) -> str:
+        return f"relay {self.pk} to {self.group}"
