@@ -76,6 +76,9 @@ class Channel(models.Model):
         help_text="The Twilio number traffic is sent To, in E.164; empty for web and API channels.",
     )
     name = models.CharField(max_length=100, blank=True)
+    business_id = models.CharField(
+        max_length=128, blank=True, help_text="The business this number serves; its sessions carry it."
+    )
     reuse_window = models.PositiveIntegerField(
         null=True,
         blank=True,

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from sessions_app.models import Direction, Message, Role, Session
@@ -93,9 +94,30 @@ def publish(session: Session, event: str, payload: dict[str, Any]) -> None:
         await asyncio.gather(*(layer.group_send(group, message) for group, message in messages))
 
     try:
-        async_to_sync(send_all)()
+        asyncio.run_coroutine_threadsafe(send_all(), _publisher_loop()).result(timeout=PUBLISH_TIMEOUT)
     except Exception:
         log.exception("Could not broadcast %s for session %s", event, session.pk)
+
+
+PUBLISH_TIMEOUT = 5.0
+_loop_lock = threading.Lock()
+_loop: tuple[int, asyncio.AbstractEventLoop] | None = None
+
+
+def _publisher_loop() -> asyncio.AbstractEventLoop:
+    """One long-lived event loop per process for publishing from synchronous code.
+
+    `async_to_sync` would start a new loop per call outside an ASGI server (a gunicorn worker, a
+    Celery task), and the Redis layer keeps its connections per loop: a new connection per message.
+    Keyed by pid, so a process forked after the loop started makes its own.
+    """
+    global _loop
+    with _loop_lock:
+        if _loop is None or _loop[0] != os.getpid():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="realtime-publisher", daemon=True).start()
+            _loop = (os.getpid(), loop)
+        return _loop[1]
 
 
 def publish_chunk(session: Session, response_id: str, index: int, text: str) -> None:

@@ -40,7 +40,12 @@ class PhoenixSocketConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         params = parse_qs(self.scope.get("query_string", b"").decode())
         token = (params.get("token") or [""])[0]
-        principal = await database_sync_to_async(principal_for_token)(token) if token else None
+        try:
+            principal = await database_sync_to_async(principal_for_token)(token) if token else None
+        except Exception:  # e.g. the database is unreachable: refuse, the client retries
+            log.exception("Socket refused: could not check its token")
+            await self.close(code=1011)
+            return
         if principal is None and self._same_origin():
             # A login cookie is ambient: only a page of our own may use it (no cross-site hijacking).
             principal = principal_for_user(self.scope.get("user"))

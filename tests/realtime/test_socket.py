@@ -294,3 +294,23 @@ def test_an_agent_action_asking_the_front_end_to_act_is_an_ai_function_call():
         await socket.close()
 
     run(scenario())
+
+
+def test_an_sms_to_a_business_number_reaches_that_business_topic():
+    from sessions_app.models import Channel
+
+    Channel.objects.create(kind="sms", address="+15005550006", business_id="B7")
+    staff = UserFactory(is_staff=True)
+
+    async def scenario() -> None:
+        socket = Socket(token_for(staff))
+        assert await socket.connect()
+        await socket.reply_to(await socket.push("messages:B7", "phx_join", {}))
+        await sync_to_async(send_sms)(Client(), "+15551234567", "Hello business seven")
+        received = (await socket.events(1))[0]
+        assert received[2:4] == ["messages:B7", "message_received"]
+        assert received[4]["businessId"] == "B7"
+        await socket.close()
+
+    run(scenario())
+    assert Session.objects.get().business_id == "B7"
