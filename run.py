@@ -67,7 +67,17 @@ def serve(args: list[str]) -> int:
     manage("migrate", "--noinput", env=env)
     manage("collectstatic", "--noinput", "-v0", env=env)
     commands = {
-        "web": [str(PYTHON), "-m", "uvicorn", "config.asgi:application", "--host", host, "--port", port],
+        "web": [
+            str(PYTHON),
+            "-m",
+            "uvicorn",
+            "config.asgi:application",
+            "--host",
+            host,
+            "--port",
+            port,
+            "--no-access-log",
+        ],  # access lines would carry socket tokens from the query string
     }
     say(f"serving on http://{host}:{port}/ (staff login: python3 run.py manage createsuperuser)")
     processes = {name: subprocess.Popen(command, cwd=ROOT, env=env) for name, command in commands.items()}

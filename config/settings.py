@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
+    "channels",
     "sessions_app",
     "webhooks",
 ]
@@ -257,3 +258,17 @@ else:
     HTTPS_STARTUP_NOTE = "HTTPS settings off (no secure cookies, HSTS or HTTPS redirect): " + (
         "DEBUG is on" if DEBUG else f"PUBLIC_BASE_URL is {PUBLIC_BASE_URL or 'unset'}, not https://"
     )
+
+# --- Real-time (Django Channels) ------------------------------------------------------------------
+# With Redis, sockets in every process share Redis pub/sub. Without it (embedded default), group
+# messages go through a table every process tails, so a reply produced in the worker process still
+# reaches a socket held by the web process (see docs/realtime.md).
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "sessions_app.realtime.layers.DatabaseRelayChannelLayer"}}

@@ -11,7 +11,16 @@ from sessions_app.models import Channel, Contact, ErasureRecord, Message, Sessio
 
 @admin.register(Channel)
 class ChannelAdmin(admin.ModelAdmin):
-    list_display = ["kind", "address", "name", "reuse_window", "abandon_after", "archive_after", "is_active"]
+    list_display = [
+        "kind",
+        "address",
+        "name",
+        "business_id",
+        "reuse_window",
+        "abandon_after",
+        "archive_after",
+        "is_active",
+    ]
     list_editable = ["reuse_window", "is_active"]
     list_filter = ["kind", "is_active"]
     search_fields = ["address", "name"]

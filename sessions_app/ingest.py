@@ -204,6 +204,8 @@ def record_inbound_message(
 
 def _open_session(channel: Channel, contact: Contact, now: datetime, defaults: Mapping[str, Any]) -> Session:
     fields = dict(defaults)
+    if channel.business_id:
+        fields.setdefault("business_id", channel.business_id)
     metadata = dict(fields.pop("metadata", {}) or {})
     if contact.phone:
         metadata.setdefault("fromNumber", contact.phone)

@@ -78,6 +78,9 @@ class Channel(models.Model):
         help_text="The Twilio number traffic is sent To, in E.164; empty for web and API channels.",
     )
     name = models.CharField(max_length=100, blank=True)
+    business_id = models.CharField(
+        max_length=128, blank=True, help_text="The business this number serves; its sessions carry it."
+    )
     reuse_window = models.PositiveIntegerField(
         null=True,
         blank=True,
@@ -320,3 +323,18 @@ class ErasureRecord(models.Model):
 
     def __str__(self) -> str:
         return f"Erasure {self.pk} by {self.actor}"
+
+
+class RelayEvent(models.Model):
+    """A socket broadcast on the embedded default (no Redis): written by whichever process produced
+    it, read by every process that holds sockets (see `realtime/layers.py`). Kept about a minute."""
+
+    group = models.CharField(max_length=100)
+    payload = models.JSONField()
+    # Deleting a session (erasure, purge) takes its in-flight events with it; "+": not part of
+    # what a session owns (exports skip it).
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    def __str__(self) -> str:
+        return f"relay {self.pk} to {self.group}"

@@ -15,7 +15,6 @@ from django.db import transaction
 from django.utils import timezone
 
 from sessions_app.agents import get_backend
-from sessions_app.events import message_recorded
 from sessions_app.models import Message, ReplyState, Role
 from sessions_app.outbound import record_outbound_message
 
@@ -71,9 +70,6 @@ def wait_for_reply(inbound_id: int, timeout: float) -> Message | None:
         time.sleep(0.05)
 
 
-def _on_message_recorded(sender: Any, message_id: int, reply_owed: bool, **kwargs: Any) -> None:
+def on_message_recorded(sender: Any, message_id: int, reply_owed: bool, **kwargs: Any) -> None:
     if reply_owed:
         schedule_reply(message_id)
-
-
-message_recorded.connect(_on_message_recorded, dispatch_uid="replies.schedule_owed_reply")

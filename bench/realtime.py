@@ -1,0 +1,266 @@
+"""Real-time benchmark: sockets joined to business topics, inbound SMS webhooks, delivery latency.
+
+    .venv/bin/python bench/realtime.py [--sockets 1000] [--topics 100] [--seconds 20]
+
+Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust) and Redis on 127.0.0.1:6379. It creates its
+own database (`bench_realtime`), serves the product with uvicorn (one process) on PostgreSQL and Redis,
+opens the sockets (Phoenix protocol, one `messages:{business}` topic each, spread evenly), then posts one
+signed SMS webhook a second per topic (to gunicorn workers by default, as in production)
+to numbers that belong to those businesses, and measures the time
+from sending each webhook to its `message_received` event at every subscriber. Prints p50/p95/p99
+latency, lost events, and memory per idle socket (server RSS growth / sockets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import http.client
+import json
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psycopg
+import websockets
+from twilio.request_validator import RequestValidator
+
+ROOT = Path(__file__).resolve().parent.parent
+DB = "bench_realtime"
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def prepare(env: dict[str, str], topics: int) -> str:
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {DB}")
+    python = sys.executable
+    subprocess.run([python, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    script = (
+        "from django.contrib.auth import get_user_model\n"
+        "from rest_framework_simplejwt.tokens import AccessToken\n"
+        "from sessions_app.models import Channel\n"
+        f"for i in range({topics}):\n"
+        "    Channel.objects.create(kind='sms', address=f'+1500555{i:04d}', business_id=f'B{i:04d}')\n"
+        "user = get_user_model().objects.create(username='bench-staff', is_staff=True)\n"
+        "print(AccessToken.for_user(user))\n"
+    )
+    out = subprocess.run(
+        [python, "manage.py", "shell", "-c", script],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+class Poster:
+    """Signed SMS webhooks over keep-alive connections, one per thread."""
+
+    def __init__(self, port: int, token: str) -> None:
+        self.port = port
+        self.validator = RequestValidator(token)
+        self.local = threading.local()
+        self.errors = 0
+
+    def post(self, topic: int, body: str) -> float:
+        path = "/webhooks/twilio/sms/"
+        params = {
+            "MessageSid": "SM" + secrets.token_hex(16),
+            "AccountSid": "AC" + "0" * 32,
+            "From": f"+1555{topic:07d}",
+            "To": f"+1500555{topic:04d}",
+            "Body": body,
+            "NumMedia": "0",
+        }
+        signature = self.validator.compute_signature(f"http://127.0.0.1:{self.port}{path}", params)
+        if not hasattr(self.local, "conn"):
+            self.local.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        sent = time.perf_counter()
+        try:
+            self.local.conn.request(
+                "POST",
+                path,
+                urllib.parse.urlencode(params),
+                {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature},
+            )
+            response = self.local.conn.getresponse()
+            response.read()
+            if response.status != 200:
+                self.errors += 1
+        except OSError:
+            self.errors += 1
+            self.local.conn.close()
+            del self.local.conn
+        return sent
+
+
+async def run(args: argparse.Namespace) -> None:
+    port = args.port
+    auth_token = secrets.token_urlsafe(24)
+    env = dict(os.environ)
+    env.update(
+        {
+            "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}",
+            "REDIS_URL": args.redis_url,
+            "DEBUG": "false",
+            "SECRET_KEY": secrets.token_urlsafe(50),
+            "ALLOWED_HOSTS": "127.0.0.1",
+            "TWILIO_AUTH_TOKEN": auth_token,
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+            "LOG_LEVEL": "WARNING",
+        }
+    )
+    jwt = prepare(env, args.topics)
+    uvicorn = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1"]
+    server = subprocess.Popen(
+        [*uvicorn, "--port", str(port), "--log-level", "warning", "--no-access-log"], cwd=ROOT, env=env
+    )
+    # Production layout: HTTP (the webhooks) on gunicorn workers, sockets on the ASGI server; the
+    # Redis channel layer carries each broadcast from the former to the latter.
+    webhook_port = port
+    web = None
+    if args.webhooks == "gunicorn":
+        webhook_port = port + 1
+        gunicorn = [sys.executable, "-m", "gunicorn", "config.wsgi:application", "-w", str(args.workers)]
+        web = subprocess.Popen(
+            [*gunicorn, "-b", f"127.0.0.1:{webhook_port}", "--log-level", "warning"],
+            cwd=ROOT,
+            env={**env, "PUBLIC_BASE_URL": f"http://127.0.0.1:{webhook_port}"},
+        )
+    try:
+        for check_port in {port, webhook_port}:
+            for _ in range(100):
+                try:
+                    conn = http.client.HTTPConnection("127.0.0.1", check_port, timeout=1)
+                    conn.request("GET", "/healthz")
+                    if conn.getresponse().status == 200:
+                        break
+                except OSError:
+                    await asyncio.sleep(0.1)
+        time.sleep(0.5)
+        idle_before = rss_kb(server.pid)
+
+        received: dict[str, list[float]] = {}
+        sent_at: dict[str, float] = {}
+
+        async def subscriber(index: int, ready: asyncio.Event, joined: list[int]) -> None:
+            topic = f"messages:B{index % args.topics:04d}"
+            url = f"ws://127.0.0.1:{port}/socket/websocket?vsn=2.0.0&token={jwt}"
+            async with websockets.connect(url, max_queue=None, ping_interval=None) as ws:
+                await ws.send(json.dumps(["1", "1", topic, "phx_join", {}]))
+                async for raw in ws:
+                    now = time.perf_counter()
+                    frame = json.loads(raw)
+                    if frame[3] == "phx_reply" and frame[1] == "1":
+                        joined.append(index)
+                        if len(joined) == args.sockets:
+                            ready.set()
+                    elif frame[3] == "message_received":
+                        received.setdefault(frame[4]["content"], []).append(now)
+
+        ready = asyncio.Event()
+        joined: list[int] = []
+        tasks = []
+        for index in range(args.sockets):
+            tasks.append(asyncio.create_task(subscriber(index, ready, joined)))
+            if index % 100 == 99:
+                await asyncio.sleep(0.05)
+        await asyncio.wait_for(ready.wait(), timeout=120)
+        await asyncio.sleep(1)
+        idle_after = rss_kb(server.pid)
+
+        poster = Poster(webhook_port, auth_token)
+        loop = asyncio.get_running_loop()
+        pool = ThreadPoolExecutor(max_workers=args.clients)
+        subscribers_per_topic = args.sockets / args.topics
+        started = time.perf_counter()
+        pending = []
+        for second in range(args.seconds):
+            tick = started + second
+            for topic in range(args.topics):
+                at = tick + topic / args.topics
+                delay = at - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                body = f"bench-{topic}-{second}"
+
+                def send(topic: int = topic, body: str = body) -> None:
+                    sent_at[body] = poster.post(topic, body)
+
+                pending.append(loop.run_in_executor(pool, send))
+        await asyncio.gather(*pending)
+        await asyncio.sleep(2)
+        for task in tasks:
+            task.cancel()
+
+        latencies = []
+        for body, times in received.items():
+            if body in sent_at:
+                latencies.extend((t - sent_at[body]) * 1000 for t in times)
+        expected = int(len(sent_at) * subscribers_per_topic)
+        print(
+            f"sockets: {args.sockets} on {args.topics} topics; webhooks: {len(sent_at)} "
+            f"({args.topics}/s for {args.seconds}s), webhook errors: {poster.errors}"
+        )
+        print(f"events expected: {expected}, received: {len(latencies)}, lost: {expected - len(latencies)}")
+        if latencies:
+            print(
+                f"latency webhook sent -> event at subscriber: p50 {statistics.median(latencies):.1f} ms, "
+                f"p95 {percentile(latencies, 95):.1f} ms, p99 {percentile(latencies, 99):.1f} ms, "
+                f"max {max(latencies):.1f} ms"
+            )
+        per_socket = (idle_after - idle_before) / args.sockets
+        print(
+            f"server RSS: {idle_before / 1024:.1f} MB idle, {idle_after / 1024:.1f} MB with sockets; "
+            f"about {per_socket:.1f} KB per idle socket"
+        )
+    finally:
+        for process in (server, web):
+            if process is not None:
+                process.terminate()
+                process.wait(timeout=10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sockets", type=int, default=1000)
+    parser.add_argument("--topics", type=int, default=100)
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--clients", type=int, default=16, help="concurrent webhook senders")
+    parser.add_argument("--port", type=int, default=18650)
+    parser.add_argument(
+        "--webhooks",
+        choices=["gunicorn", "uvicorn"],
+        default="gunicorn",
+        help="which server takes the webhooks (sockets are always on uvicorn)",
+    )
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/9")
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

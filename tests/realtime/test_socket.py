@@ -1,0 +1,316 @@
+"""The Phoenix-protocol socket, through Channels' own WebsocketCommunicator on the real ASGI app."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+from rest_framework_simplejwt.tokens import AccessToken
+
+from config.asgi import application
+from sessions_app.models import Message, Session
+from tests.factories import UserFactory
+from tests.twilio_helpers import send_sms
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def token_for(user: Any) -> str:
+    return str(AccessToken.for_user(user))
+
+
+class Socket:
+    def __init__(self, token: str | None) -> None:
+        path = "/socket/websocket?vsn=2.0.0" + (f"&token={token}" if token else "")
+        self.communicator = WebsocketCommunicator(application, path)
+        self.ref = 0
+
+    async def connect(self) -> bool:
+        connected, _ = await self.communicator.connect()
+        return connected
+
+    async def push(self, topic: str, event: str, payload: Any, join_ref: str | None = "1") -> str:
+        self.ref += 1
+        ref = str(self.ref)
+        await self.communicator.send_to(text_data=json.dumps([join_ref, ref, topic, event, payload]))
+        return ref
+
+    async def raw(self, text: str) -> None:
+        await self.communicator.send_to(text_data=text)
+
+    async def receive(self, timeout: float = 5) -> list[Any]:
+        return json.loads(await self.communicator.receive_from(timeout=timeout))
+
+    async def reply_to(self, ref: str, timeout: float = 5) -> dict[str, Any]:
+        while True:
+            frame = await self.receive(timeout)
+            if frame[3] == "phx_reply" and frame[1] == ref:
+                return frame[4]
+
+    async def events(self, count: int, timeout: float = 5) -> list[list[Any]]:
+        found = []
+        while len(found) < count:
+            frame = await self.receive(timeout)
+            if frame[3] != "phx_reply":
+                found.append(frame)
+        return found
+
+    async def nothing_more(self) -> bool:
+        return await self.communicator.receive_nothing(timeout=0.5)
+
+    async def close(self) -> None:
+        await self.communicator.disconnect()
+
+
+@pytest.fixture(autouse=True)
+def clean_layer():
+    yield
+    async_to_sync(get_channel_layer().flush)()
+
+
+def run(coro: Any) -> Any:
+    return async_to_sync(lambda: coro)()
+
+
+def test_it_refuses_a_socket_without_a_token():
+    async def scenario() -> None:
+        socket = Socket(None)
+        assert not await socket.connect()
+
+    run(scenario())
+
+
+def test_it_refuses_a_bad_token():
+    async def scenario() -> None:
+        socket = Socket("not-a-token")
+        assert not await socket.connect()
+
+    run(scenario())
+
+
+def test_it_answers_heartbeats():
+    staff = UserFactory(is_staff=True)
+
+    async def scenario() -> None:
+        socket = Socket(token_for(staff))
+        assert await socket.connect()
+        ref = await socket.push("phoenix", "heartbeat", {}, join_ref=None)
+        assert await socket.reply_to(ref) == {"status": "ok", "response": {}}
+        await socket.close()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [
+        ("not json", "bad frame: not JSON"),
+        ('{"topic": "x"}', "bad frame: a frame is a JSON array"),
+        ('["1", "2", "messages:B1", "phx_join", "payload"]', "bad frame: payload must be a JSON object"),
+        ('["1", "2", "", "phx_join", {}]', "bad frame: topic must be a non-empty string"),
+    ],
+)
+def test_bad_frames_get_an_error_reply_and_the_socket_stays_open(frame, reason):
+    staff = UserFactory(is_staff=True)
+
+    async def scenario() -> None:
+        socket = Socket(token_for(staff))
+        assert await socket.connect()
+        await socket.raw(frame)
+        reply = await socket.receive()
+        assert reply[3] == "phx_reply"
+        assert reply[4]["status"] == "error"
+        assert reply[4]["response"]["reason"].startswith(reason)
+        ref = await socket.push("phoenix", "heartbeat", {}, join_ref=None)
+        assert (await socket.reply_to(ref))["status"] == "ok"
+        await socket.close()
+
+    run(scenario())
+
+
+def test_unknown_topics_and_unjoined_pushes_are_refused():
+    staff = UserFactory(is_staff=True)
+
+    async def scenario() -> None:
+        socket = Socket(token_for(staff))
+        assert await socket.connect()
+        ref = await socket.push("rooms:lobby", "phx_join", {})
+        assert await socket.reply_to(ref) == {"status": "error", "response": {"reason": "unmatched topic"}}
+        ref = await socket.push("messages:B1", "new_message", {"userId": "u", "message": "hi"})
+        assert await socket.reply_to(ref) == {"status": "error", "response": {"reason": "unmatched topic"}}
+        await socket.close()
+
+    run(scenario())
+
+
+def test_a_pushed_message_is_stored_and_the_reply_streams_back_on_the_topic():
+    staff = UserFactory(is_staff=True)
+
+    async def scenario() -> None:
+        socket = Socket(token_for(staff))
+        assert await socket.connect()
+        ref = await socket.push("messages:B0100001", "phx_join", {"userId": "user_123"})
+        assert (await socket.reply_to(ref))["status"] == "ok"
+        ref = await socket.push(
+            "messages:B0100001",
+            "new_message",
+            {
+                "businessId": "B0100001",
+                "userId": "user_123",
+                "message": "Bună ziua!",
+                "timestamp": "2025-10-12T10:00:00Z",
+            },
+        )
+        reply = await socket.reply_to(ref)
+        assert reply["status"] == "ok"
+        session_id = reply["response"]["sessionId"]
+        received, chunk, final = await socket.events(3)
+        assert received[3] == "message_received" and received[4]["content"] == "Bună ziua!"
+        assert received[4]["type"] == "user"
+        assert chunk[3] == "new_message" and chunk[4]["streaming"]["isChunk"] is True
+        assert final[3] == "new_message" and "streaming" not in final[4]
+        assert final[4]["sessionId"] == session_id
+        assert final[4]["message"] == chunk[4]["message"]
+        assert final[4]["responseId"].startswith("resp_")
+        assert final[4]["actions"] == []
+        await socket.close()
+        return session_id
+
+    session_id = run(scenario())
+    session = Session.objects.get(pk=session_id)
+    assert session.business_id == "B0100001"
+    assert list(session.messages.values_list("role", flat=True)) == ["contact", "agent"]
+    assert Message.objects.filter(role="agent").count() == 1
+
+
+def test_invalid_message_payloads_are_refused_naming_the_fields():
+    staff = UserFactory(is_staff=True)
+
+    async def scenario() -> None:
+        socket = Socket(token_for(staff))
+        assert await socket.connect()
+        await socket.reply_to(await socket.push("messages:B1", "phx_join", {}))
+        ref = await socket.push(
+            "messages:B1", "new_message", {"businessId": "B2", "message": "", "sessionId": "x"}
+        )
+        reply = await socket.reply_to(ref)
+        assert reply["status"] == "error"
+        assert set(reply["response"]["fields"]) == {"businessId", "message", "userId", "sessionId"}
+        await socket.close()
+
+    run(scenario())
+    assert not Message.objects.exists()
+
+
+def test_an_sms_reaches_the_staff_topic():
+    staff = UserFactory(is_staff=True)
+
+    async def scenario() -> None:
+        socket = Socket(token_for(staff))
+        assert await socket.connect()
+        assert (await socket.reply_to(await socket.push("staff:sessions", "phx_join", {})))["status"] == "ok"
+        response = await sync_to_async(send_sms)(Client(), "+15551234567", "Hello from SMS")
+        assert response.status_code == 200
+        received = (await socket.events(1))[0]
+        assert received[2] == "staff:sessions"
+        assert received[3] == "message_received"
+        assert received[4]["content"] == "Hello from SMS"
+        assert received[4]["channel"] == "sms"
+        await socket.close()
+
+    run(scenario())
+
+
+def test_an_end_user_sees_only_their_own_sessions_on_a_business_topic():
+    alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
+
+    async def scenario() -> None:
+        a, b = Socket(token_for(alice)), Socket(token_for(bob))
+        assert await a.connect() and await b.connect()
+        for socket in (a, b):
+            assert (await socket.reply_to(await socket.push("messages:B1", "phx_join", {})))["status"] == "ok"
+        ref = await a.push("messages:B1", "new_message", {"userId": "alice", "message": "private words"})
+        session_id = (await a.reply_to(ref))["response"]["sessionId"]
+        assert len(await a.events(3)) == 3
+        assert await b.nothing_more()
+        # Nor can bob subscribe to alice's session, and non-staff never get the staff topic.
+        assert (await b.reply_to(await b.push(f"session:{session_id}", "phx_join", {})))["status"] == "error"
+        assert (await b.reply_to(await b.push("staff:sessions", "phx_join", {})))["status"] == "error"
+        assert (await a.reply_to(await a.push(f"session:{session_id}", "phx_join", {})))["status"] == "ok"
+        await a.close()
+        await b.close()
+
+    run(scenario())
+    assert Session.objects.get().owner == alice
+
+
+def test_leaving_a_topic_closes_it_and_stops_its_events():
+    staff = UserFactory(is_staff=True)
+
+    async def scenario() -> None:
+        socket = Socket(token_for(staff))
+        assert await socket.connect()
+        await socket.reply_to(await socket.push("staff:sessions", "phx_join", {}, join_ref="7"))
+        ref = await socket.push("staff:sessions", "phx_leave", {}, join_ref="7")
+        assert (await socket.reply_to(ref))["status"] == "ok"
+        close = await socket.receive()
+        assert close[2:4] == ["staff:sessions", "phx_close"]
+        await sync_to_async(send_sms)(Client(), "+15551234567", "nobody listens")
+        assert await socket.nothing_more()
+        await socket.close()
+
+    run(scenario())
+
+
+def test_an_agent_action_asking_the_front_end_to_act_is_an_ai_function_call():
+    from sessions_app.models import Role
+    from sessions_app.outbound import record_outbound_message
+    from tests.factories import SessionFactory
+
+    staff = UserFactory(is_staff=True)
+    session = SessionFactory(business_id="B1")
+    action = {"type": "function_call", "name": "show_booking_form", "arguments": {"service": "cleaning"}}
+
+    async def scenario() -> None:
+        socket = Socket(token_for(staff))
+        assert await socket.connect()
+        await socket.reply_to(await socket.push("messages:B1", "phx_join", {}))
+        await sync_to_async(record_outbound_message)(
+            session,
+            "Let me open the booking form.",
+            role=Role.AGENT,
+            metadata={"source": "test", "responseId": "resp_1", "actions": [action]},
+        )
+        chunk, final, call = await socket.events(3)
+        assert chunk[4]["streaming"]["isChunk"] and final[3] == "new_message"
+        assert final[4]["actions"] == [action]
+        assert call[3] == "ai_function_call"
+        assert call[4]["functionData"] == action
+        await socket.close()
+
+    run(scenario())
+
+
+def test_an_sms_to_a_business_number_reaches_that_business_topic():
+    from sessions_app.models import Channel
+
+    Channel.objects.create(kind="sms", address="+15005550006", business_id="B7")
+    staff = UserFactory(is_staff=True)
+
+    async def scenario() -> None:
+        socket = Socket(token_for(staff))
+        assert await socket.connect()
+        await socket.reply_to(await socket.push("messages:B7", "phx_join", {}))
+        await sync_to_async(send_sms)(Client(), "+15551234567", "Hello business seven")
+        received = (await socket.events(1))[0]
+        assert received[2:4] == ["messages:B7", "message_received"]
+        assert received[4]["businessId"] == "B7"
+        await socket.close()
+
+    run(scenario())
+    assert Session.objects.get().business_id == "B7"
