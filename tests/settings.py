@@ -2,7 +2,7 @@
 
 import os
 
-os.environ.setdefault("SECRET_KEY", "test-only-not-a-secret")
+os.environ.setdefault("SECRET_KEY", "test-only-not-a-secret-long-enough-for-hmac-sha256")
 os.environ.setdefault("TWILIO_AUTH_TOKEN", "test-auth-token-not-a-secret")
 os.environ.setdefault("TWILIO_ACCOUNT_SID", "AC00000000000000000000000000000000")
 os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")

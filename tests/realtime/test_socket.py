@@ -74,7 +74,10 @@ def clean_layer():
 
 
 def run(coro: Any) -> Any:
-    return async_to_sync(lambda: coro)()
+    async def awaited() -> Any:
+        return await coro
+
+    return async_to_sync(awaited)()
 
 
 def test_it_refuses_a_socket_without_a_token():
