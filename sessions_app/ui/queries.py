@@ -2,8 +2,8 @@
 
 Everything here must stay cheap with a million sessions (see docs/ui-sessions-list.md):
 - pages are keyset pages on (sort column, id) walking an index, never OFFSET and never a full COUNT;
-- tab counts are one grouped query on the indexed `channel_kind` column, cached for a short while;
-- the chart is one grouped query over the last 30 days, cached for a minute.
+- tab counts are small capped counts (at most 10,001 index entries each), cached for seconds;
+- the chart counts past days once a day and only today again every minute.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.core.cache import cache
+from django.db import connection
 from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.http import QueryDict
@@ -27,6 +28,7 @@ from sessions_app.session_search import search_sessions
 
 PAGE_SIZE = 50
 COUNTS_TTL = 10  # seconds; tab counts may lag new sessions by this much
+COUNT_CAP = 10_000
 CHART_TTL = 60
 CHART_DAYS = 30
 # Overlap for "what changed since": a row whose timestamp was taken just before a poll but which
@@ -225,23 +227,37 @@ def _cache_key(prefix: str, *parts: object) -> str:
 def tab_counts(filters: ListFilters) -> dict[str, int]:
     """Sessions per tab under the status, business and date filters (not the search; see the docs page).
 
-    One grouped query on `channel_kind`, cached for COUNTS_TTL seconds.
+    Counts stop at COUNT_CAP + 1 (shown as "10,000+"), so they cost a bounded number of index entries
+    however large the table grows; exact numbers past that help nobody pick a tab. First one grouped
+    pass over at most COUNT_CAP + 1 matching rows: when fewer match, it is exact for every tab. Only
+    when more match does each tab get its own capped count (then matches are dense and each stops
+    early). Cached for COUNTS_TTL seconds.
     """
     key = _cache_key("counts", filters.statuses, filters.business, filters.date_from, filters.date_to)
     cached: dict[str, int] | None = cache.get(key)
     if cached is not None:
         return cached
-    per_kind = dict(
-        _filtered(filters, channel=False, search=False)
-        .order_by()
-        .values_list("channel_kind")
-        .annotate(n=Count("pk"))
-        .values_list("channel_kind", "n")
-    )
+    base = _filtered(filters, channel=False, search=False).order_by()
+    sample_sql, params = base.values("channel_kind")[: COUNT_CAP + 1].query.sql_with_params()
+    with connection.cursor() as cursor:
+        # The ORM cannot group over a LIMITed subquery; the subquery itself is the ORM's own SQL.
+        cursor.execute(
+            f"SELECT sample.channel_kind, COUNT(*) FROM ({sample_sql}) sample GROUP BY sample.channel_kind",  # noqa: S608
+            params,
+        )
+        per_kind: dict[str, int] = dict(cursor.fetchall())
     counts = {tab.key: sum(per_kind.get(kind, 0) for kind in tab.kinds) for tab in TABS if tab.key}
     counts[""] = sum(per_kind.values())
+    if counts[""] > COUNT_CAP:
+        for tab in TABS[1:]:
+            qs = base.filter(channel_kind__in=tab.kinds)
+            counts[tab.key] = qs.values("pk")[: COUNT_CAP + 1].count()
     cache.set(key, counts, COUNTS_TTL)
     return counts
+
+
+def count_label(n: int) -> str:
+    return f"{COUNT_CAP:,}+" if n > COUNT_CAP else f"{n:,}"
 
 
 @dataclass
@@ -254,26 +270,40 @@ class ChartDay:
         return sum(self.counts.values())
 
 
-def daily_counts(days: int = CHART_DAYS) -> list[ChartDay]:
-    """Sessions started per day per chart series over the last `days` days (today included), oldest first."""
-    today = timezone.localdate()
-    key = _cache_key("chart", today, days)
-    cached: list[ChartDay] | None = cache.get(key)
-    if cached is not None:
-        return cached
-    first = today - timedelta(days=days - 1)
+def _per_day(start: date, end: date) -> dict[date, dict[str, int]]:
+    """Sessions started per day per chart series for the days in [start, end)."""
     rows = (
-        Session.objects.filter(created_at__gte=_start_of(first))
+        Session.objects.filter(created_at__gte=_start_of(start), created_at__lt=_start_of(end))
         .annotate(day=TruncDate("created_at", tzinfo=timezone.get_current_timezone()))
         .order_by()
         .values_list("day", "channel_kind")
         .annotate(n=Count("pk"))
     )
     series_of = {kind: key for key, _label, kinds in SERIES for kind in kinds}
-    by_day = {first + timedelta(days=i): dict.fromkeys(series_of.values(), 0) for i in range(days)}
+    days = (end - start).days
+    by_day = {start + timedelta(days=i): {key: 0 for key, _label, _kinds in SERIES} for i in range(days)}
     for day, kind, n in rows:
         if day in by_day and kind in series_of:
             by_day[day][series_of[kind]] += n
-    result = [ChartDay(day, counts) for day, counts in by_day.items()]
-    cache.set(key, result, CHART_TTL)
-    return result
+    return by_day
+
+
+def daily_counts(days: int = CHART_DAYS) -> list[ChartDay]:
+    """Sessions started per day per chart series over the last `days` days (today included), oldest first.
+
+    Past days no longer change (a session's creation time is fixed), so they are counted once a day;
+    only today is counted again, for CHART_TTL seconds at a time, over an index range of one day.
+    """
+    today = timezone.localdate()
+    first = today - timedelta(days=days - 1)
+    past_key = _cache_key("chart-past", first, today)
+    past: dict[date, dict[str, int]] | None = cache.get(past_key)
+    if past is None:
+        past = _per_day(first, today)
+        cache.set(past_key, past, 24 * 3600)
+    today_key = _cache_key("chart-today", today)
+    current: dict[date, dict[str, int]] | None = cache.get(today_key)
+    if current is None:
+        current = _per_day(today, today + timedelta(days=1))
+        cache.set(today_key, current, CHART_TTL)
+    return [ChartDay(day, counts) for day, counts in {**past, **current}.items()]

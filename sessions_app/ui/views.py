@@ -86,7 +86,7 @@ def session_list(request: HttpRequest) -> HttpResponse:
         {
             "key": tab.key,
             "label": tab.label,
-            "count": counts.get(tab.key, 0),
+            "count": queries.count_label(counts.get(tab.key, 0)),
             "url": filters.url(channel=tab.key),
             "current": tab.key == filters.channel,
         }
@@ -133,7 +133,8 @@ def session_list_updates(request: HttpRequest) -> HttpResponse:
         }
         for session in changed
     ]
-    return JsonResponse({"now": now.isoformat(), "rows": rows, "counts": queries.tab_counts(filters)})
+    counts = {key: queries.count_label(n) for key, n in queries.tab_counts(filters).items()}
+    return JsonResponse({"now": now.isoformat(), "rows": rows, "counts": counts})
 
 
 # --- One session ------------------------------------------------------------------------------------

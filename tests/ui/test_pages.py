@@ -90,7 +90,7 @@ def test_tabs_filter_by_channel_and_web_tab_holds_web_and_api(staff_client):
     response = staff_client.get(LIST)
     assert len(page_ids(response)) == 5
     counts = {tab["key"]: tab["count"] for tab in response.context["tabs"]}
-    assert counts == {"": 5, "sms": 1, "whatsapp": 1, "voice": 1, "web": 2}
+    assert counts == {"": "5", "sms": "1", "whatsapp": "1", "voice": "1", "web": "2"}
 
 
 def test_tab_counts_follow_the_status_filter(staff_client):
@@ -98,7 +98,16 @@ def test_tab_counts_follow_the_status_filter(staff_client):
     session_of(ChannelKind.SMS, status=SessionStatus.CLOSED)
     response = staff_client.get(LIST, {"status": "closed"})
     counts = {tab["key"]: tab["count"] for tab in response.context["tabs"]}
-    assert counts["sms"] == 1 and counts[""] == 1
+    assert counts["sms"] == "1" and counts[""] == "1"
+
+
+def test_tab_counts_stop_at_the_cap(staff_client, monkeypatch):
+    monkeypatch.setattr("sessions_app.ui.queries.COUNT_CAP", 2)
+    for _ in range(3):
+        session_of(ChannelKind.SMS)
+    session_of(ChannelKind.VOICE)
+    counts = {tab["key"]: tab["count"] for tab in staff_client.get(LIST).context["tabs"]}
+    assert counts == {"": "2+", "sms": "2+", "whatsapp": "0", "voice": "1", "web": "0"}
 
 
 def test_several_statuses_filter_together(staff_client):
@@ -209,13 +218,13 @@ def test_counts_and_chart_are_cached_so_a_repeat_view_runs_only_the_page_query(s
         staff_client.get(LIST)
     with CaptureQueriesContext(connection) as second:
         staff_client.get(LIST)
-    assert len(first) - len(second) == 2  # the grouped tab counts and the chart's grouped query
+    assert len(first) - len(second) == 3  # the grouped tab counts, the chart's past days and today
     session_of()
     counts = {tab["key"]: tab["count"] for tab in staff_client.get(LIST).context["tabs"]}
-    assert counts[""] == 1  # cached; refreshed within COUNTS_TTL
+    assert counts[""] == "1"  # cached; refreshed within COUNTS_TTL
     cache.clear()
     counts = {tab["key"]: tab["count"] for tab in staff_client.get(LIST).context["tabs"]}
-    assert counts[""] == 2
+    assert counts[""] == "2"
 
 
 def test_the_empty_list_says_how_to_point_a_twilio_number_here(staff_client):
@@ -273,7 +282,7 @@ def test_list_updates_send_sessions_with_new_activity_matching_the_filters(staff
     data = response.json()
     assert [row["id"] for row in data["rows"]] == [str(fresh_sms.pk)]
     assert f'data-session-id="{fresh_sms.pk}"' in data["rows"][0]["html"]
-    assert data["counts"]["sms"] == 2 and data["counts"][""] == 3
+    assert data["counts"]["sms"] == "2" and data["counts"][""] == "3"
     assert str(stale.pk) not in response.content.decode()
 
 
