@@ -137,8 +137,10 @@
         });
         if (changed) {
           table.hidden = false;
-          var none = document.getElementById("no-match");
-          if (none) none.hidden = true;
+          ["no-match", "no-sessions"].forEach(function (id) {
+            var empty = document.getElementById(id);
+            if (empty) empty.hidden = true;
+          });
           say(changed + (changed === 1 ? " session" : " sessions") + " updated at " + new Date().toLocaleTimeString());
         }
       }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 import requests
@@ -11,7 +12,7 @@ from playwright.sync_api import expect
 
 from sessions_app.models import ChannelKind, Session, SessionStatus, StatusChange
 from tests.factories import ChannelFactory, ContactFactory, MessageFactory, SessionFactory, UserFactory
-from tests.twilio_helpers import SMS_URL, sign, sms_params
+from tests.twilio_helpers import OUR_NUMBER, SMS_URL, WHATSAPP_URL, sign, sms_params
 from tests.ui.browser import ARTIFACTS, launch_browser
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -41,9 +42,13 @@ def app(live_server, settings):
     return live_server.url
 
 
-def post_twilio_sms(base_url: str, from_phone: str, body: str) -> None:
-    params = sms_params(from_phone, body)
-    url = base_url + SMS_URL
+def post_twilio_sms(base_url: str, from_phone: str, body: str, *, whatsapp: bool = False) -> None:
+    if whatsapp:
+        params = sms_params(f"whatsapp:{from_phone}", body, To=f"whatsapp:{OUR_NUMBER}")
+        url = base_url + WHATSAPP_URL
+    else:
+        params = sms_params(from_phone, body)
+        url = base_url + SMS_URL
     response = requests.post(url, data=params, headers={"X-Twilio-Signature": sign(url, params)}, timeout=10)
     assert response.status_code == 200, response.text
 
@@ -152,3 +157,33 @@ def test_a_staff_reply_from_the_keyboard_and_a_phone_sized_screen(browser, app):
         )
     finally:
         context.close()
+
+
+def test_live_rows_keep_the_filters_and_the_readers_scroll_position(page, app):
+    sms_channel = ChannelFactory(kind=ChannelKind.SMS, address=OUR_NUMBER)
+    now = timezone.now()
+    for i in range(40):
+        SessionFactory(
+            channel=sms_channel, title=f"Older SMS {i}", last_activity_at=now - timedelta(minutes=i + 1)
+        )
+    sign_in(page, app, "/sessions/?channel=sms&status=active")
+    page.wait_for_url(re.compile(r"channel=sms&status=active"))
+    assert rows(page).count() == 40
+    page.evaluate("window.__noReload = true")
+    reading = page.locator("#session-rows tr").nth(25)
+    reading.scroll_into_view_if_needed()
+    page.evaluate("window.scrollBy(0, 200)")
+    reading_id = reading.get_attribute("data-session-id")
+    before = page.locator(f'tr[data-session-id="{reading_id}"]').bounding_box()["y"]
+
+    post_twilio_sms(app, "+15550008888", "Hello on WhatsApp", whatsapp=True)
+    post_twilio_sms(app, "+15550009999", "Hello on SMS")
+    page.locator("#session-rows").get_by_text("SMS from +15550009999").wait_for(state="attached")
+    page.wait_for_timeout(500)  # let the scroll correction of the same update settle
+
+    assert page.evaluate("window.__noReload") is True
+    assert "channel=sms&status=active" in page.url
+    assert rows(page).count() == 41
+    assert page.locator("#session-rows").get_by_text("WhatsApp from +15550008888").count() == 0
+    after = page.locator(f'tr[data-session-id="{reading_id}"]').bounding_box()["y"]
+    assert abs(after - before) < 2, (before, after)

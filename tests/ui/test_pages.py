@@ -35,7 +35,9 @@ def test_anonymous_visitors_are_sent_to_login_with_next(client):
 
 def test_signed_in_people_who_are_not_staff_get_403(client):
     client.force_login(UserFactory(username="visitor", is_staff=False))
-    assert client.get(LIST).status_code == 403
+    denied = client.get(LIST)
+    assert denied.status_code == 403
+    assert "signed in as <strong>visitor</strong>, which is not a staff account" in denied.content.decode()
     session = SessionFactory()
     assert client.get(f"{LIST}{session.pk}/").status_code == 403
     assert client.post(f"{LIST}{session.pk}/status/", {"to": "closed"}).status_code == 403
