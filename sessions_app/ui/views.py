@@ -64,8 +64,12 @@ def _since(request: HttpRequest) -> datetime | None:
     return moment if moment is not None and moment.tzinfo else None
 
 
+def _origin(request: HttpRequest) -> str:
+    return settings.PUBLIC_BASE_URL or f"{request.scheme}://{request.get_host()}"
+
+
 def _webhook_urls(request: HttpRequest) -> list[tuple[str, str]]:
-    base = settings.PUBLIC_BASE_URL or f"{request.scheme}://{request.get_host()}"
+    base = _origin(request)
     return [
         ("SMS (A message comes in)", base + reverse("twilio-sms")),
         ("WhatsApp (When a message comes in)", base + reverse("twilio-whatsapp")),
@@ -104,6 +108,8 @@ def session_list(request: HttpRequest) -> HttpResponse:
         "chart": build_chart(queries.daily_counts()),
         "no_sessions_at_all": counts.get("", 0) == 0 and not filters.is_filtered,
         "webhook_urls": _webhook_urls(request),
+        "origin": _origin(request),
+        "public_base_url_set": bool(settings.PUBLIC_BASE_URL),
         "now": timezone.now(),
         "poll_url": reverse("sessions_ui:list-updates") + filters.url(),
         "poll_ms": POLL_MS,
@@ -208,7 +214,6 @@ def _render_session(
         "now": timezone.now(),
         "poll_url": reverse("sessions_ui:detail-updates", args=[session.pk]),
         "poll_ms": POLL_MS,
-        "webhook_urls": _webhook_urls(request),
     }
     return render(request, "sessions_ui/detail.html", context, status=status)
 

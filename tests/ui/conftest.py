@@ -1,7 +1,13 @@
+import os
+
 import pytest
 from django.core.cache import cache
 
 from tests.factories import UserFactory
+
+# The browser tests' live server: an IP, not "localhost", so the browser and the webhook client never
+# try ::1 first. DJANGO_LIVE_TEST_SERVER_ADDRESS (e.g. 127.0.0.1:18400) still picks a fixed port.
+os.environ.setdefault("DJANGO_LIVE_TEST_SERVER_ADDRESS", "127.0.0.1")
 
 
 @pytest.fixture(autouse=True)

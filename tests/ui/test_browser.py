@@ -187,3 +187,14 @@ def test_live_rows_keep_the_filters_and_the_readers_scroll_position(page, app):
     assert page.locator("#session-rows").get_by_text("WhatsApp from +15550008888").count() == 0
     after = page.locator(f'tr[data-session-id="{reading_id}"]').bounding_box()["y"]
     assert abs(after - before) < 2, (before, after)
+
+
+def test_the_empty_list_explains_how_to_connect_twilio_and_fills_in_live(page, app):
+    sign_in(page, app)
+    help_box = page.locator("#no-sessions")
+    expect(help_box).to_contain_text(f"{app}/webhooks/twilio/sms/")
+    expect(help_box).to_contain_text("python3 run.py manage send_test_message")
+    page.screenshot(path=str(ARTIFACTS / "sessions-list-empty.png"), full_page=True)
+    post_twilio_sms(app, "+15550001000", "First ever message")
+    page.locator("#session-rows").get_by_text("SMS from +15550001000").wait_for()
+    expect(help_box).to_be_hidden()

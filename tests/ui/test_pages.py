@@ -234,7 +234,8 @@ def test_the_empty_list_says_how_to_point_a_twilio_number_here(staff_client):
     assert "No sessions yet" in html
     assert "http://testserver/webhooks/twilio/sms/" in html
     assert "/webhooks/twilio/whatsapp/" in html and "/webhooks/twilio/voice/" in html
-    assert "python3 run.py manage send_test_message" in html
+    assert "python3 run.py manage send_test_message" in html and "--url http://testserver" in html
+    assert "set <code>PUBLIC_BASE_URL</code>" in html
 
 
 def test_a_filter_with_no_match_says_what_to_do(staff_client):
