@@ -13,7 +13,7 @@ WIDTH = 600
 HEIGHT = 160
 TOP = 14  # room for the maximum's label
 BOTTOM = 20  # room for the date labels
-LEFT = 28
+LEFT = 44  # room for the maximum's label, e.g. "11,124"
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,10 @@ class Chart:
     baseline_y: float
     left: int
     top: int
+
+    @property
+    def max_label(self) -> str:
+        return f"{self.max_value:,}"
 
     @property
     def is_empty(self) -> bool:
