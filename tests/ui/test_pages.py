@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+import time_machine
 from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -256,6 +257,7 @@ def test_user_content_is_escaped(staff_client):
     assert "<script>alert(1)" not in detail
 
 
+@time_machine.travel("2026-03-15 12:00:00+00:00", tick=False)
 def test_the_chart_draws_sessions_per_day_per_channel(staff_client):
     now = timezone.now()
     session_of(ChannelKind.SMS, created_at=now)
@@ -269,7 +271,7 @@ def test_the_chart_draws_sessions_per_day_per_channel(staff_client):
     assert days[-3].counts["whatsapp"] == 1
     assert sum(day.counts["voice"] for day in days) == 0
     html = response.content.decode()
-    assert "<svg" in html and f"{timezone.localdate().isoformat()}: 2 SMS" in html
+    assert "<svg" in html and "2026-03-15: 2 SMS" in html and "2026-03-13: 1 WhatsApp" in html
 
 
 # --- live list updates -----------------------------------------------------------------------------
@@ -287,6 +289,17 @@ def test_list_updates_send_sessions_with_new_activity_matching_the_filters(staff
     assert f'data-session-id="{fresh_sms.pk}"' in data["rows"][0]["html"]
     assert data["counts"]["sms"] == "2" and data["counts"][""] == "3"
     assert str(stale.pk) not in response.content.decode()
+
+
+def test_list_updates_mark_sessions_started_since_the_last_poll(staff_client):
+    since = timezone.now() - timedelta(minutes=1)
+    started_earlier = session_of(created_at=since - timedelta(hours=3))
+    started_now = session_of()
+    data = staff_client.get(f"{LIST}updates/", {"since": since.isoformat(), "sort": "created"}).json()
+    assert {row["id"]: row["new"] for row in data["rows"]} == {
+        str(started_now.pk): True,
+        str(started_earlier.pk): False,
+    }
 
 
 def test_list_updates_need_a_since_time(staff_client):
