@@ -103,11 +103,25 @@ def serve(args: list[str]) -> int:
         return 0
 
 
+def browser_missing() -> str:
+    """Why the browser tests (tests/ui/test_browser.py) cannot run here, or "" when they can."""
+    chromium = os.environ.get("CHROMIUM_PATH") or "/usr/bin/chromium"
+    if Path(chromium).exists():
+        return ""
+    return f"no Chromium at {chromium} (apt-get install -y chromium, or set CHROMIUM_PATH)"
+
+
 def test(args: list[str]) -> int:
     ensure_environment("dev")
     db = os.environ.get("DATABASE_URL") or "SQLite (set DATABASE_URL=postgres://... for PostgreSQL)"
     say(f"running the test suite on {db}")
-    return subprocess.run([str(PYTHON), "-m", "pytest", *args], cwd=ROOT).returncode
+    missing = browser_missing()
+    if missing:
+        say(f"browser tests will be SKIPPED: {missing}")
+    code = subprocess.run([str(PYTHON), "-m", "pytest", *args], cwd=ROOT).returncode
+    if missing:
+        say(f"browser tests were SKIPPED: {missing}")
+    return code
 
 
 def manage_command(args: list[str]) -> int:

@@ -170,6 +170,8 @@ STORAGES = {
 }
 
 LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/sessions/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
 
 LOG_LEVEL = env.get_str("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:

@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 
 def healthz(request: HttpRequest) -> HttpResponse:
@@ -12,4 +13,6 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("webhooks/", include("webhooks.urls")),
     path("healthz", healthz, name="healthz"),
+    path("sessions/", include("sessions_app.ui.urls")),
+    path("", RedirectView.as_view(url="/sessions/", permanent=False)),
 ]

@@ -223,6 +223,8 @@ class Session(models.Model):
             models.Index(fields=["status", "-last_activity_at", "-id"], name="session_status_recent"),
             models.Index(fields=["business_id", "-last_activity_at"], name="session_business_recent"),
             models.Index(fields=["owner", "-last_activity_at"], name="session_owner_recent"),
+            # The staff list sorted by creation, its date-range filter and the chart's "today".
+            models.Index(fields=["-created_at", "-id"], name="session_created_recent"),
         ]
 
     def __str__(self) -> str:

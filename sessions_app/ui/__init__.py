@@ -1,0 +1,1 @@
+"""Staff browser UI for sessions (server-rendered pages under /sessions/)."""

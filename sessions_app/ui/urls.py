@@ -1,0 +1,14 @@
+from django.urls import path
+
+from sessions_app.ui import views
+
+app_name = "sessions_ui"
+
+urlpatterns = [
+    path("", views.session_list, name="list"),
+    path("updates/", views.session_list_updates, name="list-updates"),
+    path("<uuid:session_id>/", views.session_detail, name="detail"),
+    path("<uuid:session_id>/updates/", views.session_detail_updates, name="detail-updates"),
+    path("<uuid:session_id>/status/", views.session_transition, name="transition"),
+    path("<uuid:session_id>/reply/", views.session_reply, name="reply"),
+]
