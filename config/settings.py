@@ -274,3 +274,6 @@ if REDIS_URL:
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "sessions_app.realtime.layers.DatabaseRelayChannelLayer"}}
+
+# How often a staff page asks for changes when the real-time socket is not connected (milliseconds).
+STAFF_UI_POLL_MS = env.get_int("STAFF_UI_POLL_MS", 4000, minimum=500)

@@ -13,3 +13,5 @@ from config.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"  # noqa: F405
+# Servers the tests start in another process serve static files straight from the app folders.
+WHITENOISE_USE_FINDERS = True

@@ -32,7 +32,6 @@ from sessions_app.outbound import MESSAGING_KINDS, record_outbound_message
 from sessions_app.ui import queries
 from sessions_app.ui.chart import build_chart
 
-POLL_MS = 4000
 # The staff actions this page offers, in button order: (target status, button label).
 ACTIONS = [
     (SessionStatus.CLOSED, "Close"),
@@ -112,7 +111,7 @@ def session_list(request: HttpRequest) -> HttpResponse:
         "public_base_url_set": bool(settings.PUBLIC_BASE_URL),
         "now": timezone.now(),
         "poll_url": reverse("sessions_ui:list-updates") + filters.url(),
-        "poll_ms": POLL_MS,
+        "poll_ms": settings.STAFF_UI_POLL_MS,
     }
     return render(request, "sessions_ui/list.html", context)
 
@@ -213,7 +212,7 @@ def _render_session(
         "reply_max": settings.SMS_MAX_BODY_LENGTH,
         "now": timezone.now(),
         "poll_url": reverse("sessions_ui:detail-updates", args=[session.pk]),
-        "poll_ms": POLL_MS,
+        "poll_ms": settings.STAFF_UI_POLL_MS,
     }
     return render(request, "sessions_ui/detail.html", context, status=status)
 

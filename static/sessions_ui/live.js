@@ -1,6 +1,9 @@
-// Live updates for the staff pages, by polling a small JSON endpoint (see docs/ui-sessions-list.md).
-// The server renders every row and message; this script only places the HTML it gets back, so
-// escaping stays in Django's templates. Polling pauses while the tab is hidden.
+// Live updates for the staff pages (see docs/ui-sessions-list.md and docs/realtime.md).
+// The page subscribes to its topic on the real-time socket (Phoenix protocol, the login cookie
+// authenticates it); each event there asks the small JSON endpoint for what changed. The server
+// renders every row and message; this script only places the HTML it gets back, so escaping stays
+// in Django's templates. Without the socket the page polls that endpoint; with it, polling is only
+// a slow safety net. Nothing runs while the tab is hidden.
 (function () {
   "use strict";
 
@@ -33,11 +36,70 @@
     if (status) status.textContent = text;
   }
 
+  // A minimal Phoenix channel client: join one topic, keep the heartbeat, call onEvent for each
+  // broadcast, report whether it is connected; reconnects with backoff.
+  function subscribe(topic, onEvent, onState) {
+    var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+    var url = scheme + window.location.host + "/socket/websocket?vsn=2.0.0";
+    var ref = 0;
+    var attempts = 0;
+    var heartbeat = null;
+
+    function connect() {
+      var socket;
+      try {
+        socket = new WebSocket(url);
+      } catch (error) {
+        onState(false);
+        return;
+      }
+      function send(topicName, event, payload, joinRef) {
+        ref += 1;
+        socket.send(JSON.stringify([joinRef, String(ref), topicName, event, payload]));
+        return String(ref);
+      }
+      var joinRef = null;
+      socket.onopen = function () {
+        attempts = 0;
+        joinRef = send(topic, "phx_join", {}, String(ref + 1));
+        heartbeat = setInterval(function () {
+          send("phoenix", "heartbeat", {}, null);
+        }, 30000);
+      };
+      socket.onmessage = function (message) {
+        var frame;
+        try {
+          frame = JSON.parse(message.data);
+        } catch (error) {
+          return;
+        }
+        if (frame[2] !== topic) return;
+        if (frame[3] === "phx_reply" && frame[1] === joinRef) {
+          onState(frame[4] && frame[4].status === "ok");
+        } else if (frame[3] !== "phx_reply" && frame[3] !== "phx_close") {
+          onEvent(frame[3], frame[4]);
+        }
+      };
+      socket.onclose = function () {
+        clearInterval(heartbeat);
+        onState(false);
+        attempts += 1;
+        setTimeout(connect, Math.min(1000 * Math.pow(2, attempts), 30000));
+      };
+    }
+
+    if (window.WebSocket) connect();
+    else onState(false);
+  }
+
   function poller(element, buildUrl, apply) {
-    var interval = parseInt(element.dataset.pollMs, 10) || 4000;
+    var pollInterval = parseInt(element.dataset.pollMs, 10) || 4000;
+    var interval = pollInterval;
     var since = element.dataset.since;
     var failures = 0;
     var timer = null;
+    var inFlight = false;
+    var again = false;
 
     function schedule(delay) {
       clearTimeout(timer);
@@ -46,6 +108,11 @@
 
     function tick() {
       if (document.hidden) return; // resumed by visibilitychange
+      if (inFlight) {
+        again = true; // an event arrived mid-request: ask once more when it is done
+        return;
+      }
+      inFlight = true;
       fetch(buildUrl(since), { headers: { Accept: "application/json" }, credentials: "same-origin" })
         .then(function (response) {
           if (response.redirected || response.status === 403) {
@@ -55,13 +122,16 @@
           return response.json();
         })
         .then(function (data) {
+          inFlight = false;
           failures = 0;
           since = data.now;
           apply(data);
           refreshRelativeTimes(document);
-          schedule(interval);
+          schedule(again ? 0 : interval);
+          again = false;
         })
         .catch(function (error) {
+          inFlight = false;
           failures += 1;
           if (error.message === "signed out") {
             say("Live updates stopped: you are signed out. Reload the page to sign in again.");
@@ -77,6 +147,22 @@
     });
     refreshRelativeTimes(document);
     schedule(interval);
+
+    var topic = element.dataset.socketTopic;
+    if (topic) {
+      subscribe(
+        topic,
+        function () {
+          schedule(0);
+        },
+        function (connected) {
+          // Pushed: poll only as a safety net. Not pushed: poll at the page's own pace.
+          interval = connected ? 60000 : pollInterval;
+          element.dataset.live = connected ? "socket" : "polling";
+          if (connected) schedule(0); // catch up on anything missed while disconnected
+        }
+      );
+    }
   }
 
   function withParams(base, params) {
