@@ -11,3 +11,8 @@ from config.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"  # noqa: F405
+
+# Tasks run inline unless a test starts a real worker (tests/sessions_app/test_worker.py).
+CELERY_TASK_ALWAYS_EAGER = True
+# Outbound sending is off unless a test turns it on against a local Twilio stand-in.
+TWILIO_ACCOUNT_SID = ""

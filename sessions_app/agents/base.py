@@ -20,3 +20,11 @@ class AgentBackend(Protocol):
     def answer(self, session: Session, history: Sequence[Message]) -> AgentAnswer:
         """The agent's next message, given the session's recent messages, oldest first."""
         ...
+
+
+class AgentError(Exception):
+    """The backend could not produce an answer. `retryable`: trying again later may succeed."""
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
