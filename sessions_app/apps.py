@@ -7,4 +7,4 @@ class SessionsAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from sessions_app import replies  # noqa: F401 - connects the reply scheduler to message_recorded
+        from sessions_app import outbound, replies  # noqa: F401 - connect their message_recorded receivers
