@@ -218,7 +218,10 @@ TASK_RETRY_BACKOFF = env.get_int("TASK_RETRY_BACKOFF", 2, minimum=0)
 TASK_RETRY_BACKOFF_MAX = env.get_int("TASK_RETRY_BACKOFF_MAX", 60, minimum=0)
 CELERY_BEAT_SCHEDULE = {
     "sweep-sessions": {"task": "sessions_app.tasks.sweep_sessions_task", "schedule": 60.0},
-    "recover-owed-work": {"task": "sessions_app.tasks.recover_owed_work", "schedule": float(TASK_RECOVERY_INTERVAL)},
+    "recover-owed-work": {
+        "task": "sessions_app.tasks.recover_owed_work",
+        "schedule": float(TASK_RECOVERY_INTERVAL),
+    },
 }
 
 # --- Agent ----------------------------------------------------------------------------------------

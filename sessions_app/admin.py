@@ -38,7 +38,6 @@ class MessageInline(admin.TabularInline):
     can_delete = False
     ordering = ["created_at", "id"]
     fields = ("created_at", "direction", "role", "content", "media", "delivery_status", "external_id")
-    fields += ("reply_state", "reply_error", "delivery_error")
     readonly_fields = fields
     show_change_link = False
 

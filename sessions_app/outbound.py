@@ -93,7 +93,9 @@ TWILIO_STATUSES = {
     "failed": DeliveryStatus.FAILED,
     "canceled": DeliveryStatus.FAILED,
 }
-SENDING_DISABLED = "Not sent: Twilio sending is disabled (TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not both set)."
+SENDING_DISABLED = (
+    "Not sent: Twilio sending is disabled (TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not both set)."
+)
 _disabled_logged = False
 
 
@@ -172,9 +174,9 @@ def deliver_message(message_id: int) -> str:
     if not claimed:
         return str(Message.objects.filter(pk=message_id).values_list("delivery_status", flat=True).first())
     message = Message.objects.select_related("session__contact", "session__channel").get(pk=message_id)
-    to, from_ = _addresses(message)
-    if not to.strip("whatsapp:") or not from_.strip("whatsapp:"):
+    if not (message.session.contact and message.session.contact.phone and message.session.channel.address):
         return _finish(message, DeliveryStatus.FAILED, "No phone number to send to or from.")
+    to, from_ = _addresses(message)
     options: dict[str, Any] = {"to": to, "from_": from_, "body": message.content}
     if settings.PUBLIC_BASE_URL:
         options["status_callback"] = settings.PUBLIC_BASE_URL + reverse("twilio-status")
@@ -257,9 +259,12 @@ def fail_lost_deliveries() -> int:
     """`sending` past the lease: the worker died mid-request and Twilio may or may not have the
     message. Sending again could text the contact twice, so it is marked failed for staff to see."""
     stale = timezone.now() - timedelta(seconds=settings.TASK_LEASE)
-    return Message.objects.filter(delivery_status=DeliveryStatus.SENDING, delivery_claimed_at__lt=stale).update(
+    return Message.objects.filter(
+        delivery_status=DeliveryStatus.SENDING, delivery_claimed_at__lt=stale
+    ).update(
         delivery_status=DeliveryStatus.FAILED,
-        delivery_error="Outcome unknown: the worker stopped while sending; not sent again to avoid a duplicate.",
+        delivery_error="Outcome unknown: the worker stopped while sending; "
+        "not sent again to avoid a duplicate.",
     )
 
 

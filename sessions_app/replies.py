@@ -51,7 +51,9 @@ def _claim(inbound_id: int) -> bool:
     stale = now - timedelta(seconds=settings.TASK_LEASE)
     return bool(
         Message.objects.filter(pk=inbound_id)
-        .filter(Q(reply_state=ReplyState.OWED) | Q(reply_state=ReplyState.CLAIMED, reply_claimed_at__lt=stale))
+        .filter(
+            Q(reply_state=ReplyState.OWED) | Q(reply_state=ReplyState.CLAIMED, reply_claimed_at__lt=stale)
+        )
         .update(reply_state=ReplyState.CLAIMED, reply_claimed_at=now, reply_attempts=F("reply_attempts") + 1)
     )
 

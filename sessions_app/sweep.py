@@ -78,9 +78,7 @@ def sweep_sessions(*, batch_size: int | None = None) -> SweepResult:
     overridden = list(Channel.objects.exclude(abandon_after=None, archive_after=None))
     for step in _steps():
         own = [c for c in overridden if step.override(c) is not None]
-        groups: list[tuple[int, list[int] | None, list[int]]] = [
-            (step.default, None, [c.pk for c in own])
-        ]
+        groups: list[tuple[int, list[int] | None, list[int]]] = [(step.default, None, [c.pk for c in own])]
         groups += [(step.threshold(c), [c.pk], []) for c in own]
         for seconds, only, exclude in groups:
             if not seconds:  # 0 disables the step

@@ -22,7 +22,9 @@ log = logging.getLogger(__name__)
 
 def backoff(attempt: int) -> float:
     """Seconds to wait before attempt `attempt + 1`: doubling, capped, half of it random (jitter)."""
-    ceiling = min(float(settings.TASK_RETRY_BACKOFF_MAX), settings.TASK_RETRY_BACKOFF * 2.0 ** max(attempt - 1, 0))
+    ceiling = min(
+        float(settings.TASK_RETRY_BACKOFF_MAX), settings.TASK_RETRY_BACKOFF * 2.0 ** max(attempt - 1, 0)
+    )
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 

@@ -16,3 +16,5 @@ STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticF
 CELERY_TASK_ALWAYS_EAGER = True
 # Outbound sending is off unless a test turns it on against a local Twilio stand-in.
 TWILIO_ACCOUNT_SID = ""
+# Most tests never run on-commit callbacks, so no reply comes; don't wait long for one.
+VOICE_REPLY_WAIT = 0.1

@@ -46,7 +46,10 @@ class OpenAIAgent:
         """(text, response id) of one non-streamed completion."""
         try:
             response = httpx.post(
-                self.url, json=self._payload(messages, stream=False), headers=self.headers, timeout=self.timeout
+                self.url,
+                json=self._payload(messages, stream=False),
+                headers=self.headers,
+                timeout=self.timeout,
             )
         except httpx.TimeoutException:
             raise AgentError(f"the agent did not answer within {self.timeout:g}s") from None

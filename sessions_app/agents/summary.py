@@ -66,5 +66,7 @@ def summarise(session: Session) -> Summary:
                     _shorten(title, TITLE_LENGTH), _shorten(description, DESCRIPTION_LENGTH), "openai"
                 )
         except (AgentError, ValueError, KeyError, TypeError) as exc:
-            log.warning("Summary of session %s from the agent failed (%s); using the fallback", session.pk, exc)
+            log.warning(
+                "Summary of session %s from the agent failed (%s); using the fallback", session.pk, exc
+            )
     return fallback_summary(session)

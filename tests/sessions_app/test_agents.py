@@ -17,7 +17,9 @@ COMPLETION = {
     "id": "chatcmpl-abc123",
     "object": "chat.completion",
     "model": "test-model",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "We open at 9."}, "finish_reason": "stop"}],
+    "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "We open at 9."}, "finish_reason": "stop"}
+    ],
 }
 
 
@@ -156,7 +158,9 @@ def test_a_claimed_reply_whose_worker_vanished_is_recovered(client, settings):
         assert recover_owed_replies() == []  # younger than the grace period: its task may be in flight
         clock.shift(61)
         assert recover_owed_replies() == [inbound.pk]
-        Message.objects.filter(pk=inbound.pk).update(reply_state=ReplyState.CLAIMED, reply_claimed_at=timezone.now())
+        Message.objects.filter(pk=inbound.pk).update(
+            reply_state=ReplyState.CLAIMED, reply_claimed_at=timezone.now()
+        )
         assert recover_owed_replies() == []
         clock.shift(301)
         assert recover_owed_replies() == [inbound.pk]
