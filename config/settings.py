@@ -190,7 +190,7 @@ LOGGING = {
 # With REDIS_URL, Redis is the broker. Without it, kombu's filesystem transport in the data folder:
 # the embedded default needs no server at all (see docs/tasks.md for why, and what was rejected).
 CELERY_BROKER_DIR = DATA_DIR / "broker"
-CELERY_BROKER_URL = env.get_str("CELERY_BROKER_URL", REDIS_URL or "filesystem://")
+CELERY_BROKER_URL = env.get_str("CELERY_BROKER_URL", REDIS_URL or "filesystem://localhost//")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     for _folder in ("queue", "processed"):
         (CELERY_BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
@@ -205,7 +205,7 @@ else:
     # Redelivery after a worker dies mid-task; longer than any task runs (see docs/tasks.md).
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_ALWAYS_EAGER = env.get_bool("CELERY_TASK_ALWAYS_EAGER", default=False)
-CELERY_BEAT_SCHEDULE_FILE = str(DATA_DIR / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 SESSION_SWEEP_BATCH_SIZE = env.get_int("SESSION_SWEEP_BATCH_SIZE", 5000, minimum=1)
 # How often the recovery task looks for replies and deliveries that never reached a worker, and how
 # old such work must be before it is re-queued (so work whose task is merely in flight is left alone).

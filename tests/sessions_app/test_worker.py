@@ -199,7 +199,16 @@ def test_with_the_broker_down_the_webhook_still_answers_and_the_reply_comes_once
     env = process_env(tmp_path, f"redis://127.0.0.1:{OWN_REDIS_PORT}/0")
     logs = [tmp_path / "web.log", tmp_path / "worker.log"]
     web = start(
-        [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(WEB_PORT)],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "config.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(WEB_PORT),
+        ],
         env,
         logs[0],
     )
