@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from sessions_app.lifecycle import transition_sessions_batch
@@ -36,6 +39,13 @@ class SweepResult:
     @property
     def total(self) -> int:
         return self.abandoned + self.archived
+
+    def add(self, other: SweepResult) -> None:
+        self.abandoned += other.abandoned
+        self.archived += other.archived
+        self.statements += other.statements
+        for status, count in other.moved_from.items():
+            self.moved_from[status] = self.moved_from.get(status, 0) + count
 
 
 @dataclass(frozen=True)
@@ -69,9 +79,48 @@ def _steps() -> list[_Step]:
     ]
 
 
-def sweep_sessions(*, batch_size: int | None = None) -> SweepResult:
-    """Run one full sweep now; safe to run concurrently with another sweep and with ingest."""
+def _drain(
+    step: _Step, seconds: int, only: list[int] | None, exclude: list[int], limit: int, now: datetime
+) -> SweepResult:
+    """Move batches until one comes back short: everything due is moved (or held by another writer)."""
+    result = SweepResult()
+    before = now - timedelta(seconds=seconds)
+    while True:
+        moved = transition_sessions_batch(
+            from_statuses=step.from_statuses,
+            to_status=step.to_status,
+            inactive_before=before,
+            actor=ACTOR,
+            reason=f"no activity for {seconds}s",
+            channel_ids=only,
+            exclude_channel_ids=exclude,
+            limit=limit,
+        )
+        result.statements += 1
+        for _, from_status in moved:
+            result.moved_from[from_status] = result.moved_from.get(from_status, 0) + 1
+        setattr(result, step.name, getattr(result, step.name) + len(moved))
+        if len(moved) < limit:
+            return result
+
+
+def _drain_in_thread(*args: Any) -> SweepResult:
+    try:
+        return _drain(*args)
+    finally:
+        connection.close()  # this thread's own connection
+
+
+def sweep_sessions(*, batch_size: int | None = None, parallel: int | None = None) -> SweepResult:
+    """Run one full sweep now; safe to run concurrently with another sweep and with ingest.
+
+    `parallel` > 1 (PostgreSQL only) drains each group on that many connections at once; SKIP LOCKED
+    hands every row to exactly one of them, exactly as it does for two overlapping sweeps.
+    """
     limit = batch_size or settings.SESSION_SWEEP_BATCH_SIZE
+    workers = parallel or settings.SESSION_SWEEP_PARALLEL
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        workers = 1  # SQLite has one writer; inside a transaction other connections would not see it
     now = timezone.now()
     result = SweepResult()
     # Few rows: one per Twilio number or chat surface.
@@ -83,24 +132,17 @@ def sweep_sessions(*, batch_size: int | None = None) -> SweepResult:
         for seconds, only, exclude in groups:
             if not seconds:  # 0 disables the step
                 continue
-            before = now - timedelta(seconds=seconds)
-            while True:
-                moved = transition_sessions_batch(
-                    from_statuses=step.from_statuses,
-                    to_status=step.to_status,
-                    inactive_before=before,
-                    actor=ACTOR,
-                    reason=f"no activity for {seconds}s",
-                    channel_ids=only,
-                    exclude_channel_ids=exclude,
-                    limit=limit,
-                )
-                result.statements += 1
-                for _, from_status in moved:
-                    result.moved_from[from_status] = result.moved_from.get(from_status, 0) + 1
-                setattr(result, step.name, getattr(result, step.name) + len(moved))
-                if len(moved) < limit:
-                    break
+            if workers == 1:
+                parts = [_drain(step, seconds, only, exclude, limit, now)]
+            else:
+                with ThreadPoolExecutor(max_workers=workers) as pool:
+                    futures = [
+                        pool.submit(_drain_in_thread, step, seconds, only, exclude, limit, now)
+                        for _ in range(workers)
+                    ]
+                    parts = [future.result() for future in futures]
+            for part in parts:
+                result.add(part)
     if result.total:
         log.info("Sweep: %s abandoned, %s archived", result.abandoned, result.archived)
     return result

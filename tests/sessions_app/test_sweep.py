@@ -190,3 +190,17 @@ def test_two_overlapping_sweeps_move_each_session_once():
     assert StatusChange.objects.count() == len(sessions)
     assert StatusChange.objects.values("session").distinct().count() == len(sessions)
     assert not Session.objects.filter(status=S.ACTIVE).exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_one_sweep_on_several_connections_moves_each_session_once():
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: parallel sweeping is PostgreSQL-only")
+    with time_machine.travel(START, tick=False) as clock:
+        SessionFactory.create_batch(250)
+        clock.shift(timedelta(days=8))
+        result = sweep_sessions(batch_size=15, parallel=4)
+    assert (result.abandoned, result.archived) == (250, 250)
+    assert StatusChange.objects.count() == 500
+    assert set(Session.objects.values_list("status", flat=True)) == {S.ARCHIVED}
