@@ -50,7 +50,6 @@ def recreate_database(url: str) -> None:
 
 def generate(sessions: int, contacts: int) -> int:
     from django.db import connection
-    from django.db.backends.signals import connection_created
 
     from sessions_app.models import Channel
 
@@ -132,6 +131,7 @@ def main() -> None:
     django_setup(data_dir)
     from django.core.management import call_command
     from django.db import connection
+    from django.db.backends.signals import connection_created
 
     from sessions_app.models import Message, Session, StatusChange
     from sessions_app.sweep import sweep_sessions
