@@ -9,6 +9,7 @@ turn (`say_replies`).
 from __future__ import annotations
 
 import logging
+import re
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,6 +26,7 @@ from twilio.rest import Client as TwilioClient
 
 from sessions_app.events import message_recorded
 from sessions_app.models import ChannelKind, DeliveryStatus, Direction, Message, Role, Session
+from sessions_app.phones import mask_phone
 
 # Channels whose outbound messages travel through Twilio's messaging API.
 MESSAGING_KINDS = {ChannelKind.SMS, ChannelKind.WHATSAPP}
@@ -97,6 +99,7 @@ SENDING_DISABLED = (
     "Not sent: Twilio sending is disabled (TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not both set)."
 )
 _disabled_logged = False
+PHONE_IN_TEXT = re.compile(r"\+?\d[\d ()-]{6,}\d")
 
 
 class DeliveryDeferred(Exception):
@@ -201,7 +204,7 @@ def _finish(message: Message, status: str, reason: str) -> str:
     Message.objects.filter(pk=message.pk, delivery_status=DeliveryStatus.SENDING).update(
         delivery_status=status, delivery_error=reason
     )
-    log.error("Message %s not delivered: %s", message.pk, reason)
+    log.error("Message %s not delivered: %s", message.pk, _masked(reason))
     return status
 
 
@@ -213,8 +216,13 @@ def _retry_or_fail(message: Message, reason: str) -> str:
     Message.objects.filter(pk=message.pk, delivery_status=DeliveryStatus.SENDING).update(
         delivery_status=DeliveryStatus.PENDING, delivery_error=reason
     )
-    log.warning("Sending message %s failed (%s); will try again", message.pk, reason)
+    log.warning("Sending message %s failed (%s); will try again", message.pk, _masked(reason))
     raise DeliveryDeferred(attempt, reason)
+
+
+def _masked(text: str) -> str:
+    """Twilio's error texts quote the number; logs get it masked (staff see it in admin)."""
+    return PHONE_IN_TEXT.sub(lambda match: mask_phone(match.group()), text)
 
 
 def record_delivery_status(sid: str, twilio_status: str, error_code: str = "") -> bool:

@@ -197,3 +197,43 @@ def test_a_status_callback_missing_its_status_is_a_400_naming_it(client, setting
     response = status_callback(client, "SM123", "")
     assert response.status_code == 400
     assert b"MessageStatus" in response.content
+
+
+def test_logs_mask_the_number_twilio_quotes_in_its_error(
+    client, twilio_api, caplog, django_capture_on_commit_callbacks
+):
+    twilio_api.default = Reply(
+        status=400, body={"code": 21211, "message": "Invalid 'To' Phone Number: +15557654321", "status": 400}
+    )
+    with caplog.at_level(logging.INFO):
+        reply = text_in(client, django_capture_on_commit_callbacks)
+    assert "+15557654321" in reply.delivery_error  # staff see it in admin
+    assert "+15557654321" not in caplog.text
+    assert "+1555•••4321" in caplog.text
+
+
+def test_a_send_that_never_reached_a_worker_is_recovered(client, twilio_api, settings):
+    import time_machine
+    from django.utils import timezone
+
+    from sessions_app.tasks import recover_owed_work
+
+    twilio_api.replies = [CREATED]
+    with time_machine.travel("2025-01-15 10:00:00+00:00", tick=False) as clock:
+        send_sms(client, "+15557654321", "Hello")  # on-commit callbacks not run: nothing queued
+        inbound = Message.objects.get()
+        reply = record_outbound_message(inbound.session, "Hi!", role=Role.AGENT, in_reply_to=inbound)
+        clock.shift(120)
+        assert recover_owed_work.delay().get()["deliveries"] == 1
+        reply.refresh_from_db()
+        assert reply.delivery_status == DeliveryStatus.QUEUED
+        # A send whose worker died mid-request is not sent again: Twilio may already have it.
+        Message.objects.filter(pk=reply.pk).update(
+            delivery_status=DeliveryStatus.SENDING, delivery_claimed_at=timezone.now()
+        )
+        clock.shift(settings.TASK_LEASE + 1)
+        assert recover_owed_work.delay().get()["lost_deliveries"] == 1
+    reply.refresh_from_db()
+    assert reply.delivery_status == DeliveryStatus.FAILED
+    assert reply.delivery_error.startswith("Outcome unknown")
+    assert len(twilio_api.requests) == 1
