@@ -158,14 +158,23 @@ def main() -> None:
     ]
     for worker in workers:
         worker.start()
-    time.sleep(3)  # let them connect and warm up
-    before = Message.objects.count()
+    bench_messages = Message.objects.filter(provider="bench")
+    deadline = time.monotonic() + 120
+    while bench_messages.count() < 20 * len(workers) and time.monotonic() < deadline:
+        time.sleep(0.5)  # until every worker has started (spawn + Django set-up)
+    baseline_start, baseline_count = time.perf_counter(), bench_messages.count()
+    time.sleep(5)
+    baseline = (bench_messages.count() - baseline_count) / (time.perf_counter() - baseline_start)
+    before = bench_messages.count()
     # The sweep's extra threads open their own connections: time their statements too.
-    connection_created.connect(lambda sender, connection, **kw: connection.execute_wrappers.append(timed))
+    connection_created.connect(
+        lambda sender, connection, **kw: connection.execute_wrappers.append(timed), weak=False
+    )
     with connection.execute_wrapper(timed):
         start = time.perf_counter()
         result = sweep_sessions(batch_size=args.batch, parallel=args.parallel)
         elapsed = time.perf_counter() - start
+    during = bench_messages.count() - before
     stop.set()
     stats = [results.get(timeout=60) for _ in workers]
     for worker in workers:
@@ -180,12 +189,10 @@ def main() -> None:
     )
     sent = sum(s[1] for s in stats)
     errors = sum(s[2] for s in stats)
-    seconds = max(s[3] for s in stats)
-    stored = Message.objects.filter(provider="bench").count()
+    stored = bench_messages.count()
     print(
-        f"ingest during the sweep ({args.ingest_processes} processes, {seconds:.1f}s in all, "
-        f"{before:,} stored before the sweep began): {sent:,} messages, {sent / seconds:,.0f}/s, "
-        f"{errors} errors, {sent - stored} missing"
+        f"ingest ({args.ingest_processes} processes): {baseline:,.0f} messages/s before the sweep, "
+        f"{during / elapsed:,.0f}/s during it; {sent:,} sent in all, {errors} errors, {sent - stored} missing"
     )
     changes = StatusChange.objects.count()
     print(
