@@ -106,8 +106,8 @@ def transition_sessions_batch(
     to `to_status`, recording one `StatusChange` each; returns the (session id, from status) moved.
 
     The set-based sibling of `transition_session`, for the lifecycle sweep: the same
-    `ALLOWED_TRANSITIONS` decide which source statuses may move, and each call is one short
-    transaction. Rows another transaction holds (an inbound message bumping the session right now)
+    `ALLOWED_TRANSITIONS` decide which source statuses may move, and each statement is its own
+    short transaction. Rows another transaction holds (an inbound message bumping the session right now)
     are skipped, not waited for, and the status and time predicates are re-checked on the locked
     rows, so a session that just received a message is never moved. Call it until it returns
     fewer than `limit` rows.
@@ -140,25 +140,27 @@ def _announce(moved: list[tuple[Any, str]], to_status: str) -> None:
         )
 
 
-# One statement: claim the due rows (skipping any row another transaction holds), move them with the
-# predicates re-checked on the locked row, and write their StatusChange rows. It holds row locks
-# only for its own duration.
+# One statement per source status: claim the oldest due rows, walking the (status, last_activity_at)
+# index and skipping any row another transaction holds; move exactly the claimed rows (by primary
+# key, so the plan cannot degrade into a scan); write their StatusChange rows. FOR UPDATE re-checks
+# the status and time predicates on the newest version of each row as it locks it, and the lock
+# lasts until the statement commits, so nothing can change a claimed row in between.
 _BATCH_SQL = """
 WITH picked AS (
-    SELECT id, status FROM {session}
-    WHERE status = ANY(%(sources)s) AND last_activity_at < %(before)s {channel_filter}
+    SELECT id FROM {session}
+    WHERE status = %(source)s AND last_activity_at < %(before)s {channel_filter}
+    ORDER BY last_activity_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ), moved AS (
-    UPDATE {session} AS s
+    UPDATE {session}
     SET status = %(to)s, status_changed_at = %(now)s, updated_at = %(now)s
-    FROM picked
-    WHERE s.id = picked.id AND s.status = ANY(%(sources)s) AND s.last_activity_at < %(before)s
-    RETURNING s.id, picked.status AS from_status
+    WHERE id = ANY(ARRAY(SELECT id FROM picked))
+    RETURNING id
 )
 INSERT INTO {change} (session_id, from_status, to_status, actor, reason, created_at)
-SELECT id, from_status, %(to)s, %(actor)s, %(reason)s, %(now)s FROM moved
-RETURNING session_id, from_status
+SELECT id, %(source)s, %(to)s, %(actor)s, %(reason)s, %(now)s FROM moved
+RETURNING session_id
 """
 
 
@@ -175,9 +177,7 @@ def _batch_postgresql(
 ) -> list[tuple[Any, str]]:
     channel_filter = ""
     params: dict[str, Any] = {
-        "sources": sources,
         "before": before,
-        "limit": limit,
         "to": to_status,
         "now": now,
         "actor": actor,
@@ -192,9 +192,14 @@ def _batch_postgresql(
     sql = _BATCH_SQL.format(
         session=Session._meta.db_table, change=StatusChange._meta.db_table, channel_filter=channel_filter
     )
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return [(row[0], row[1]) for row in cursor.fetchall()]
+    moved: list[tuple[Any, str]] = []
+    for source in sources:
+        if len(moved) >= limit:
+            break
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql, {**params, "source": source, "limit": limit - len(moved)})
+            moved += [(row[0], source) for row in cursor.fetchall()]
+    return moved
 
 
 def _batch_portable(

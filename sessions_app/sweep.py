@@ -59,6 +59,16 @@ class _Step:
 
 
 def _steps() -> list[_Step]:
+    """One step per source status: each batch then reads one (status, last_activity_at) index range
+    in order, instead of re-scanning rows earlier batches already moved."""
+    return [
+        _Step(step.name, step.to_status, (source,), step.threshold, step.override, step.default)
+        for step in _grouped_steps()
+        for source in step.from_statuses
+    ]
+
+
+def _grouped_steps() -> list[_Step]:
     return [
         _Step(
             "abandoned",
@@ -80,7 +90,13 @@ def _steps() -> list[_Step]:
 
 
 def _drain(
-    step: _Step, seconds: int, only: list[int] | None, exclude: list[int], limit: int, now: datetime
+    step: _Step,
+    seconds: int,
+    only: list[int] | None,
+    exclude: list[int],
+    limit: int,
+    now: datetime,
+    once: bool = False,
 ) -> SweepResult:
     """Move batches until one comes back short: everything due is moved (or held by another writer)."""
     result = SweepResult()
@@ -100,7 +116,7 @@ def _drain(
         for _, from_status in moved:
             result.moved_from[from_status] = result.moved_from.get(from_status, 0) + 1
         setattr(result, step.name, getattr(result, step.name) + len(moved))
-        if len(moved) < limit:
+        if len(moved) < limit or once:
             return result
 
 
@@ -132,6 +148,10 @@ def sweep_sessions(*, batch_size: int | None = None, parallel: int | None = None
         for seconds, only, exclude in groups:
             if not seconds:  # 0 disables the step
                 continue
+            first = _drain(step, seconds, only, exclude, limit, now, once=True)
+            result.add(first)
+            if first.total < limit:
+                continue  # the usual minute: one short batch and done, no extra connections
             if workers == 1:
                 parts = [_drain(step, seconds, only, exclude, limit, now)]
             else:

@@ -76,7 +76,7 @@ def test_it_moves_everything_due_in_bounded_batches():
         clock.shift(timedelta(hours=1))
         result = sweep_sessions(batch_size=3)
     assert result.abandoned == 7
-    assert result.statements == 3 + 1  # 3 + 3 + 1 abandoned; one empty archive batch
+    assert result.statements == 3 + 4  # 3 + 3 + 1 abandoned; one empty batch per ended status
     assert not Session.objects.filter(status=S.ACTIVE).exists()
     assert StatusChange.objects.count() == 7
 
