@@ -187,3 +187,13 @@ def test_summarise_uses_the_agent_when_it_answers(client, openai_agent):
     openai_agent.replies = [Reply(body={**COMPLETION, "choices": [{"message": {"content": content}}]})]
     summary = summarise(Session.objects.get())
     assert (summary.title, summary.source) == ("Missing order #42", "openai")
+
+
+def test_staff_see_a_failed_reply_and_its_reason_in_admin(
+    client, openai_agent, admin_client, django_capture_on_commit_callbacks
+):
+    openai_agent.default = Reply(status=500, body={})
+    texts_in(client, "Hello?", callbacks=django_capture_on_commit_callbacks)
+    page = admin_client.get("/admin/sessions_app/message/?problem=reply")
+    assert page.status_code == 200
+    assert b"attempt 3: the agent answered HTTP 500" in page.content
