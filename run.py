@@ -79,6 +79,7 @@ def serve(args: list[str]) -> int:
             "--no-access-log",
         ],  # access lines would carry socket tokens from the query string
     }
+    commands["worker"] = worker_command(env)
     say(f"serving on http://{host}:{port}/ (staff login: python3 run.py manage createsuperuser)")
     processes = {name: subprocess.Popen(command, cwd=ROOT, env=env) for name, command in commands.items()}
 
@@ -86,6 +87,12 @@ def serve(args: list[str]) -> int:
         for process in processes.values():
             if process.poll() is None:
                 process.terminate()
+        # A worker with embedded beat can hang in its warm shutdown; don't leave it behind.
+        for process in processes.values():
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
     signal.signal(signal.SIGTERM, stop)
     try:
@@ -109,6 +116,30 @@ def browser_missing() -> str:
     if Path(chromium).exists():
         return ""
     return f"no Chromium at {chromium} (apt-get install -y chromium, or set CHROMIUM_PATH)"
+
+
+def worker_command(env: dict[str, str]) -> list[str]:
+    """The task worker with the beat scheduler embedded; without REDIS_URL its broker is a folder
+    in the data directory (see docs/tasks.md), so the whole product runs with nothing else."""
+    data = Path(env.get("DATA_DIR") or ROOT / "data")
+    data.mkdir(parents=True, exist_ok=True)
+    return [
+        str(PYTHON),
+        "-m",
+        "celery",
+        "-A",
+        "config",
+        "worker",
+        "--beat",
+        "--schedule",
+        str(data / "celerybeat-schedule"),
+        "--concurrency",
+        env.get("WORKER_CONCURRENCY", "2"),
+        "--without-gossip",
+        "--without-mingle",
+        "--loglevel",
+        "INFO",
+    ]
 
 
 def test(args: list[str]) -> int:

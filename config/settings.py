@@ -277,3 +277,67 @@ else:
 
 # How often a staff page asks for changes when the real-time socket is not connected (milliseconds).
 STAFF_UI_POLL_MS = env.get_int("STAFF_UI_POLL_MS", 4000, minimum=500)
+
+# --- Tasks (Celery) -------------------------------------------------------------------------------
+# With REDIS_URL, Redis is the broker. Without it, kombu's filesystem transport in the data folder:
+# the embedded default needs no server at all (see docs/tasks.md for why, and what was rejected).
+CELERY_BROKER_DIR = DATA_DIR / "broker"
+CELERY_BROKER_URL = env.get_str("CELERY_BROKER_URL", REDIS_URL or "filesystem://localhost//")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    for _folder in ("queue", "processed", "control"):
+        (CELERY_BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
+        "data_folder_in": str(CELERY_BROKER_DIR / "queue"),
+        "data_folder_out": str(CELERY_BROKER_DIR / "queue"),
+        "processed_folder": str(CELERY_BROKER_DIR / "processed"),
+        "control_folder": str(CELERY_BROKER_DIR / "control"),
+        "store_processed": False,
+        "polling_interval": 0.2,
+    }
+else:
+    # Redelivery after a worker dies mid-task; longer than any task runs (see docs/tasks.md).
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_TASK_ALWAYS_EAGER = env.get_bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+SESSION_SWEEP_BATCH_SIZE = env.get_int("SESSION_SWEEP_BATCH_SIZE", 2000, minimum=1)
+# Connections one sweep drains a large backlog on (PostgreSQL only).
+SESSION_SWEEP_PARALLEL = env.get_int("SESSION_SWEEP_PARALLEL", 2, minimum=1, maximum=16)
+# How often the recovery task looks for replies and deliveries that never reached a worker, and how
+# old such work must be before it is re-queued (so work whose task is merely in flight is left alone).
+TASK_RECOVERY_INTERVAL = env.get_int("TASK_RECOVERY_INTERVAL", 60, minimum=1)
+TASK_RECOVERY_GRACE = env.get_int("TASK_RECOVERY_GRACE", 60, minimum=0)
+# A claim older than this is presumed lost with its worker (longer than an agent call with retries).
+TASK_LEASE = env.get_int("TASK_LEASE", 300, minimum=1)
+TASK_MAX_ATTEMPTS = env.get_int("TASK_MAX_ATTEMPTS", 5, minimum=1, maximum=20)
+TASK_RETRY_BACKOFF = env.get_int("TASK_RETRY_BACKOFF", 2, minimum=0)
+TASK_RETRY_BACKOFF_MAX = env.get_int("TASK_RETRY_BACKOFF_MAX", 60, minimum=0)
+CELERY_BEAT_SCHEDULE = {
+    "sweep-sessions": {"task": "sessions_app.tasks.sweep_sessions_task", "schedule": 60.0},
+    "recover-owed-work": {
+        "task": "sessions_app.tasks.recover_owed_work",
+        "schedule": float(TASK_RECOVERY_INTERVAL),
+    },
+}
+
+# --- Agent ----------------------------------------------------------------------------------------
+AGENT_BACKEND = env.get_str("AGENT_BACKEND", "builtin")
+if AGENT_BACKEND not in {"builtin", "openai"}:
+    raise ImproperlyConfigured(f"AGENT_BACKEND must be builtin or openai, not {AGENT_BACKEND!r}")
+AGENT_URL = env.get_str("AGENT_URL", "https://api.openai.com/v1")
+AGENT_API_KEY = env.get_str("AGENT_API_KEY")
+AGENT_MODEL = env.get_str("AGENT_MODEL", "gpt-4o-mini")
+AGENT_TIMEOUT = env.get_int("AGENT_TIMEOUT", 20, minimum=1, maximum=300)
+AGENT_SYSTEM_PROMPT = env.get_str(
+    "AGENT_SYSTEM_PROMPT", "You answer customers' messages briefly and helpfully on behalf of the business."
+)
+if AGENT_BACKEND == "openai" and not AGENT_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(f"AGENT_URL must be an http(s) URL, not {AGENT_URL!r}")
+# How long the voice webhook waits for the reply to the turn it just stored before it moves on.
+VOICE_REPLY_WAIT = env.get_int("VOICE_REPLY_WAIT_MS", 4000, minimum=0, maximum=10000) / 1000
+
+# --- Outbound delivery (Twilio REST) --------------------------------------------------------------
+# Only for a local stand-in of Twilio's API in tests and demos; production leaves it unset.
+TWILIO_API_BASE_URL = env.get_origin("TWILIO_API_BASE_URL")
+TWILIO_TIMEOUT = env.get_int("TWILIO_TIMEOUT", 15, minimum=1, maximum=120)
+# Stream agent answers (backends that can) to sockets piece by piece as they are generated.
+AGENT_STREAM = env.get_bool("AGENT_STREAM", default=True)

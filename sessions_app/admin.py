@@ -6,7 +6,16 @@ from django.http import HttpRequest
 
 from sessions_app.admin_erasure import erase_selected_contacts
 from sessions_app.lifecycle import TransitionRefused, transition_session
-from sessions_app.models import Channel, Contact, ErasureRecord, Message, Session, SessionStatus, StatusChange
+from sessions_app.models import (
+    Channel,
+    Contact,
+    ErasureRecord,
+    KeywordAnswer,
+    Message,
+    Session,
+    SessionStatus,
+    StatusChange,
+)
 
 
 @admin.register(Channel)
@@ -180,6 +189,74 @@ class ErasureRecordAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(KeywordAnswer)
+class KeywordAnswerAdmin(admin.ModelAdmin):
+    list_display = ["keyword", "answer", "position", "is_active", "updated_at"]
+    list_editable = ["position", "is_active"]
+    search_fields = ["keyword", "answer"]
+
+
+class FailedFilter(admin.SimpleListFilter):
+    title = "problems"
+    parameter_name = "problem"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("reply", "Reply failed"), ("delivery", "Delivery failed or undelivered")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Message]) -> QuerySet[Message]:
+        if self.value() == "reply":
+            return queryset.filter(reply_state="failed")
+        if self.value() == "delivery":
+            return queryset.filter(delivery_status__in=["failed", "undelivered"])
+        return queryset
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    """Replies that failed and deliveries Twilio refused, with the reason, for staff to follow up."""
+
+    list_display = [
+        "created_at",
+        "session",
+        "role",
+        "direction",
+        "reply_state",
+        "reply_error",
+        "delivery_status",
+        "delivery_error",
+    ]
+    list_filter = [FailedFilter, "reply_state", "delivery_status", "role", "created_at"]
+    list_select_related = ["session"]
+    search_fields = ["external_id", "content"]
+    show_full_result_count = False
+    readonly_fields = [
+        "session",
+        "direction",
+        "role",
+        "content",
+        "media",
+        "provider",
+        "external_id",
+        "metadata",
+        "in_reply_to",
+        "reply_state",
+        "reply_claimed_at",
+        "reply_attempts",
+        "reply_error",
+        "delivery_status",
+        "delivery_attempts",
+        "delivery_claimed_at",
+        "delivery_error",
+        "created_at",
+    ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:

@@ -7,8 +7,11 @@ every change (who or what, when, from, to) as a `StatusChange` row.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from sessions_app.events import session_status_changed
@@ -80,3 +83,160 @@ def transition_session(session: Session, to_status: str, *, actor: str, reason: 
     session.status_changed_at = current.status_changed_at
     session.updated_at = current.updated_at
     return current
+
+
+def sources_for(to_status: str, from_statuses: Iterable[str]) -> list[str]:
+    """The statuses in `from_statuses` from which `to_status` is an allowed move (sorted)."""
+    # Plain str: psycopg would send an enum member's name, not its value.
+    return sorted(str(s) for s in from_statuses if to_status in ALLOWED_TRANSITIONS.get(s, frozenset()))
+
+
+def transition_sessions_batch(
+    *,
+    from_statuses: Iterable[str],
+    to_status: str,
+    inactive_before: datetime,
+    actor: str,
+    reason: str = "",
+    channel_ids: Sequence[int] | None = None,
+    exclude_channel_ids: Sequence[int] = (),
+    limit: int = 5000,
+) -> list[tuple[Any, str]]:
+    """Move at most `limit` sessions in `from_statuses` whose last activity is before `inactive_before`
+    to `to_status`, recording one `StatusChange` each; returns the (session id, from status) moved.
+
+    The set-based sibling of `transition_session`, for the lifecycle sweep: the same
+    `ALLOWED_TRANSITIONS` decide which source statuses may move, and each statement is its own
+    short transaction. Rows another transaction holds (an inbound message bumping the session right now)
+    are skipped, not waited for, and the status and time predicates are re-checked on the locked
+    rows, so a session that just received a message is never moved. Call it until it returns
+    fewer than `limit` rows.
+    """
+    if to_status not in SessionStatus.values:
+        raise ValueError(f"unknown status {to_status!r}; one of {', '.join(SessionStatus.values)}")
+    to_status = str(to_status)
+    sources = sources_for(to_status, from_statuses)
+    if not sources or (channel_ids is not None and not channel_ids):
+        return []
+    now = timezone.now()
+    if connection.vendor == "postgresql":
+        moved = _batch_postgresql(
+            sources, to_status, inactive_before, actor, reason, channel_ids, exclude_channel_ids, limit, now
+        )
+    else:
+        moved = _batch_portable(
+            sources, to_status, inactive_before, actor, reason, channel_ids, exclude_channel_ids, limit, now
+        )
+    if moved:
+        log.info("%s session(s) → %s by %s", len(moved), to_status, actor)
+        transaction.on_commit(lambda: _announce(moved, to_status), robust=True)
+    return moved
+
+
+def _announce(moved: list[tuple[Any, str]], to_status: str) -> None:
+    for session_id, from_status in moved:
+        session_status_changed.send(
+            sender=Session, session_id=session_id, from_status=from_status, to_status=to_status
+        )
+
+
+# One statement per source status: claim the oldest due rows, walking the (status, last_activity_at)
+# index and skipping any row another transaction holds; move exactly the claimed rows (by primary
+# key, so the plan cannot degrade into a scan); write their StatusChange rows. FOR UPDATE re-checks
+# the status and time predicates on the newest version of each row as it locks it, and the lock
+# lasts until the statement commits, so nothing can change a claimed row in between.
+_BATCH_SQL = """
+WITH picked AS (
+    SELECT id FROM {session}
+    WHERE status = %(source)s AND last_activity_at < %(before)s {channel_filter}
+    ORDER BY last_activity_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), moved AS (
+    UPDATE {session}
+    SET status = %(to)s, status_changed_at = %(now)s, updated_at = %(now)s
+    WHERE id = ANY(ARRAY(SELECT id FROM picked))
+    RETURNING id
+)
+INSERT INTO {change} (session_id, from_status, to_status, actor, reason, created_at)
+SELECT id, %(source)s, %(to)s, %(actor)s, %(reason)s, %(now)s FROM moved
+RETURNING session_id
+"""
+
+
+def _batch_postgresql(
+    sources: list[str],
+    to_status: str,
+    before: datetime,
+    actor: str,
+    reason: str,
+    channel_ids: Sequence[int] | None,
+    exclude_channel_ids: Sequence[int],
+    limit: int,
+    now: datetime,
+) -> list[tuple[Any, str]]:
+    channel_filter = ""
+    params: dict[str, Any] = {
+        "before": before,
+        "to": to_status,
+        "now": now,
+        "actor": actor,
+        "reason": reason[:255],
+    }
+    if channel_ids is not None:
+        channel_filter += " AND channel_id = ANY(%(channel_ids)s)"
+        params["channel_ids"] = list(channel_ids)
+    if exclude_channel_ids:
+        channel_filter += " AND NOT (channel_id = ANY(%(exclude_ids)s))"
+        params["exclude_ids"] = list(exclude_channel_ids)
+    sql = _BATCH_SQL.format(
+        session=Session._meta.db_table, change=StatusChange._meta.db_table, channel_filter=channel_filter
+    )
+    moved: list[tuple[Any, str]] = []
+    for source in sources:
+        if len(moved) >= limit:
+            break
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql, {**params, "source": source, "limit": limit - len(moved)})
+            moved += [(row[0], source) for row in cursor.fetchall()]
+    return moved
+
+
+def _batch_portable(
+    sources: list[str],
+    to_status: str,
+    before: datetime,
+    actor: str,
+    reason: str,
+    channel_ids: Sequence[int] | None,
+    exclude_channel_ids: Sequence[int],
+    limit: int,
+    now: datetime,
+) -> list[tuple[Any, str]]:
+    # SQLite: the IMMEDIATE transaction holds the database's write lock from its first statement,
+    # so nothing changes between the select and the update.
+    due = Session.objects.filter(status__in=sources, last_activity_at__lt=before)
+    if channel_ids is not None:
+        due = due.filter(channel_id__in=channel_ids)
+    if exclude_channel_ids:
+        due = due.exclude(channel_id__in=exclude_channel_ids)
+    with transaction.atomic():
+        rows = list(due.select_for_update(skip_locked=True).values_list("id", "status")[:limit])
+        if not rows:
+            return []
+        ids = [row[0] for row in rows]
+        Session.objects.filter(pk__in=ids, status__in=sources, last_activity_at__lt=before).update(
+            status=to_status, status_changed_at=now, updated_at=now
+        )
+        StatusChange.objects.bulk_create(
+            StatusChange(
+                session_id=session_id,
+                from_status=from_status,
+                to_status=to_status,
+                actor=actor,
+                reason=reason[:255],
+                created_at=now,
+            )
+            for session_id, from_status in rows
+        )
+    return rows

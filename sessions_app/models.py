@@ -10,6 +10,7 @@ import uuid
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -124,6 +125,20 @@ class Channel(models.Model):
     @property
     def effective_archive_after(self) -> int:
         return settings.SESSION_ARCHIVE_AFTER if self.archive_after is None else self.archive_after
+
+    def clean(self) -> None:
+        # The same rule settings.py enforces globally: a session must not be abandoned while a new
+        # message could still join it.
+        abandon = self.effective_abandon_after
+        reuse = int(self.effective_reuse_window.total_seconds())
+        if abandon and reuse > abandon:
+            field = "abandon_after" if self.abandon_after is not None else "reuse_window"
+            raise ValidationError(
+                {
+                    field: f"The reuse window ({reuse}s) must not be longer than abandon-after ({abandon}s): "
+                    "a session would be abandoned while it could still be reused."
+                }
+            )
 
 
 class Contact(models.Model):
@@ -264,6 +279,11 @@ class Message(models.Model):
     )
     reply_claimed_at = models.DateTimeField(null=True, blank=True)
     delivery_error = models.TextField(blank=True)
+    # Replies and deliveries (see replies.py, outbound.py): attempts so far, and why the last failed.
+    reply_attempts = models.PositiveSmallIntegerField(default=0)
+    reply_error = models.TextField(blank=True)
+    delivery_attempts = models.PositiveSmallIntegerField(default=0)
+    delivery_claimed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -281,6 +301,11 @@ class Message(models.Model):
                 fields=["created_at"],
                 condition=Q(reply_state__in=["owed", "claimed"]),
                 name="message_reply_pending",
+            ),
+            models.Index(
+                fields=["created_at"],
+                condition=Q(delivery_status__in=["pending", "sending"]),
+                name="message_delivery_pending",
             ),
         ]
 
@@ -340,3 +365,21 @@ class RelayEvent(models.Model):
 
     def __str__(self) -> str:
         return f"relay {self.pk} to {self.group}"
+
+
+class KeywordAnswer(models.Model):
+    """A canned answer the builtin agent gives when a contact's message mentions a keyword."""
+
+    keyword = models.CharField(
+        max_length=100, help_text="Matched as a whole word or phrase, ignoring case, e.g. 'opening hours'."
+    )
+    answer = models.TextField()
+    position = models.PositiveIntegerField(default=0, help_text="Lower first when several keywords match.")
+    is_active = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["position", "id"]
+
+    def __str__(self) -> str:
+        return self.keyword

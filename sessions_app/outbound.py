@@ -1,19 +1,32 @@
 """Messages we add to a session ourselves (agent replies, staff replies): stored and counted here.
 
-Sending them to the contact's phone (Twilio) is the outbound delivery path; it starts from the
-`message_recorded` signal this module fires on commit, so every producer shares it.
+Sending them to the contact's phone is the second half of this module: the `message_recorded`
+signal fired on commit queues `deliver_message` for SMS and WhatsApp messages, which sends through
+Twilio's REST API and records what Twilio reports; voice replies are spoken by the call's next
+turn (`say_replies`).
 """
 
 from __future__ import annotations
 
+import logging
+import re
+from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
+import requests
+from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
+from django.urls import reverse
 from django.utils import timezone
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client as TwilioClient
 
 from sessions_app.events import message_recorded
-from sessions_app.models import ChannelKind, DeliveryStatus, Direction, Message, Session
+from sessions_app.models import ChannelKind, DeliveryStatus, Direction, Message, Role, Session
+from sessions_app.phones import mask_phone
 
 # Channels whose outbound messages travel through Twilio's messaging API.
 MESSAGING_KINDS = {ChannelKind.SMS, ChannelKind.WHATSAPP}
@@ -54,3 +67,244 @@ def record_outbound_message(
             robust=True,
         )
     return message
+
+
+# --- Delivery through Twilio ------------------------------------------------------------------------
+
+log = logging.getLogger(__name__)
+
+# Twilio's statuses in the order a message moves through them; a late callback never moves back.
+STATUS_RANK = {
+    DeliveryStatus.PENDING: 0,
+    DeliveryStatus.QUEUED: 1,
+    DeliveryStatus.SENDING: 2,
+    DeliveryStatus.SENT: 3,
+    DeliveryStatus.DELIVERED: 4,
+    DeliveryStatus.UNDELIVERED: 4,
+    DeliveryStatus.FAILED: 4,
+}
+TWILIO_STATUSES = {
+    "accepted": DeliveryStatus.QUEUED,
+    "scheduled": DeliveryStatus.QUEUED,
+    "queued": DeliveryStatus.QUEUED,
+    "sending": DeliveryStatus.SENDING,
+    "sent": DeliveryStatus.SENT,
+    "delivered": DeliveryStatus.DELIVERED,
+    "read": DeliveryStatus.DELIVERED,
+    "undelivered": DeliveryStatus.UNDELIVERED,
+    "failed": DeliveryStatus.FAILED,
+    "canceled": DeliveryStatus.FAILED,
+}
+SENDING_DISABLED = (
+    "Not sent: Twilio sending is disabled (TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not both set)."
+)
+_disabled_logged = False
+PHONE_IN_TEXT = re.compile(r"\+?\d[\d ()-]{6,}\d")
+
+
+class DeliveryDeferred(Exception):
+    """Sending failed in a way that may pass (Twilio 5xx, network); the message is pending again."""
+
+    def __init__(self, attempt: int, reason: str) -> None:
+        super().__init__(reason)
+        self.attempt = attempt
+
+
+def sending_enabled() -> bool:
+    return bool(settings.TWILIO_ACCOUNT_SID and settings.TWILIO_AUTH_TOKEN)
+
+
+class _RedirectingHttpClient(TwilioHttpClient):
+    """Sends the SDK's requests to TWILIO_API_BASE_URL instead of https://*.twilio.com (local stand-ins)."""
+
+    def __init__(self, base_url: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.base_url = base_url
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        parts = urlsplit(url)
+        target = self.base_url + parts.path + (f"?{parts.query}" if parts.query else "")
+        return super().request(method, target, *args, **kwargs)
+
+
+def twilio_client() -> TwilioClient:
+    http: TwilioHttpClient
+    if settings.TWILIO_API_BASE_URL:
+        http = _RedirectingHttpClient(settings.TWILIO_API_BASE_URL, timeout=settings.TWILIO_TIMEOUT)
+    else:
+        http = TwilioHttpClient(timeout=settings.TWILIO_TIMEOUT)
+    return TwilioClient(settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN, http_client=http)
+
+
+def schedule_delivery(message_id: int) -> None:
+    """Queue sending of an outbound SMS/WhatsApp message (called after it committed)."""
+    global _disabled_logged
+    if not sending_enabled():
+        if not _disabled_logged:
+            log.warning("%s Replies are stored but not sent.", SENDING_DISABLED)
+            _disabled_logged = True
+        Message.objects.filter(pk=message_id).update(delivery_error=SENDING_DISABLED)
+        return
+    from sessions_app.tasks import deliver_message_task, enqueue
+
+    enqueue(deliver_message_task, message_id)
+
+
+def _addresses(message: Message) -> tuple[str, str]:
+    session = message.session
+    to = session.contact.phone if session.contact else ""
+    from_ = session.channel.address
+    if session.channel_kind == ChannelKind.WHATSAPP:
+        return f"whatsapp:{to}", f"whatsapp:{from_}"
+    return to, from_
+
+
+def deliver_message(message_id: int) -> str:
+    """Send one pending outbound message through Twilio; returns its delivery status afterwards.
+
+    The pending → sending claim is one conditional UPDATE, so a task delivered twice sends once.
+    Raises `DeliveryDeferred` when another attempt is worth it; Twilio 4xx fails at once.
+    """
+    if not sending_enabled():
+        Message.objects.filter(pk=message_id).update(delivery_error=SENDING_DISABLED)
+        return DeliveryStatus.PENDING
+    now = timezone.now()
+    claimed = Message.objects.filter(pk=message_id, delivery_status=DeliveryStatus.PENDING).update(
+        delivery_status=DeliveryStatus.SENDING,
+        delivery_claimed_at=now,
+        delivery_attempts=F("delivery_attempts") + 1,
+    )
+    if not claimed:
+        return str(Message.objects.filter(pk=message_id).values_list("delivery_status", flat=True).first())
+    message = Message.objects.select_related("session__contact", "session__channel").get(pk=message_id)
+    if not (message.session.contact and message.session.contact.phone and message.session.channel.address):
+        return _finish(message, DeliveryStatus.FAILED, "No phone number to send to or from.")
+    to, from_ = _addresses(message)
+    options: dict[str, Any] = {"to": to, "from_": from_, "body": message.content}
+    if settings.PUBLIC_BASE_URL:
+        options["status_callback"] = settings.PUBLIC_BASE_URL + reverse("twilio-status")
+    try:
+        sent = twilio_client().messages.create(**options)
+    except TwilioRestException as exc:
+        reason = f"Twilio error {exc.code or exc.status}: {exc.msg}"
+        if exc.status >= 500 or exc.status == 429:
+            return _retry_or_fail(message, reason)
+        return _finish(message, DeliveryStatus.FAILED, reason)
+    except (requests.RequestException, TwilioException) as exc:
+        return _retry_or_fail(message, f"could not reach Twilio: {type(exc).__name__}")
+    status = TWILIO_STATUSES.get(str(sent.status or ""), DeliveryStatus.QUEUED)
+    Message.objects.filter(pk=message_id, delivery_status=DeliveryStatus.SENDING).update(
+        provider="twilio", external_id=sent.sid, delivery_status=status, delivery_error=""
+    )
+    log.info("Message %s handed to Twilio as %s (%s)", message_id, sent.sid, status)
+    return status
+
+
+def _finish(message: Message, status: str, reason: str) -> str:
+    Message.objects.filter(pk=message.pk, delivery_status=DeliveryStatus.SENDING).update(
+        delivery_status=status, delivery_error=reason
+    )
+    log.error("Message %s not delivered: %s", message.pk, _masked(reason))
+    return status
+
+
+def _retry_or_fail(message: Message, reason: str) -> str:
+    attempt = message.delivery_attempts
+    reason = f"attempt {attempt}: {reason}"
+    if attempt >= settings.TASK_MAX_ATTEMPTS:
+        return _finish(message, DeliveryStatus.FAILED, reason)
+    Message.objects.filter(pk=message.pk, delivery_status=DeliveryStatus.SENDING).update(
+        delivery_status=DeliveryStatus.PENDING, delivery_error=reason
+    )
+    log.warning("Sending message %s failed (%s); will try again", message.pk, _masked(reason))
+    raise DeliveryDeferred(attempt, reason)
+
+
+def _masked(text: str) -> str:
+    """Twilio's error texts quote the number; logs get it masked (staff see it in admin)."""
+    return PHONE_IN_TEXT.sub(lambda match: mask_phone(match.group()), text)
+
+
+def record_delivery_status(sid: str, twilio_status: str, error_code: str = "") -> bool:
+    """Twilio's status callback for the outbound message `sid`; False if we know no such message."""
+    status = TWILIO_STATUSES.get(twilio_status)
+    if status is None:
+        return Message.objects.filter(provider="twilio", external_id=sid).exists()
+    earlier = [s for s, rank in STATUS_RANK.items() if rank < STATUS_RANK[status]]
+    changes: dict[str, Any] = {"delivery_status": status}
+    if status in (DeliveryStatus.FAILED, DeliveryStatus.UNDELIVERED):
+        changes["delivery_error"] = f"Twilio reported {twilio_status}" + (
+            f" (error {error_code})" if error_code else ""
+        )
+    updated = Message.objects.filter(
+        provider="twilio", external_id=sid, direction=Direction.OUTBOUND, delivery_status__in=earlier
+    ).update(**changes)
+    return bool(updated) or Message.objects.filter(provider="twilio", external_id=sid).exists()
+
+
+def recover_pending_deliveries(limit: int = 500) -> list[int]:
+    """Pending deliveries whose task never reached a worker (broker down), oldest first."""
+    if not sending_enabled():
+        return []
+    now = timezone.now()
+    grace = now - timedelta(seconds=settings.TASK_RECOVERY_GRACE)
+    stale = now - timedelta(seconds=settings.TASK_LEASE)
+    # Past a day a reply is no longer worth sending; staff see it pending with its error.
+    oldest = now - timedelta(days=1)
+    return list(
+        Message.objects.filter(
+            Q(delivery_claimed_at__isnull=True) | Q(delivery_claimed_at__lt=stale),
+            delivery_status=DeliveryStatus.PENDING,
+            created_at__lt=grace,
+            created_at__gte=oldest,
+        )
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+def fail_lost_deliveries() -> int:
+    """`sending` past the lease: the worker died mid-request and Twilio may or may not have the
+    message. Sending again could text the contact twice, so it is marked failed for staff to see."""
+    stale = timezone.now() - timedelta(seconds=settings.TASK_LEASE)
+    return Message.objects.filter(
+        delivery_status=DeliveryStatus.SENDING, delivery_claimed_at__lt=stale
+    ).update(
+        delivery_status=DeliveryStatus.FAILED,
+        delivery_error="Outcome unknown: the worker stopped while sending; "
+        "not sent again to avoid a duplicate.",
+    )
+
+
+def say_replies(session_id: Any, inbound_id: int | None, *, wait: float) -> list[str]:
+    """Voice: the replies to speak on this turn, oldest first, each handed out once.
+
+    Waits up to `wait` seconds for the reply to `inbound_id`; replies not ready in time are spoken
+    on the caller's next turn.
+    """
+    from sessions_app.replies import wait_for_reply
+
+    if inbound_id is not None and wait > 0:
+        wait_for_reply(inbound_id, wait)
+    with transaction.atomic():
+        unspoken = list(
+            Message.objects.select_for_update()
+            .filter(
+                session_id=session_id,
+                direction=Direction.OUTBOUND,
+                delivery_status=DeliveryStatus.NONE,
+                role__in=[Role.AGENT, Role.STAFF],
+            )
+            .order_by("created_at", "id")
+        )
+        Message.objects.filter(pk__in=[m.pk for m in unspoken]).update(delivery_status=DeliveryStatus.SENT)
+    return [m.content for m in unspoken if m.content]
+
+
+def on_message_recorded(sender: Any, message_id: int, reply_owed: bool, **kwargs: Any) -> None:
+    if reply_owed:
+        return
+    if Message.objects.filter(
+        pk=message_id, direction=Direction.OUTBOUND, delivery_status=DeliveryStatus.PENDING
+    ).exists():
+        schedule_delivery(message_id)

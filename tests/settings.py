@@ -15,3 +15,10 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"  # noqa: F405
 # Servers the tests start in another process serve static files straight from the app folders.
 WHITENOISE_USE_FINDERS = True
+
+# Tasks run inline unless a test starts a real worker (tests/sessions_app/test_worker.py).
+CELERY_TASK_ALWAYS_EAGER = True
+# Outbound sending is off unless a test turns it on against a local Twilio stand-in.
+TWILIO_ACCOUNT_SID = ""
+# Most tests never run on-commit callbacks, so no reply comes; don't wait long for one.
+VOICE_REPLY_WAIT = 0.1

@@ -128,3 +128,20 @@ def speech_message(form: QueryDict, call: ParsedCall, turn: int) -> InboundMessa
     return InboundMessage(
         content=speech, provider=PROVIDER, external_id=f"{call.call_sid}:{turn}", metadata=metadata
     )
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    sid: str
+    status: str
+    error_code: str
+
+
+def parse_status(form: QueryDict) -> StatusUpdate:
+    """A message status callback."""
+    sid = _required(form, "MessageSid")
+    status = _required(form, "MessageStatus").lower()
+    error_code = (form.get("ErrorCode") or "").strip()
+    if error_code and not error_code.isdigit():
+        raise BadWebhook("ErrorCode", f"must be a number, not {error_code!r}")
+    return StatusUpdate(sid=sid, status=status, error_code=error_code)

@@ -6,6 +6,7 @@ import functools
 import logging
 from collections.abc import Callable
 
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
@@ -15,7 +16,15 @@ from twilio.twiml.voice_response import Gather, VoiceResponse
 
 from sessions_app.ingest import record_phone_message
 from sessions_app.models import ChannelKind
-from webhooks.twilio.parsing import BadWebhook, parse_call, parse_message, parse_turn, speech_message
+from sessions_app.outbound import record_delivery_status, say_replies
+from webhooks.twilio.parsing import (
+    BadWebhook,
+    parse_call,
+    parse_message,
+    parse_status,
+    parse_turn,
+    speech_message,
+)
 from webhooks.twilio.signature import twilio_signature_required
 
 log = logging.getLogger(__name__)
@@ -101,5 +110,19 @@ def voice_gather(request: HttpRequest) -> HttpResponse:
     inbound = speech_message(request.POST, call, turn)
     if inbound is None:
         return twiml(str(_gather(VoiceResponse(), turn, NOTHING_HEARD)))
-    record_phone_message(kind=ChannelKind.VOICE, to=call.to, from_phone=call.from_phone, inbound=inbound)
-    return twiml(str(_gather(VoiceResponse(), turn + 1, NEXT_PROMPT)))
+    result = record_phone_message(
+        kind=ChannelKind.VOICE, to=call.to, from_phone=call.from_phone, inbound=inbound
+    )
+    # The agent's answer to this turn if it comes within the bounded wait, plus any earlier answer
+    # that missed its own turn; otherwise it is spoken on the next turn.
+    replies = say_replies(result.session.pk, result.message.pk, wait=settings.VOICE_REPLY_WAIT)
+    return twiml(str(_gather(VoiceResponse(), turn + 1, " ".join([*replies, NEXT_PROMPT]))))
+
+
+@twilio_webhook
+def message_status(request: HttpRequest) -> HttpResponse:
+    """Twilio's status callback for a message we sent: queued, sent, delivered, failed, undelivered."""
+    update = parse_status(request.POST)
+    if not record_delivery_status(update.sid, update.status, update.error_code):
+        log.info("Status %s for message %s, which is not one of ours", update.status, update.sid)
+    return HttpResponse(status=204)

@@ -1,0 +1,205 @@
+"""Benchmark the lifecycle sweep on PostgreSQL: 1,000,000 sessions, half of them due.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_sweep .venv/bin/python bench/sweep.py
+
+Reports one full sweep's rate (transitions a second), its longest single statement, and the
+throughput of the ingest path (`record_phone_message`, the webhooks' service) in processes running
+while the sweep runs, with the count of errors and of messages missing afterwards. The database
+named in DATABASE_URL is dropped and created again: give it one of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def django_setup(data_dir: str) -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.setdefault("SECRET_KEY", "bench-only-not-a-secret")
+    os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1")
+    os.environ["DATA_DIR"] = data_dir  # the filesystem broker the ingest path enqueues to
+    os.environ.pop("REDIS_URL", None)
+    os.environ["LOG_LEVEL"] = "WARNING"
+    import django
+
+    django.setup()
+
+
+def recreate_database(url: str) -> None:
+    import psycopg
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    if not name.startswith("bench"):
+        sys.exit(f"refusing to drop {name!r}: the benchmark database's name must start with 'bench'")
+    admin = url.replace(parts.path, "/postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def generate(sessions: int, contacts: int) -> int:
+    from django.db import connection
+
+    from sessions_app.models import Channel
+
+    channel = Channel.objects.create(kind="sms", address="+15005550006")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO sessions_app_contact (phone, whatsapp_id, whatsapp_profile_name, display_name,
+                company, external_user_id, business_id, created_at, updated_at)
+            SELECT '+1555' || lpad(i::text, 7, '0'), '', '', '', '', '', '', now(), now()
+            FROM generate_series(1, %s) AS i
+            """,
+            [contacts],
+        )
+        cursor.execute("SELECT min(id) FROM sessions_app_contact")
+        first_contact = cursor.fetchone()[0]
+        # Even rows: quiet for two hours (due for abandonment); odd rows: a minute ago (not due).
+        cursor.execute(
+            """
+            INSERT INTO sessions_app_session (id, channel_id, channel_kind, contact_id, business_id,
+                location_id, agent_id, title, description, thumbnail_url, status, metadata, mission_id,
+                message_count, first_message_at, last_message_at, last_activity_at, status_changed_at,
+                created_at, updated_at)
+            SELECT gen_random_uuid(), %s, 'sms', %s + (i %% %s), '', '', '', 'SMS', '', '', 'active',
+                '{}'::jsonb, '', 1, t, t, t, t, t, t
+            FROM (
+                SELECT i, now() - CASE WHEN i %% 2 = 0 THEN interval '2 hours' ELSE interval '1 minute' END
+                    - (i %% 1000) * interval '1 millisecond' AS t
+                FROM generate_series(1, %s) AS i
+            ) AS rows
+            """,
+            [channel.pk, first_contact, contacts, sessions],
+        )
+        cursor.execute("VACUUM ANALYZE sessions_app_session")
+        cursor.execute("VACUUM ANALYZE sessions_app_contact")
+    return channel.pk
+
+
+def ingest_worker(url: str, data_dir: str, index: int, contacts: int, stop, results) -> None:
+    os.environ["DATABASE_URL"] = url
+    django_setup(data_dir)
+    from sessions_app.ingest import InboundMessage, record_phone_message
+
+    sent = errors = 0
+    started = time.perf_counter()
+    while not stop.is_set():
+        number = (index * 7919 + sent * 13) % contacts + 1
+        try:
+            record_phone_message(
+                kind="sms",
+                to="+15005550006",
+                from_phone=f"+1555{number:07d}",
+                inbound=InboundMessage(
+                    content="bench", provider="bench", external_id=f"bench-{index}-{sent}"
+                ),
+            )
+            sent += 1
+        except Exception as exc:
+            errors += 1
+            print(f"ingest error: {type(exc).__name__}: {exc}", file=sys.stderr)
+    results.put((index, sent, errors, time.perf_counter() - started))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sessions", type=int, default=1_000_000)
+    parser.add_argument("--contacts", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=2000)
+    parser.add_argument("--parallel", type=int, default=2, help="connections the sweep drains on")
+    parser.add_argument("--ingest-processes", type=int, default=2)
+    args = parser.parse_args()
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith("postgres"):
+        sys.exit("set DATABASE_URL=postgres://…/bench_sweep (a database of its own; it is recreated)")
+    data_dir = tempfile.mkdtemp(prefix="bench-sweep-")
+    recreate_database(url)
+    django_setup(data_dir)
+    from django.core.management import call_command
+    from django.db import connection
+    from django.db.backends.signals import connection_created
+
+    from sessions_app.models import Message, Session, StatusChange
+    from sessions_app.sweep import sweep_sessions
+
+    call_command("migrate", verbosity=0)
+    t0 = time.perf_counter()
+    generate(args.sessions, args.contacts)
+    print(f"generated {args.sessions:,} sessions in {time.perf_counter() - t0:.1f}s")
+
+    durations: list[float] = []
+
+    def timed(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        start = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            durations.append(time.perf_counter() - start)
+
+    ctx = mp.get_context("spawn")
+    stop, results = ctx.Event(), ctx.Queue()
+    workers = [
+        ctx.Process(target=ingest_worker, args=(url, data_dir, i, args.contacts, stop, results))
+        for i in range(args.ingest_processes)
+    ]
+    for worker in workers:
+        worker.start()
+    bench_messages = Message.objects.filter(provider="bench")
+    deadline = time.monotonic() + 120
+    while bench_messages.count() < 20 * len(workers) and time.monotonic() < deadline:
+        time.sleep(0.5)  # until every worker has started (spawn + Django set-up)
+    baseline_start, baseline_count = time.perf_counter(), bench_messages.count()
+    time.sleep(5)
+    baseline = (bench_messages.count() - baseline_count) / (time.perf_counter() - baseline_start)
+    before = bench_messages.count()
+    # The sweep's extra threads open their own connections: time their statements too.
+    connection_created.connect(
+        lambda sender, connection, **kw: connection.execute_wrappers.append(timed), weak=False
+    )
+    with connection.execute_wrapper(timed):
+        start = time.perf_counter()
+        result = sweep_sessions(batch_size=args.batch, parallel=args.parallel)
+        elapsed = time.perf_counter() - start
+    during = bench_messages.count() - before
+    stop.set()
+    stats = [results.get(timeout=60) for _ in workers]
+    for worker in workers:
+        worker.join()
+
+    moved = result.total
+    print(f"sweep: {result.abandoned:,} abandoned, {result.archived:,} archived in {elapsed:.2f}s")
+    print(f"  rate: {moved / elapsed:,.0f} transitions/s (target ≥ 50,000)")
+    print(
+        f"  statements: {len(durations)}, longest {max(durations) * 1000:.0f} ms, "
+        f"batch size {args.batch}, {args.parallel} connection(s)"
+    )
+    sent = sum(s[1] for s in stats)
+    errors = sum(s[2] for s in stats)
+    stored = bench_messages.count()
+    print(
+        f"ingest ({args.ingest_processes} processes): {baseline:,.0f} messages/s before the sweep, "
+        f"{during / elapsed:,.0f}/s during it; {sent:,} sent in all, {errors} errors, {sent - stored} missing"
+    )
+    changes = StatusChange.objects.count()
+    print(
+        f"check: {changes:,} StatusChange rows for {moved:,} transitions; "
+        f"{Session.objects.filter(status='active').count():,} sessions still active"
+    )
+
+
+if __name__ == "__main__":
+    main()

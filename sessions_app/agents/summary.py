@@ -1,0 +1,72 @@
+"""Titles and descriptions of sessions (the sessions list of seed 000), written from the conversation.
+
+`summarise(session)` asks the configured agent backend when it can summarise (the `openai` backend
+does, with one chat completion asking for JSON) and otherwise, or when that fails, falls back to a
+deterministic summary built from the messages themselves, so a caller always gets an answer and
+the same conversation always gets the same fallback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+from sessions_app.agents import AgentError, get_backend
+from sessions_app.agents.openai import OpenAIAgent, chat_messages
+from sessions_app.models import Role, Session
+
+log = logging.getLogger(__name__)
+
+TITLE_LENGTH = 60
+DESCRIPTION_LENGTH = 200
+HISTORY_LENGTH = 30
+PROMPT = (
+    "Summarise this conversation for a support inbox. Answer with JSON only: "
+    '{"title": "<at most 8 words>", "description": "<one or two sentences>"}.'
+)
+
+
+@dataclass(frozen=True)
+class Summary:
+    title: str
+    description: str
+    source: str  # "openai" or "fallback"
+
+
+def _shorten(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def fallback_summary(session: Session) -> Summary:
+    """Deterministic: the first thing the contact said as the title, a count and the last words."""
+    messages = list(session.messages.order_by("created_at", "id").only("role", "content"))
+    said = [m.content for m in messages if m.role == Role.CONTACT and m.content.strip()]
+    title = _shorten(said[0], TITLE_LENGTH) if said else (session.title or "New conversation")
+    if not messages:
+        return Summary(title=title, description="No messages yet.", source="fallback")
+    description = f"{len(messages)} message{'s' if len(messages) != 1 else ''}"
+    if said:
+        description += f"; last from the contact: “{_shorten(said[-1], DESCRIPTION_LENGTH - 60)}”"
+    return Summary(title=title, description=description + ".", source="fallback")
+
+
+def summarise(session: Session) -> Summary:
+    """A title and description for `session`; never raises for a backend failure."""
+    backend = get_backend()
+    if isinstance(backend, OpenAIAgent):
+        history = list(reversed(session.messages.order_by("-created_at", "-id")[:HISTORY_LENGTH]))
+        try:
+            text, _ = backend.complete(chat_messages(session, history, PROMPT))
+            data = json.loads(text.strip().removeprefix("```json").removesuffix("```"))
+            title, description = str(data["title"]).strip(), str(data["description"]).strip()
+            if title:
+                return Summary(
+                    _shorten(title, TITLE_LENGTH), _shorten(description, DESCRIPTION_LENGTH), "openai"
+                )
+        except (AgentError, ValueError, KeyError, TypeError) as exc:
+            log.warning(
+                "Summary of session %s from the agent failed (%s); using the fallback", session.pk, exc
+            )
+    return fallback_summary(session)

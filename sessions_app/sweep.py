@@ -1,0 +1,175 @@
+"""The lifecycle sweep: abandon quiet active sessions, archive old ended ones. Beat runs it every minute.
+
+Thresholds come from each channel (`Channel.effective_abandon_after` / `effective_archive_after`,
+seconds, 0 disables). Channels without an override share one set of statements against the
+setting; each channel with an override gets its own. Every statement moves a bounded batch through
+`lifecycle.transition_sessions_batch`, which holds the status rules and records the changes.
+Both steps count from `last_activity_at`, which every stored message (ingest and outbound) bumps.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from sessions_app.lifecycle import transition_sessions_batch
+from sessions_app.models import Channel, SessionStatus
+from sessions_app.retention import purge_expired_sessions
+
+log = logging.getLogger(__name__)
+
+ACTOR = "system:sweep"
+ENDED = (SessionStatus.ABANDONED, SessionStatus.CLOSED, SessionStatus.RESOLVED, SessionStatus.COMPLETED)
+
+
+@dataclass
+class SweepResult:
+    abandoned: int = 0
+    archived: int = 0
+    purged: int = 0
+    statements: int = 0
+    moved_from: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return self.abandoned + self.archived
+
+    def add(self, other: SweepResult) -> None:
+        self.abandoned += other.abandoned
+        self.archived += other.archived
+        self.purged += other.purged
+        self.statements += other.statements
+        for status, count in other.moved_from.items():
+            self.moved_from[status] = self.moved_from.get(status, 0) + count
+
+
+@dataclass(frozen=True)
+class _Step:
+    name: str
+    to_status: str
+    from_statuses: tuple[str, ...]
+    threshold: Callable[[Channel], int]
+    override: Callable[[Channel], int | None]
+    default: int
+
+
+def _steps() -> list[_Step]:
+    """One step per source status: each batch then reads one (status, last_activity_at) index range
+    in order, instead of re-scanning rows earlier batches already moved."""
+    return [
+        _Step(step.name, step.to_status, (source,), step.threshold, step.override, step.default)
+        for step in _grouped_steps()
+        for source in step.from_statuses
+    ]
+
+
+def _grouped_steps() -> list[_Step]:
+    return [
+        _Step(
+            "abandoned",
+            SessionStatus.ABANDONED,
+            (SessionStatus.ACTIVE,),
+            lambda c: c.effective_abandon_after,
+            lambda c: c.abandon_after,
+            settings.SESSION_ABANDON_AFTER,
+        ),
+        _Step(
+            "archived",
+            SessionStatus.ARCHIVED,
+            ENDED,
+            lambda c: c.effective_archive_after,
+            lambda c: c.archive_after,
+            settings.SESSION_ARCHIVE_AFTER,
+        ),
+    ]
+
+
+def _drain(
+    step: _Step,
+    seconds: int,
+    only: list[int] | None,
+    exclude: list[int],
+    limit: int,
+    now: datetime,
+    once: bool = False,
+) -> SweepResult:
+    """Move batches until one comes back short: everything due is moved (or held by another writer)."""
+    result = SweepResult()
+    before = now - timedelta(seconds=seconds)
+    while True:
+        moved = transition_sessions_batch(
+            from_statuses=step.from_statuses,
+            to_status=step.to_status,
+            inactive_before=before,
+            actor=ACTOR,
+            reason=f"no activity for {seconds}s",
+            channel_ids=only,
+            exclude_channel_ids=exclude,
+            limit=limit,
+        )
+        result.statements += 1
+        for _, from_status in moved:
+            result.moved_from[from_status] = result.moved_from.get(from_status, 0) + 1
+        setattr(result, step.name, getattr(result, step.name) + len(moved))
+        if len(moved) < limit or once:
+            return result
+
+
+def _drain_in_thread(*args: Any) -> SweepResult:
+    try:
+        return _drain(*args)
+    finally:
+        connection.close()  # this thread's own connection
+
+
+def sweep_sessions(*, batch_size: int | None = None, parallel: int | None = None) -> SweepResult:
+    """Run one full sweep now; safe to run concurrently with another sweep and with ingest.
+
+    `parallel` > 1 (PostgreSQL only) drains each group on that many connections at once; SKIP LOCKED
+    hands every row to exactly one of them, exactly as it does for two overlapping sweeps.
+    """
+    limit = batch_size or settings.SESSION_SWEEP_BATCH_SIZE
+    workers = parallel or settings.SESSION_SWEEP_PARALLEL
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        workers = 1  # SQLite has one writer; inside a transaction other connections would not see it
+    now = timezone.now()
+    result = SweepResult()
+    # Few rows: one per Twilio number or chat surface.
+    overridden = list(Channel.objects.exclude(abandon_after=None, archive_after=None))
+    for step in _steps():
+        own = [c for c in overridden if step.override(c) is not None]
+        groups: list[tuple[int, list[int] | None, list[int]]] = [(step.default, None, [c.pk for c in own])]
+        groups += [(step.threshold(c), [c.pk], []) for c in own]
+        for seconds, only, exclude in groups:
+            if not seconds:  # 0 disables the step
+                continue
+            first = _drain(step, seconds, only, exclude, limit, now, once=True)
+            result.add(first)
+            if first.total < limit:
+                continue  # the usual minute: one short batch and done, no extra connections
+            if workers == 1:
+                parts = [_drain(step, seconds, only, exclude, limit, now)]
+            else:
+                with ThreadPoolExecutor(max_workers=workers) as pool:
+                    futures = [
+                        pool.submit(_drain_in_thread, step, seconds, only, exclude, limit, now)
+                        for _ in range(workers)
+                    ]
+                    parts = [future.result() for future in futures]
+            for part in parts:
+                result.add(part)
+    # Retention last: a session archived just now is far younger than any purge threshold.
+    result.purged = purge_expired_sessions(now)
+    if result.total or result.purged:
+        log.info(
+            "Sweep: %s abandoned, %s archived, %s purged", result.abandoned, result.archived, result.purged
+        )
+    return result

@@ -1,0 +1,86 @@
+"""Celery tasks: each loads by id and calls a service; the rules live in the services.
+
+Retries wait with exponential backoff and jitter; how many attempts a reply or a delivery gets is
+counted in the database (`reply_attempts`, `delivery_attempts`), so redeliveries and the recovery
+task share one budget.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any
+
+from celery import Task, shared_task
+from django.conf import settings
+
+from sessions_app import outbound, replies
+from sessions_app.sweep import sweep_sessions
+
+log = logging.getLogger(__name__)
+
+
+def backoff(attempt: int) -> float:
+    """Seconds to wait before attempt `attempt + 1`: doubling, capped, half of it random (jitter)."""
+    ceiling = min(
+        float(settings.TASK_RETRY_BACKOFF_MAX), settings.TASK_RETRY_BACKOFF * 2.0 ** max(attempt - 1, 0)
+    )
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def enqueue(task: Any, *args: Any) -> bool:
+    """Queue `task(*args)`; if the broker is unreachable, log it and leave the work to recovery."""
+    try:
+        task.apply_async(args=args)
+    except Exception as exc:  # kombu/redis raise a variety of connection errors
+        log.warning(
+            "Could not queue %s%r (%s: %s); the recovery task will queue it once the broker is back",
+            task.name,
+            args,
+            type(exc).__name__,
+            exc,
+        )
+        return False
+    return True
+
+
+@shared_task(bind=True, name="sessions_app.tasks.produce_reply_task", max_retries=None)
+def produce_reply_task(self: Task, message_id: int) -> None:
+    try:
+        replies.produce_reply(message_id)
+    except replies.ReplyDeferred as exc:
+        raise self.retry(countdown=backoff(exc.attempt), exc=exc) from None
+
+
+@shared_task(bind=True, name="sessions_app.tasks.deliver_message_task", max_retries=None)
+def deliver_message_task(self: Task, message_id: int) -> None:
+    try:
+        outbound.deliver_message(message_id)
+    except outbound.DeliveryDeferred as exc:
+        raise self.retry(countdown=backoff(exc.attempt), exc=exc) from None
+
+
+@shared_task(name="sessions_app.tasks.sweep_sessions_task")
+def sweep_sessions_task() -> dict[str, int]:
+    result = sweep_sessions()
+    return {"abandoned": result.abandoned, "archived": result.archived}
+
+
+@shared_task(name="sessions_app.tasks.recover_owed_work")
+def recover_owed_work() -> dict[str, int]:
+    """Queue again what never reached a worker: owed replies and pending deliveries."""
+    reply_ids = replies.recover_owed_replies()
+    for message_id in reply_ids:
+        enqueue(produce_reply_task, message_id)
+    lost = outbound.fail_lost_deliveries()
+    delivery_ids = outbound.recover_pending_deliveries()
+    for message_id in delivery_ids:
+        enqueue(deliver_message_task, message_id)
+    if reply_ids or delivery_ids or lost:
+        log.info(
+            "Recovery: %s reply(ies) and %s delivery(ies) queued again, %s lost delivery(ies) marked failed",
+            len(reply_ids),
+            len(delivery_ids),
+            lost,
+        )
+    return {"replies": len(reply_ids), "deliveries": len(delivery_ids), "lost_deliveries": lost}

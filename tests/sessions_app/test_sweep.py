@@ -1,0 +1,222 @@
+import threading
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+import time_machine
+from django.core.exceptions import ValidationError
+from django.core.management import call_command
+from django.db import connection, connections
+from django.utils import timezone
+
+from sessions_app.lifecycle import transition_sessions_batch
+from sessions_app.models import Channel, ChannelKind, Session, SessionStatus, StatusChange
+from sessions_app.sweep import sweep_sessions
+from tests.factories import ChannelFactory, SessionFactory
+from tests.twilio_helpers import send_sms
+
+pytestmark = pytest.mark.django_db
+START = "2025-01-15 10:00:00+00:00"
+S = SessionStatus
+
+
+def status_of(session: Session) -> str:
+    session.refresh_from_db()
+    return session.status
+
+
+def test_an_active_session_is_abandoned_only_after_30_quiet_minutes():
+    with time_machine.travel(START, tick=False) as clock:
+        session = SessionFactory()
+        clock.shift(timedelta(minutes=29, seconds=59))
+        assert sweep_sessions().abandoned == 0
+        assert status_of(session) == S.ACTIVE
+        clock.shift(timedelta(seconds=2))
+        result = sweep_sessions()
+    assert (result.abandoned, result.archived) == (1, 0)
+    assert status_of(session) == S.ABANDONED
+    change = StatusChange.objects.get(session=session)
+    assert (change.from_status, change.to_status, change.actor) == ("active", "abandoned", "system:sweep")
+
+
+@pytest.mark.parametrize("status", [S.ABANDONED, S.CLOSED, S.RESOLVED, S.COMPLETED])
+def test_an_ended_session_is_archived_after_seven_days_of_no_activity(status):
+    with time_machine.travel(START, tick=False) as clock:
+        session = SessionFactory(status=status)
+        clock.shift(timedelta(days=7) - timedelta(seconds=1))
+        assert sweep_sessions().archived == 0
+        clock.shift(timedelta(seconds=2))
+        assert sweep_sessions().archived == 1
+    assert status_of(session) == S.ARCHIVED
+    assert StatusChange.objects.get().from_status == status
+
+
+def test_a_session_quiet_for_over_a_week_is_abandoned_then_archived_in_one_sweep():
+    with time_machine.travel(START, tick=False) as clock:
+        session = SessionFactory()
+        clock.shift(timedelta(days=8))
+        result = sweep_sessions()  # both steps count from the last message
+    assert (result.abandoned, result.archived) == (1, 1)
+    assert status_of(session) == S.ARCHIVED
+    assert list(StatusChange.objects.values_list("to_status", flat=True)) == ["abandoned", "archived"]
+
+
+def test_a_second_sweep_moves_nothing():
+    with time_machine.travel(START, tick=False) as clock:
+        SessionFactory.create_batch(3)
+        clock.shift(timedelta(hours=1))
+        assert sweep_sessions().abandoned == 3
+        assert sweep_sessions().total == 0
+    assert StatusChange.objects.count() == 3
+
+
+def test_it_moves_everything_due_in_bounded_batches():
+    with time_machine.travel(START, tick=False) as clock:
+        SessionFactory.create_batch(7)
+        clock.shift(timedelta(hours=1))
+        result = sweep_sessions(batch_size=3)
+    assert result.abandoned == 7
+    assert result.statements == 3 + 4  # 3 + 3 + 1 abandoned; one empty batch per ended status
+    assert not Session.objects.filter(status=S.ACTIVE).exists()
+    assert StatusChange.objects.count() == 7
+
+
+def test_per_channel_thresholds_override_the_settings_and_zero_disables():
+    quick = ChannelFactory(address="+15005550001", abandon_after=600)
+    never = ChannelFactory(address="+15005550002", abandon_after=0, archive_after=0)
+    default = ChannelFactory(address="+15005550003")
+    with time_machine.travel(START, tick=False) as clock:
+        on_quick, on_never, on_default = (SessionFactory(channel=c) for c in (quick, never, default))
+        ended_on_never = SessionFactory(channel=never, status=S.CLOSED)
+        clock.shift(timedelta(minutes=11))
+        assert sweep_sessions().abandoned == 1
+        assert status_of(on_quick) == S.ABANDONED
+        assert status_of(on_default) == S.ACTIVE
+        clock.shift(timedelta(days=30))
+        sweep_sessions()
+    assert status_of(on_default) == S.ARCHIVED
+    assert status_of(on_never) == S.ACTIVE
+    assert status_of(ended_on_never) == S.CLOSED
+
+
+def test_the_settings_thresholds_apply_and_zero_disables_a_step(settings):
+    settings.SESSION_ABANDON_AFTER = 0
+    settings.SESSION_ARCHIVE_AFTER = 3600
+    with time_machine.travel(START, tick=False) as clock:
+        active, closed = SessionFactory(), SessionFactory(status=S.CLOSED)
+        clock.shift(timedelta(days=2))
+        assert (sweep_sessions().abandoned, status_of(active)) == (0, S.ACTIVE)
+    assert status_of(closed) == S.ARCHIVED
+
+
+def test_a_session_that_just_received_a_message_is_not_abandoned(client):
+    with time_machine.travel(START, tick=False) as clock:
+        send_sms(client, "+15551230000", "Hello")
+        clock.shift(timedelta(minutes=31))
+        before = timezone.now() - timedelta(minutes=30)
+        send_sms(client, "+15551230000", "Still there?")  # new session: reuse window is 5 minutes
+        old, new = Session.objects.order_by("created_at")
+        moved = transition_sessions_batch(
+            from_statuses=[S.ACTIVE], to_status=S.ABANDONED, inactive_before=before, actor="test"
+        )
+    assert [session_id for session_id, _ in moved] == [old.pk]
+    assert status_of(new) == S.ACTIVE
+
+
+def test_the_batch_helper_refuses_moves_the_lifecycle_does_not_allow():
+    with time_machine.travel(START, tick=False) as clock:
+        SessionFactory(status=S.ARCHIVED)
+        clock.shift(timedelta(days=30))
+        moved = transition_sessions_batch(
+            from_statuses=[S.ARCHIVED], to_status=S.CLOSED, inactive_before=timezone.now(), actor="test"
+        )
+    assert moved == []
+    assert not StatusChange.objects.exists()
+
+
+def test_the_command_runs_one_sweep_and_prints_what_it_moved():
+    with time_machine.travel(START, tick=False) as clock:
+        SessionFactory.create_batch(2)
+        SessionFactory(status=S.RESOLVED, last_activity_at=timezone.now() - timedelta(days=8))
+        clock.shift(timedelta(hours=1))
+        out = StringIO()
+        call_command("sweep_sessions", stdout=out)
+    assert "abandoned: 2" in out.getvalue()
+    assert "archived: 1" in out.getvalue()
+    assert "from resolved: 1" in out.getvalue()
+
+
+def test_a_reuse_window_longer_than_abandon_after_is_refused_per_channel():
+    channel = Channel(kind=ChannelKind.SMS, address="+15005550009", reuse_window=900, abandon_after=600)
+    with pytest.raises(ValidationError, match=r"reuse window \(900s\) must not be longer than abandon"):
+        channel.full_clean()
+    Channel(kind=ChannelKind.SMS, address="+15005550009", reuse_window=900, abandon_after=0).full_clean()
+
+
+def test_transitions_are_listed_in_admin(admin_client):
+    with time_machine.travel(START, tick=False) as clock:
+        SessionFactory()
+        clock.shift(timedelta(hours=1))
+        sweep_sessions()
+    page = admin_client.get("/admin/sessions_app/statuschange/")
+    assert page.status_code == 200
+    assert b"system:sweep" in page.content
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_overlapping_sweeps_move_each_session_once():
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: SQLite serialises writers, so sweeps cannot overlap there")
+    with time_machine.travel(START, tick=False) as clock:
+        sessions = SessionFactory.create_batch(300)
+        clock.shift(timedelta(hours=1))
+        results = []
+        barrier = threading.Barrier(2)
+
+        def run() -> None:
+            try:
+                barrier.wait()
+                results.append(sweep_sessions(batch_size=20))
+            finally:
+                connections.close_all()
+
+        threads = [threading.Thread(target=run) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert sum(r.abandoned for r in results) == len(sessions)
+    assert StatusChange.objects.count() == len(sessions)
+    assert StatusChange.objects.values("session").distinct().count() == len(sessions)
+    assert not Session.objects.filter(status=S.ACTIVE).exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_one_sweep_on_several_connections_moves_each_session_once():
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: parallel sweeping is PostgreSQL-only")
+    with time_machine.travel(START, tick=False) as clock:
+        SessionFactory.create_batch(250)
+        clock.shift(timedelta(days=8))
+        result = sweep_sessions(batch_size=15, parallel=4)
+    assert (result.abandoned, result.archived) == (250, 250)
+    assert StatusChange.objects.count() == 500
+    assert set(Session.objects.values_list("status", flat=True)) == {S.ARCHIVED}
+
+
+def test_the_sweep_purges_archived_sessions_past_the_retention_period(settings):
+    settings.SESSION_PURGE_AFTER = 30 * 24 * 3600
+    with time_machine.travel(START, tick=False) as clock:
+        kept = SessionFactory(status=S.ARCHIVED)
+        clock.shift(timedelta(days=20))
+        recent = SessionFactory(status=S.ARCHIVED)
+        clock.shift(timedelta(days=10, seconds=1))
+        result = sweep_sessions()
+        out = StringIO()
+        call_command("sweep_sessions", stdout=out)
+    assert result.purged == 1
+    assert not Session.objects.filter(pk=kept.pk).exists()
+    assert Session.objects.filter(pk=recent.pk).exists()
+    assert "purged: 0" in out.getvalue()
