@@ -145,7 +145,10 @@ def record_inbound_message(
     preferred_session_id: Any | None = None,
 ) -> IngestResult:
     """Store `inbound` in the session the reuse rule picks; see the module docstring."""
-    with transaction.atomic():
+    # No savepoint when a caller's transaction is already open (the webhooks find the channel and
+    # contact first): nothing here is retried after an error, which rolls the whole transaction
+    # back, and a savepoint would cost two more round trips on every message.
+    with transaction.atomic(savepoint=False):
         _lock_pair(channel, contact)
         if inbound.external_id:
             existing = (
