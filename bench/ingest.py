@@ -6,14 +6,16 @@
 What it does, in one run (see bench/README.md for what it needs installed):
 1. creates a fresh PostgreSQL database (`bench_ingest`), migrates it;
 2. serves `config.wsgi:application` under gunicorn (-w 4 sync, DEBUG off, production settings);
-3. at a fixed open-loop rate (200 requests/s) posts signed SMS webhooks and measures p50/p99
-   latency from each request's scheduled send time (so a slow server cannot hide its queueing);
-4. drives it at full speed with wrk (-t2 -c16, like the yardstick), each request a new MessageSid
+3. drives it at full speed with wrk (-t2 -c16, like the yardstick), each request a new MessageSid
    from one of 100,000 numbers, signed as Twilio signs it (signatures are pre-computed: wrk's Lua has
-   no HMAC), and checks that the database holds exactly the messages wrk says were answered;
-5. reads each gunicorn worker's peak resident memory (VmHWM);
+   no HMAC), and records the workers' and PostgreSQL's CPU time per request;
+4. at a fixed open-loop rate (200 requests/s) posts signed SMS webhooks and measures p50/p99
+   latency from each request's scheduled send time (so a slow server cannot hide its queueing);
+5. checks that every request answered 200 was stored exactly once, and reads each gunicorn
+   worker's peak resident memory (VmHWM);
 6. runs the yardstick (`/work/shared/bench/reference/run.sh`) with the same worker count and
-   client concurrency, and prints both throughputs, the ratio and the targets.
+   client concurrency, then serves its refapp once more for the same fixed-rate phase, and prints
+   both throughputs, the ratio, both latencies at the fixed rate and the targets.
 
 Exit status 0 when every target is met, 1 when one is missed, 2 when the run itself failed.
 """
@@ -460,6 +462,73 @@ def run_yardstick(reference: Path, seconds: int, port: int, database: str) -> Ya
     )
 
 
+def yardstick_at_rate(reference: Path, port: int, database: str, rate: float, seconds: int) -> RateResult:
+    """The yardstick's refapp under gunicorn -w 4, as run.sh serves it, at the same fixed rate as ours
+    (its requests carry no signature: it checks none)."""
+    env = dict(os.environ, PGDATABASE=database)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-w",
+            str(WORKERS),
+            "-b",
+            f"127.0.0.1:{port}",
+            "refapp:application",
+            "--log-level",
+            "warning",
+            "--backlog",
+            "2048",
+        ],
+        cwd=reference,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    probe = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                asyncio.run(http_status(port, probe))  # any answer: a worker is up
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise BenchError("the yardstick's refapp did not start") from None
+                time.sleep(0.2)
+        rng = random.Random(4)
+        requests = []
+        for n in range(int(rate * seconds)):
+            body = urllib.parse.urlencode(
+                {
+                    "From": f"+1555{rng.randint(1, PHONES):07d}",
+                    "To": OUR_NUMBER,
+                    "Body": "hello there",
+                    "MessageSid": f"SM{n:032x}",
+                    "AccountSid": "AC123",
+                    "NumMedia": "0",
+                }
+            )
+            requests.append(
+                (
+                    "POST /sms HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    "Content-Type: application/x-www-form-urlencoded\r\n"
+                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}"
+                ).encode()
+            )
+        result = asyncio.run(fixed_rate(port, requests, rate))
+        asyncio.run(asyncio.wait_for(http_status(port, probe), 600))  # drained
+        return result
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 # --- the run ------------------------------------------------------------------------------------
 
 
@@ -545,9 +614,14 @@ def run(args: argparse.Namespace, ports: range) -> int:
         )
 
     yard = None
+    yard_rate = None
     if not args.skip_yardstick:
         say(f"the yardstick ({args.reference / 'run.sh'}, {args.seconds}s)")
         yard = run_yardstick(args.reference, args.seconds, ref_port, f"{args.database}_ref")
+        say(f"the yardstick at {args.rate:g} requests/s for {args.seconds}s (open loop)")
+        yard_rate = yardstick_at_rate(
+            args.reference, ref_port, f"{args.database}_ref", args.rate, args.seconds
+        )
         psql(args.admin_url, "postgres", f'DROP DATABASE IF EXISTS "{args.database}_ref"')
     psql(args.admin_url, "postgres", f'DROP DATABASE IF EXISTS "{args.database}"')
 
@@ -581,6 +655,12 @@ def run(args: argparse.Namespace, ports: range) -> int:
             f"  throughput        {yard.rps:8.1f} req/s   "
             f"(p50 {yard.p50_ms:.1f} ms, p99 {yard.p99_ms:.1f} ms)"
         )
+        if yard_rate:
+            print(
+                f"  at {args.rate:g} req/s      p50 {yard_rate.p50_ms:.1f} ms, "
+                f"p90 {yard_rate.p90_ms:.1f} ms, p99 {yard_rate.p99_ms:.1f} ms, "
+                f"max {yard_rate.max_ms:.1f} ms ({yard_rate.sent} requests, {yard_rate.errors} not 200)"
+            )
         if yard.pgbench_tps:
             print(f"  database alone    {yard.pgbench_tps:8.1f} tps (pgbench, 8 clients)")
 
