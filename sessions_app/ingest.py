@@ -15,14 +15,16 @@ delivery's result back.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
+from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
 from sessions_app.events import message_recorded
@@ -69,8 +71,41 @@ class IngestResult:
     duplicate: bool
 
 
+# Channels are read on every inbound message and change only when staff edit one in admin, so each
+# process keeps them this long. An edit applies at once in the process that saved it and within this
+# many seconds everywhere else (see docs/benchmarks.md).
+CHANNEL_CACHE_TTL = timedelta(seconds=30)
+_channels: dict[tuple[str, str], tuple[datetime, Channel]] = {}
+
+
 def channel_for(kind: str, address: str = "") -> Channel:
     """The channel for traffic of `kind` sent to `address`, provisioned with defaults if new."""
+    key = (kind, address)
+    cached = _channels.get(key)
+    # Also stale when the clock went back: the age is bounded either way.
+    if cached is not None and timedelta(0) <= timezone.now() - cached[0] < CHANNEL_CACHE_TTL:
+        return copy.copy(cached[1])
+    channel = _load_or_provision_channel(kind, address)
+    # Remembered only once committed: a channel provisioned by a transaction that then rolls back
+    # (a database error, a test) must not outlive it here.
+    remembered = copy.copy(channel)
+    transaction.on_commit(lambda: _remember_channel(key, remembered))
+    return channel
+
+
+def _remember_channel(key: tuple[str, str], channel: Channel) -> None:
+    _channels[key] = (timezone.now(), channel)
+
+
+def forget_cached_channels(**kwargs: Any) -> None:
+    _channels.clear()
+
+
+post_save.connect(forget_cached_channels, sender=Channel, dispatch_uid="ingest.forget_channels_on_save")
+post_delete.connect(forget_cached_channels, sender=Channel, dispatch_uid="ingest.forget_channels_on_delete")
+
+
+def _load_or_provision_channel(kind: str, address: str) -> Channel:
     channel = Channel.objects.filter(kind=kind, address=address).first()
     if channel is not None:
         return channel
@@ -145,7 +180,10 @@ def record_inbound_message(
     preferred_session_id: Any | None = None,
 ) -> IngestResult:
     """Store `inbound` in the session the reuse rule picks; see the module docstring."""
-    with transaction.atomic():
+    # No savepoint when a caller's transaction is already open (the webhooks find the channel and
+    # contact first): nothing here is retried after an error, which rolls the whole transaction
+    # back, and a savepoint would cost two more round trips on every message.
+    with transaction.atomic(savepoint=False):
         _lock_pair(channel, contact)
         if inbound.external_id:
             existing = (

@@ -1,0 +1,121 @@
+"""The real product under gunicorn with several worker processes, pointed at the test database.
+
+Tests that must see what happens across processes (the per-pair lock) start it; the rows they read
+back were committed by the workers, so those tests use the transactional database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+# The port range this project's tests may listen on (loopback only).
+PORTS = range(18100, 18200)
+
+
+def free_port() -> int:
+    for port in PORTS:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1} on 127.0.0.1")
+
+
+def subprocess_database_url() -> str:
+    """DATABASE_URL for the database this test run uses (pytest-django's `test_…` database)."""
+    db: dict[str, Any] = connection.settings_dict
+    user = quote(db.get("USER") or "", safe="")
+    password = quote(db.get("PASSWORD") or "", safe="")
+    credentials = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    return f"postgres://{credentials}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
+@contextlib.contextmanager
+def gunicorn(workers: int = 4) -> Iterator[str]:
+    """Serve `config.wsgi:application` with `workers` sync workers; yields the origin."""
+    port = free_port()
+    origin = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory(prefix="gunicorn-test-") as data_dir:
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "DEBUG": "false",
+            "SECRET_KEY": settings.SECRET_KEY,
+            "ALLOWED_HOSTS": "127.0.0.1",
+            "DATABASE_URL": subprocess_database_url(),
+            "TWILIO_ACCOUNT_SID": settings.TWILIO_ACCOUNT_SID,
+            "TWILIO_AUTH_TOKEN": settings.TWILIO_AUTH_TOKEN,
+            "PUBLIC_BASE_URL": origin,
+            "DATA_DIR": data_dir,
+            "LOG_LEVEL": "WARNING",
+        }
+        if settings.REDIS_URL:
+            env["REDIS_URL"] = settings.REDIS_URL
+        log_path = Path(data_dir) / "gunicorn.log"
+        with log_path.open("wb") as log_file:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "config.wsgi:application",
+                    "--workers",
+                    str(workers),
+                    "--worker-class",
+                    "sync",
+                    "--bind",
+                    f"127.0.0.1:{port}",
+                    "--backlog",
+                    "256",
+                    "--timeout",
+                    "60",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+            try:
+                _wait_until_ready(process, port, log_path)
+                yield origin
+            finally:
+                process.terminate()
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(timeout=5)
+
+
+def _wait_until_ready(process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {process.returncode}:\n{log_path.read_text()}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/webhooks/twilio/sms/")
+            if conn.getresponse().status == 405:  # Django answers: a worker is up
+                conn.close()
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"gunicorn did not become ready on port {port}:\n{log_path.read_text()}")

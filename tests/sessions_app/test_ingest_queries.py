@@ -1,0 +1,59 @@
+"""How many queries one inbound SMS costs: the webhook's budget, so that a regression fails here.
+
+Counted inside the test's transaction, where the webhook's own transaction is a savepoint (the same
+two statements as BEGIN and COMMIT) and the agent's reply, which runs after commit, is not counted:
+these are the ingest path's own queries. PostgreSQL takes one more than SQLite: the pair's advisory
+lock (SQLite's IMMEDIATE transaction already holds the write lock).
+
+Before this budget (the reuse rule in a nested savepoint) the three cases cost 14, 11 and 8 queries
+on PostgreSQL; now 12, 9 and 6, and 8 for a joining text once the process remembers the channel.
+"""
+
+import pytest
+from django.db import connection
+
+from sessions_app.models import Contact, Message, Session
+from tests.twilio_helpers import SMS_URL, post_signed, send_sms, sms_params
+
+pytestmark = pytest.mark.django_db
+
+
+def budget(queries_on_sqlite: int) -> int:
+    return queries_on_sqlite + (1 if connection.vendor == "postgresql" else 0)
+
+
+def test_the_first_text_of_a_new_number_takes_at_most_11_queries(client, django_assert_max_num_queries):
+    # transaction, channel, contact, savepoint + insert + release (a new contact), [lock],
+    # duplicate check, newest session, insert session, insert message, commit
+    send_sms(client, "+15550000001", "provisions the channel")
+    with django_assert_max_num_queries(budget(11)):
+        assert send_sms(client, "+15551234567", "Hello").status_code == 200
+    assert Session.objects.get(contact__phone="+15551234567").message_count == 1
+
+
+def test_a_text_that_joins_a_session_takes_at_most_8_queries(client, django_assert_max_num_queries):
+    # transaction, channel, contact, [lock], duplicate check, newest session, bump it, insert, commit
+    send_sms(client, "+15551234567", "Hello")
+    with django_assert_max_num_queries(budget(8)):
+        assert send_sms(client, "+15551234567", "Again").status_code == 200
+    assert Session.objects.get().message_count == 2
+
+
+def test_a_redelivery_takes_at_most_5_queries(client, django_assert_max_num_queries):
+    # transaction, channel, contact, [lock], duplicate check (found: nothing written), commit
+    params = sms_params("+15551234567", "Hello")
+    post_signed(client, SMS_URL, params)
+    with django_assert_max_num_queries(budget(5)):
+        assert post_signed(client, SMS_URL, params).status_code == 200
+    assert Message.objects.count() == 1 and Contact.objects.count() == 1
+
+
+def test_a_text_on_a_remembered_channel_takes_at_most_7_queries(
+    client, django_assert_max_num_queries, django_capture_on_commit_callbacks
+):
+    # As above without the channel: it was remembered when the first text committed.
+    with django_capture_on_commit_callbacks(execute=True):
+        send_sms(client, "+15551234567", "Hello")
+    with django_assert_max_num_queries(budget(7)):
+        assert send_sms(client, "+15551234567", "Again").status_code == 200
+    assert Message.objects.filter(content="Again").exists()
