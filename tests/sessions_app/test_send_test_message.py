@@ -28,6 +28,7 @@ def send_test_message(*args: str, auth_token: str | None = None) -> subprocess.C
         "TWILIO_ACCOUNT_SID": settings.TWILIO_ACCOUNT_SID,
         "TWILIO_AUTH_TOKEN": auth_token or settings.TWILIO_AUTH_TOKEN,
         "DATA_DIR": str(Path(settings.DATA_DIR)),
+        "FIELD_ENCRYPTION_KEYS": ",".join(settings.FIELD_ENCRYPTION_KEYS),
     }
     return subprocess.run(
         [sys.executable, "manage.py", "send_test_message", *args],
