@@ -96,7 +96,9 @@ TEMPLATES = [
 # concurrent writers queue on the database lock instead of failing halfway through a transaction.
 DATABASE_URL = env.get_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}")
 try:
-    _db = dj_database_url.parse(DATABASE_URL, conn_max_age=600, conn_health_checks=True)
+    # No per-request health check: it costs a round trip on every webhook; a connection lost to a
+    # database restart fails one request (503, which Twilio retries) and is then replaced.
+    _db = dj_database_url.parse(DATABASE_URL, conn_max_age=600, conn_health_checks=False)
 except ValueError as exc:
     raise ImproperlyConfigured(f"DATABASE_URL is not a database URL I understand: {exc}") from None
 if _db["ENGINE"] == "django.db.backends.sqlite3":

@@ -207,6 +207,7 @@ def record_inbound_message(
                 updated_at=now,
             )
             if bumped:
+                session.contact = contact  # already loaded: spares listeners a query
                 session.message_count += 1
                 session.last_message_at = session.last_activity_at = session.updated_at = now
             else:
@@ -234,6 +235,8 @@ def record_inbound_message(
                 message_id=message.pk,
                 created_session=created,
                 reply_owed=inbound.expects_reply,
+                session=session,
+                message=message,
             ),
             robust=True,
         )

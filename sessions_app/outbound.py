@@ -63,6 +63,8 @@ def record_outbound_message(
                 message_id=message.pk,
                 created_session=False,
                 reply_owed=False,
+                session=session,
+                message=message,
             ),
             robust=True,
         )

@@ -94,13 +94,17 @@ def publish(session: Session, event: str, payload: dict[str, Any]) -> None:
     async def send_all() -> None:
         await asyncio.gather(*(layer.group_send(group, message) for group, message in messages))
 
-    try:
-        asyncio.run_coroutine_threadsafe(send_all(), _publisher_loop()).result(timeout=PUBLISH_TIMEOUT)
-    except Exception:
-        log.exception("Could not broadcast %s for session %s", event, session.pk)
+    # Not awaited: the request that stored the message does not wait for its broadcast. The
+    # publisher loop sends in submission order, so events keep the order they were produced in.
+    future = asyncio.run_coroutine_threadsafe(send_all(), _publisher_loop())
+    future.add_done_callback(lambda done: _log_failure(done, event, session.pk))
 
 
-PUBLISH_TIMEOUT = 5.0
+def _log_failure(done: Any, event: str, session_id: Any) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        log.error("Could not broadcast %s for session %s: %r", event, session_id, done.exception())
+
+
 _loop_lock = threading.Lock()
 _loop: tuple[int, asyncio.AbstractEventLoop] | None = None
 
@@ -137,11 +141,14 @@ def publish_chunk(session: Session, response_id: str, index: int, text: str) -> 
     )
 
 
-def broadcast_message(message_id: int) -> None:
-    message = Message.objects.select_related("session", "session__contact").filter(pk=message_id).first()
-    if message is None:
-        return
-    session = message.session
+def broadcast_message(
+    message_id: int, message: Message | None = None, session: Session | None = None
+) -> None:
+    if message is None or session is None:
+        message = Message.objects.select_related("session", "session__contact").filter(pk=message_id).first()
+        if message is None:
+            return
+        session = message.session
     payload = message_payload(message, session)
     if message.direction == Direction.OUTBOUND:
         if message.role == Role.AGENT and not (message.metadata or {}).get("streamed"):
@@ -166,8 +173,14 @@ def broadcast_message(message_id: int) -> None:
         publish(session, "message_received", payload)
 
 
-def on_message_recorded(sender: Any, message_id: int, **kwargs: Any) -> None:
-    broadcast_message(message_id)
+def on_message_recorded(
+    sender: Any,
+    message_id: int,
+    message: Message | None = None,
+    session: Session | None = None,
+    **kwargs: Any,
+) -> None:
+    broadcast_message(message_id, message, session)
 
 
 def on_status_changed(sender: Any, session_id: Any, from_status: str, to_status: str, **kwargs: Any) -> None:
