@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied
@@ -23,7 +24,7 @@ from sessions_app.contacts import contact_for_external_user
 from sessions_app.ingest import InboundMessage, channel_for, record_inbound_message
 from sessions_app.models import ChannelKind, Message, Role, Session, SessionStatus
 from sessions_app.replies import wait_for_reply
-from sessions_app.surfaces.common import as_uuid, iso_ms, parse_limit, visible_session_or_404
+from sessions_app.surfaces.common import as_uuid, iso_ms, json_null, parse_limit, visible_session_or_404
 
 # Our six statuses onto the seed's four (docs/api-surfaces.md).
 STATUS_001 = {
@@ -202,12 +203,12 @@ class MessagesView(APIView):
 
 class ActiveSessionView(APIView):
     @extend_schema(responses={200: Session001Serializer}, summary="The user's active session, or null")
-    def get(self, request: Request, business_id: str, user_id: str) -> Response:
+    def get(self, request: Request, business_id: str, user_id: str) -> HttpResponse:
         _check_speaks_for(request, business_id, user_id)
         session: Session | None = session_ops.newest_active_session(
             _user_sessions(request, business_id, user_id).select_related("contact")
         )
-        return Response(session_001(session) if session else None)
+        return Response(session_001(session)) if session else json_null()
 
 
 class HistoryView(APIView):

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db.models import QuerySet
+from django.http import HttpResponse
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 
 from sessions_app.api import scope
@@ -62,3 +63,8 @@ def require_end_user(request: Any) -> Any:
     if user is None:
         raise PermissionDenied("This endpoint acts for a logged-in user: send the user's JWT.")
     return user
+
+
+def json_null() -> HttpResponse:
+    """A 200 with the JSON body `null` ("no session"); DRF would render None as an empty body."""
+    return HttpResponse(b"null", content_type="application/json")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -21,7 +22,7 @@ from sessions_app.contacts import contact_for_user
 from sessions_app.ingest import channel_for
 from sessions_app.lifecycle import transition_session
 from sessions_app.models import ChannelKind, Session, SessionStatus
-from sessions_app.surfaces.common import parse_limit, require_end_user, visible_session_or_404
+from sessions_app.surfaces.common import json_null, parse_limit, require_end_user, visible_session_or_404
 
 # Our six statuses onto the seed's four; and back for PUT (docs/api-surfaces.md).
 STATUS_002 = {
@@ -124,10 +125,10 @@ class ActiveView(APIView):
         responses={200: UserSessionSerializer},
         summary="The user's active session (marked active now), or null",
     )
-    def get(self, request: Request) -> Response:
+    def get(self, request: Request) -> HttpResponse:
         session = session_ops.newest_active_session(_own(request))
         if session is None:
-            return Response(None)
+            return json_null()
         return Response(user_session(session_ops.touch_activity(session)))
 
 
