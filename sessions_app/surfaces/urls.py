@@ -1,6 +1,6 @@
 """The seeds' contracts, each under its own base path (see docs/api-surfaces.md)."""
 
-from django.urls import path, re_path
+from django.urls import path
 
 from sessions_app.surfaces import agent_api, characters_api, sessions_webhook, workspace_api
 
@@ -24,35 +24,29 @@ agent_urls = [
     path("sessions/<str:session_id>", agent_api.SessionView.as_view(), name="agent-session"),
 ]
 
-# The seed writes some paths with a trailing slash and some without; both spellings work.
+# Spelled exactly as each seed writes them (002: a slash after the collection only).
 workspace_urls = [
-    re_path(r"^sessions/?$", workspace_api.SessionsView.as_view(), name="workspace-sessions"),
-    re_path(r"^sessions/active/?$", workspace_api.ActiveView.as_view(), name="workspace-active"),
-    re_path(
-        r"^sessions/(?P<session_id>[^/]+)/link-mission/(?P<mission_id>[^/]+)/?$",
+    path("sessions/", workspace_api.SessionsView.as_view(), name="workspace-sessions"),
+    path("sessions/active", workspace_api.ActiveView.as_view(), name="workspace-active"),
+    path(
+        "sessions/<str:session_id>/link-mission/<str:mission_id>",
         workspace_api.LinkMissionView.as_view(),
         name="workspace-link-mission",
     ),
-    re_path(
-        r"^sessions/(?P<session_id>[^/]+)/activity/?$",
-        workspace_api.ActivityView.as_view(),
-        name="workspace-activity",
+    path(
+        "sessions/<str:session_id>/activity", workspace_api.ActivityView.as_view(), name="workspace-activity"
     ),
-    re_path(
-        r"^sessions/(?P<session_id>[^/]+)/complete/?$",
-        workspace_api.CompleteView.as_view(),
-        name="workspace-complete",
+    path(
+        "sessions/<str:session_id>/complete", workspace_api.CompleteView.as_view(), name="workspace-complete"
     ),
-    re_path(
-        r"^sessions/(?P<session_id>[^/]+)/?$", workspace_api.SessionView.as_view(), name="workspace-session"
-    ),
+    path("sessions/<str:session_id>", workspace_api.SessionView.as_view(), name="workspace-session"),
 ]
 
 characters_urls = [
-    re_path(r"^sessions/?$", characters_api.SessionsView.as_view(), name="characters-sessions"),
-    re_path(r"^chat/?$", characters_api.ChatView.as_view(), name="characters-chat"),
+    path("sessions", characters_api.SessionsView.as_view(), name="characters-sessions"),
+    path("chat", characters_api.ChatView.as_view(), name="characters-chat"),
 ]
 
 webhook_urls = [
-    re_path(r"^sessions/?$", sessions_webhook.SessionsWebhookView.as_view(), name="sessions-webhook"),
+    path("sessions", sessions_webhook.SessionsWebhookView.as_view(), name="sessions-webhook"),
 ]
