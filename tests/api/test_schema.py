@@ -69,7 +69,7 @@ def generate_schema() -> dict:
 def test_the_schema_has_no_warnings_and_every_endpoint(client):
     schema = generate_schema()
     operations = {(m, p) for p, item in schema["paths"].items() for m in item if m != "parameters"}
-    assert REQUIRED <= operations, sorted(REQUIRED - operations)
+    assert operations >= REQUIRED, sorted(REQUIRED - operations)
     served = client.get("/api/schema/?format=json")
     assert served.status_code == 200 and served.json()["paths"].keys() == schema["paths"].keys()
 
