@@ -29,18 +29,7 @@ from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = ["sessions_app_message", "sessions_app_statuschange", "sessions_app_session", "sessions_app_contact"]
-WORDS = (
-    "appointment booking cancel refund delivery parcel invoice payment order account password login "
-    "reset price quote discount coupon shipping tracking address change update schedule tomorrow today "
-    "morning evening weekend holiday dentist cleaning checkup filling crown implant emergency pain "
-    "insurance coverage claim receipt warranty repair replace broken damaged missing late early "
-    "confirm reminder question help support agent human manager complaint feedback thanks great "
-    "problem issue error failed declined approved pending status number email phone message call "
-    "voicemail callback available unavailable open closed hours location parking directions map "
-    "menu table reservation party guests allergy vegetarian vegan gluten drink dessert special offer "
-    "subscription plan upgrade downgrade renew expire trial free premium basic family student senior "
-    "product size color stock return exchange gift card balance points loyalty member signup profile"
-).split()
+WORDS = ["appointment", "booking", "cancel", "refund", "delivery", "parcel", "invoice", "payment", "order", "account", "password", "login", "reset", "price", "quote", "discount", "coupon", "shipping", "tracking", "address", "change", "update", "schedule", "tomorrow", "today", "morning", "evening", "weekend", "holiday", "dentist", "cleaning", "checkup", "filling", "crown", "implant", "emergency", "pain", "insurance", "coverage", "claim", "receipt", "warranty", "repair", "replace", "broken", "damaged", "missing", "late", "early", "confirm", "reminder", "question", "help", "support", "agent", "human", "manager", "complaint", "feedback", "thanks", "great", "problem", "issue", "error", "failed", "declined", "approved", "pending", "status", "number", "email", "phone", "message", "call", "voicemail", "callback", "available", "unavailable", "open", "closed", "hours", "location", "parking", "directions", "map", "menu", "table", "reservation", "party", "guests", "allergy", "vegetarian", "vegan", "gluten", "drink", "dessert", "special", "offer", "subscription", "plan", "upgrade", "downgrade", "renew", "expire", "trial", "free", "premium", "basic", "family", "student", "senior", "product", "size", "color", "stock", "return", "exchange", "gift", "card", "balance", "points", "loyalty", "member", "signup", "profile"]
 
 
 def log(message: str) -> None:
