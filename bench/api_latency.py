@@ -25,13 +25,15 @@ MESSAGES_TARGET_MS = 30.0
 
 def p95(samples: list[float]) -> float:
     ordered = sorted(samples)
-    return ordered[max(0, int(round(0.95 * len(ordered))) - 1)]
+    return ordered[max(0, round(0.95 * len(ordered)) - 1)]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--database", default="bench_data")
-    parser.add_argument("--server", default=os.environ.get("BENCH_PG_SERVER", "postgresql://postgres@127.0.0.1:5432"))
+    parser.add_argument(
+        "--server", default=os.environ.get("BENCH_PG_SERVER", "postgresql://postgres@127.0.0.1:5432")
+    )
     parser.add_argument("--runs", type=int, default=40, help="timed requests per case (after 3 warm-ups)")
     args = parser.parse_args()
 
@@ -93,7 +95,7 @@ def main() -> int:
             "seed 001 ?limit=50": "/agent/api/sessions/{}/messages?limit=50",
         }.items():
             picks = iter(ids)
-            samples = _time(client, lambda t=template: t.format(next(picks)), args.runs)
+            samples = _time(client, lambda t=template, p=picks: t.format(next(p)), args.runs)
             worst = p95(samples)
             failed |= worst > MESSAGES_TARGET_MS
             mark = "" if worst <= MESSAGES_TARGET_MS else f"  > {MESSAGES_TARGET_MS:.0f} ms target"

@@ -29,7 +29,133 @@ from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = ["sessions_app_message", "sessions_app_statuschange", "sessions_app_session", "sessions_app_contact"]
-WORDS = ["appointment", "booking", "cancel", "refund", "delivery", "parcel", "invoice", "payment", "order", "account", "password", "login", "reset", "price", "quote", "discount", "coupon", "shipping", "tracking", "address", "change", "update", "schedule", "tomorrow", "today", "morning", "evening", "weekend", "holiday", "dentist", "cleaning", "checkup", "filling", "crown", "implant", "emergency", "pain", "insurance", "coverage", "claim", "receipt", "warranty", "repair", "replace", "broken", "damaged", "missing", "late", "early", "confirm", "reminder", "question", "help", "support", "agent", "human", "manager", "complaint", "feedback", "thanks", "great", "problem", "issue", "error", "failed", "declined", "approved", "pending", "status", "number", "email", "phone", "message", "call", "voicemail", "callback", "available", "unavailable", "open", "closed", "hours", "location", "parking", "directions", "map", "menu", "table", "reservation", "party", "guests", "allergy", "vegetarian", "vegan", "gluten", "drink", "dessert", "special", "offer", "subscription", "plan", "upgrade", "downgrade", "renew", "expire", "trial", "free", "premium", "basic", "family", "student", "senior", "product", "size", "color", "stock", "return", "exchange", "gift", "card", "balance", "points", "loyalty", "member", "signup", "profile"]
+WORDS = [
+    "appointment",
+    "booking",
+    "cancel",
+    "refund",
+    "delivery",
+    "parcel",
+    "invoice",
+    "payment",
+    "order",
+    "account",
+    "password",
+    "login",
+    "reset",
+    "price",
+    "quote",
+    "discount",
+    "coupon",
+    "shipping",
+    "tracking",
+    "address",
+    "change",
+    "update",
+    "schedule",
+    "tomorrow",
+    "today",
+    "morning",
+    "evening",
+    "weekend",
+    "holiday",
+    "dentist",
+    "cleaning",
+    "checkup",
+    "filling",
+    "crown",
+    "implant",
+    "emergency",
+    "pain",
+    "insurance",
+    "coverage",
+    "claim",
+    "receipt",
+    "warranty",
+    "repair",
+    "replace",
+    "broken",
+    "damaged",
+    "missing",
+    "late",
+    "early",
+    "confirm",
+    "reminder",
+    "question",
+    "help",
+    "support",
+    "agent",
+    "human",
+    "manager",
+    "complaint",
+    "feedback",
+    "thanks",
+    "great",
+    "problem",
+    "issue",
+    "error",
+    "failed",
+    "declined",
+    "approved",
+    "pending",
+    "status",
+    "number",
+    "email",
+    "phone",
+    "message",
+    "call",
+    "voicemail",
+    "callback",
+    "available",
+    "unavailable",
+    "open",
+    "closed",
+    "hours",
+    "location",
+    "parking",
+    "directions",
+    "map",
+    "menu",
+    "table",
+    "reservation",
+    "party",
+    "guests",
+    "allergy",
+    "vegetarian",
+    "vegan",
+    "gluten",
+    "drink",
+    "dessert",
+    "special",
+    "offer",
+    "subscription",
+    "plan",
+    "upgrade",
+    "downgrade",
+    "renew",
+    "expire",
+    "trial",
+    "free",
+    "premium",
+    "basic",
+    "family",
+    "student",
+    "senior",
+    "product",
+    "size",
+    "color",
+    "stock",
+    "return",
+    "exchange",
+    "gift",
+    "card",
+    "balance",
+    "points",
+    "loyalty",
+    "member",
+    "signup",
+    "profile",
+]
 
 
 def log(message: str) -> None:
@@ -104,8 +230,12 @@ def seed(conn: psycopg.Connection, sessions: int, messages: int) -> None:
         ON CONFLICT (kind, address) DO NOTHING
         """
     )
-    channel = dict(run("SELECT kind, id FROM sessions_app_channel WHERE kind IN ('sms','whatsapp','voice','web','api') "
-                       "AND (address = '' OR address LIKE '+1500555000_')").fetchall())
+    channel = dict(
+        run(
+            "SELECT kind, id FROM sessions_app_channel WHERE kind IN ('sms','whatsapp','voice','web','api') "
+            "AND (address = '' OR address LIKE '+1500555000_')"
+        ).fetchall()
+    )
     run(
         """
         INSERT INTO auth_user (password, is_superuser, username, first_name, last_name, email, is_staff,
@@ -121,7 +251,8 @@ def seed(conn: psycopg.Connection, sessions: int, messages: int) -> None:
     t = time.monotonic()
     run(
         f"""
-        INSERT INTO sessions_app_contact (id, phone, whatsapp_id, whatsapp_profile_name, display_name, company,
+        INSERT INTO sessions_app_contact (id, phone, whatsapp_id, whatsapp_profile_name, display_name,
+                                          company,
                                           external_user_id, business_id, created_at, updated_at)
         SELECT c,
                CASE WHEN c %% 4 <> 0 THEN '+1555' || lpad(c::text, 7, '0') ELSE '' END,
@@ -162,13 +293,15 @@ def seed(conn: psycopg.Connection, sessions: int, messages: int) -> None:
                created + n * interval '1 minute', created, created + n * interval '1 minute'
         FROM (
             SELECT i, (i * 31) %% 100 AS s,
-                   CASE WHEN i %% 10 < 4 THEN 'sms' WHEN i %% 10 < 6 THEN 'whatsapp' WHEN i %% 10 = 6 THEN 'voice'
+                   CASE WHEN i %% 10 < 4 THEN 'sms' WHEN i %% 10 < 6 THEN 'whatsapp'
+                        WHEN i %% 10 = 6 THEN 'voice'
                         WHEN i %% 10 = 7 THEN 'web' ELSE 'api' END AS kind,
                    %(per)s + CASE WHEN i <= %(extra)s THEN 1 ELSE 0 END AS n,
                    now() - ((i::bigint * 2654435761) %% 2592000) * interval '1 second' AS created
             FROM generate_series(1::bigint, %(sessions)s) i
         ) g JOIN sessions_app_channel ch ON ch.id = (%(channel_ids)s::bigint[])[
-            CASE g.kind WHEN 'sms' THEN 1 WHEN 'whatsapp' THEN 2 WHEN 'voice' THEN 3 WHEN 'web' THEN 4 ELSE 5 END]
+            CASE g.kind WHEN 'sms' THEN 1 WHEN 'whatsapp' THEN 2 WHEN 'voice' THEN 3
+                        WHEN 'web' THEN 4 ELSE 5 END]
         """,
         {
             "contacts": contacts,
@@ -177,7 +310,13 @@ def seed(conn: psycopg.Connection, sessions: int, messages: int) -> None:
             "per": per,
             "extra": extra,
             "sessions": sessions,
-            "channel_ids": [channel["sms"], channel["whatsapp"], channel["voice"], channel["web"], channel["api"]],
+            "channel_ids": [
+                channel["sms"],
+                channel["whatsapp"],
+                channel["voice"],
+                channel["web"],
+                channel["api"],
+            ],
         },
     )
     log(f"{sessions:,} sessions in {time.monotonic() - t:.0f}s")
@@ -187,7 +326,8 @@ def seed(conn: psycopg.Connection, sessions: int, messages: int) -> None:
     run(
         f"""
         INSERT INTO sessions_app_message (session_id, direction, role, content, media, provider, external_id,
-            metadata, delivery_status, in_reply_to_id, reply_state, reply_claimed_at, delivery_error, created_at)
+            metadata, delivery_status, in_reply_to_id, reply_state, reply_claimed_at, delivery_error,
+            created_at)
         SELECT md5('s' || i)::uuid,
                CASE WHEN k %% 2 = 0 THEN 'inbound' ELSE 'outbound' END,
                CASE WHEN k %% 2 = 0 THEN 'contact' ELSE 'agent' END,
@@ -221,7 +361,8 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=5_000_000)
     parser.add_argument("--database", default="bench_data", help="database name (created if missing)")
     parser.add_argument(
-        "--server", default=os.environ.get("BENCH_PG_SERVER", "postgresql://postgres@127.0.0.1:5432"),
+        "--server",
+        default=os.environ.get("BENCH_PG_SERVER", "postgresql://postgres@127.0.0.1:5432"),
         help="server URL without a database name",
     )
     args = parser.parse_args()
