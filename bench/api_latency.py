@@ -80,16 +80,16 @@ def main() -> int:
             "q=#4242 (rare)": "q=%234242",
         }
         failed = False
-        print(f"{'session list, 50 a page':40} {'p50 ms':>8} {'p95 ms':>8}")
+        print(f"{'session list, 50 a page':40} {'p50 ms':>8} {'p95 ms':>8} {'SQL p95':>8}")
         for label, query in list_cases.items():
             samples = _time(client, lambda q=query: f"/api/v1/sessions/?page_size=50&{q}", args.runs)
             worst = p95(samples)
             failed |= worst > LIST_TARGET_MS
             mark = "" if worst <= LIST_TARGET_MS else f"  > {LIST_TARGET_MS:.0f} ms target"
-            print(f"{label:40} {statistics.median(samples):8.1f} {worst:8.1f}{mark}")
+            print(f"{label:40} {statistics.median(samples):8.1f} {worst:8.1f} {p95(SQL_MS):8.1f}{mark}")
 
         ids = [str(pk) for pk in Session.objects.order_by("?").values_list("id", flat=True)[: args.runs + 3]]
-        print(f"\n{'last 50 messages of a session':40} {'p50 ms':>8} {'p95 ms':>8}")
+        print(f"\n{'last 50 messages of a session':40} {'p50 ms':>8} {'p95 ms':>8} {'SQL p95':>8}")
         for label, template in {
             "native ?ordering=-created_at": "/api/v1/sessions/{}/messages/?ordering=-created_at&page_size=50",
             "seed 001 ?limit=50": "/agent/api/sessions/{}/messages?limit=50",
@@ -99,7 +99,7 @@ def main() -> int:
             worst = p95(samples)
             failed |= worst > MESSAGES_TARGET_MS
             mark = "" if worst <= MESSAGES_TARGET_MS else f"  > {MESSAGES_TARGET_MS:.0f} ms target"
-            print(f"{label:40} {statistics.median(samples):8.1f} {worst:8.1f}{mark}")
+            print(f"{label:40} {statistics.median(samples):8.1f} {worst:8.1f} {p95(SQL_MS):8.1f}{mark}")
     finally:
         ApiKey.objects.filter(name="bench-latency").delete()
         connection.close()
@@ -114,13 +114,23 @@ def _ago(days: int) -> str:
     return (timezone.now() - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+SQL_MS: list[float] = []
+
+
 def _time(client, path_for, runs: int) -> list[float]:  # type: ignore[no-untyped-def]
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
     samples = []
+    SQL_MS.clear()
     for n in range(runs + 3):
         path = path_for()
         started = time.perf_counter()
-        response = client.get(path)
+        with CaptureQueriesContext(connection) as queries:
+            response = client.get(path)
         elapsed = (time.perf_counter() - started) * 1000
+        if n >= 3:
+            SQL_MS.append(sum(float(q["time"]) for q in queries.captured_queries) * 1000)
         if response.status_code != 200:
             raise SystemExit(f"{path}: HTTP {response.status_code} {response.content[:300]!r}")
         if n >= 3:

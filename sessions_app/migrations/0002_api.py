@@ -13,6 +13,8 @@ BTREE = [
     ("session_contact_recent", "sessions_app_session", "(contact_id, last_activity_at DESC)"),
     ("session_created", "sessions_app_session", "(created_at DESC, id DESC)"),
     ("session_message_count", "sessions_app_session", "(message_count DESC, id DESC)"),
+    # The unique phone index is partial (phone contacts only); the contact_phone filter needs a plain one.
+    ("contact_phone", "sessions_app_contact", "(phone)"),
 ]
 # `icontains` on PostgreSQL is UPPER(col::text) LIKE UPPER('%…%'): these expressions match it.
 TRIGRAM = [
