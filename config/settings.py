@@ -232,3 +232,10 @@ AUTH_FAILURE_WINDOW = env.get_int("AUTH_FAILURE_WINDOW", 300, minimum=1)
 # Seed 000's webhook (HTTP Basic); unset: the webhook answers 404.
 SESSIONS_WEBHOOK_USERNAME = env.get_str("SESSIONS_WEBHOOK_USERNAME")
 SESSIONS_WEBHOOK_PASSWORD = env.get_str("SESSIONS_WEBHOOK_PASSWORD")
+
+# Browser clients of the seed surfaces on other origins (their JavaScript sends Authorization, so
+# the browser asks first with a preflight). Only the API paths, only the listed origins.
+INSTALLED_APPS += ["corsheaders"]
+MIDDLEWARE.insert(0, "corsheaders.middleware.CorsMiddleware")
+CORS_ALLOWED_ORIGINS = env.get_list("CORS_ALLOWED_ORIGINS", [])
+CORS_URLS_REGEX = r"^/(api|agent/api|workspace/api|characters/api|webhook)/.*$"

@@ -100,3 +100,20 @@ def test_wrong_passwords_at_the_token_endpoint_count_towards_the_lockout(api, al
     for _ in range(2):
         api.post("/api/v1/auth/token/", {"username": "alice", "password": "guess"})
     assert api.post("/api/v1/auth/token/", {"username": "alice", "password": PASSWORD}).status_code == 429
+
+
+def test_browser_clients_of_allowed_origins_pass_the_preflight(client, settings):
+    settings.CORS_ALLOWED_ORIGINS = ["https://app.example.com"]
+    preflight = client.options(
+        "/characters/api/chat",
+        HTTP_ORIGIN="https://app.example.com",
+        HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST",
+        HTTP_ACCESS_CONTROL_REQUEST_HEADERS="authorization, content-type",
+    )
+    assert preflight.status_code == 200
+    assert preflight["Access-Control-Allow-Origin"] == "https://app.example.com"
+    assert "authorization" in preflight["Access-Control-Allow-Headers"]
+    other = client.options(
+        "/characters/api/chat", HTTP_ORIGIN="https://evil.example", HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST"
+    )
+    assert "Access-Control-Allow-Origin" not in other
