@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+import time_machine
 
 from sessions_app.models import Session, SessionStatus, StatusChange
 from sessions_app.surfaces.workspace_api import STATUS_002
@@ -83,8 +86,9 @@ def test_link_mission_activity_and_complete(api, alice_token):
     linked = api.post(f"/workspace/api/sessions/{sid}/link-mission/m-42", auth=alice_token)
     assert linked.status_code == 200 and linked.json()["mission_id"] == "m-42"
     before = Session.objects.get(pk=sid).last_activity_at
-    assert api.post(f"/workspace/api/sessions/{sid}/activity", auth=alice_token).status_code == 200
-    assert Session.objects.get(pk=sid).last_activity_at > before
+    with time_machine.travel(before + timedelta(minutes=3), tick=False):
+        assert api.post(f"/workspace/api/sessions/{sid}/activity", auth=alice_token).status_code == 200
+    assert Session.objects.get(pk=sid).last_activity_at == before + timedelta(minutes=3)
     done = api.post(f"/workspace/api/sessions/{sid}/complete", auth=alice_token)
     assert done.json()["status"] == "completed"
     assert api.get("/workspace/api/sessions/active", auth=alice_token).json() is None
