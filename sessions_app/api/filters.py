@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import django_filters
+from django import forms
 from django.conf import settings
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from rest_framework.exceptions import ValidationError
@@ -59,6 +60,17 @@ def search_sessions(queryset: QuerySet[Session], text: str) -> QuerySet[Session]
     return queryset.filter(pk__in=ids)
 
 
+class IdFilter(django_filters.NumberFilter):
+    """A row id: a whole number within the database's integer range (not a decimal, not 9e18)."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", 2**63 - 1)
+        super().__init__(*args, **kwargs)
+
+
 class SessionFilter(django_filters.FilterSet):
     channel = django_filters.MultipleChoiceFilter(
         field_name="channel_kind", choices=ChannelKind.choices, help_text="Channel kind; repeat for several."
@@ -67,10 +79,10 @@ class SessionFilter(django_filters.FilterSet):
         choices=SessionStatus.choices, help_text="Repeat for several: ?status=active&status=closed"
     )
     contact_phone = django_filters.CharFilter(method="filter_contact_phone", max_length=32)
-    contact = django_filters.NumberFilter(field_name="contact_id")
+    contact = IdFilter(field_name="contact_id")
     business_id = django_filters.CharFilter(max_length=128)
     location_id = django_filters.CharFilter(max_length=128)
-    owner = django_filters.NumberFilter(field_name="owner_id")
+    owner = IdFilter(field_name="owner_id")
     agent_id = django_filters.CharFilter(max_length=128, help_text="Agent or character id.")
     created = django_filters.IsoDateTimeFromToRangeFilter(
         field_name="created_at", help_text="created_after / created_before (ISO 8601)"

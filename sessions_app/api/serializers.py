@@ -106,7 +106,10 @@ class SessionCreateSerializer(serializers.Serializer):
         choices=[ChannelKind.API, ChannelKind.WEB], default=ChannelKind.API, help_text="Chat surface kind."
     )
     contact = serializers.IntegerField(
-        required=False, min_value=1, help_text="Staff and API keys: the contact; users: themselves."
+        required=False,
+        min_value=1,
+        max_value=2**63 - 1,
+        help_text="Staff and API keys: the contact; users: themselves.",
     )
     external_id = serializers.CharField(required=False, max_length=128, allow_blank=False)
     title = serializers.CharField(required=False, max_length=255, allow_blank=True, default="")

@@ -232,6 +232,7 @@ def _defaults_like(session: Session) -> dict[str, Any]:
 
 class ContactViewSet(viewsets.ModelViewSet):
     serializer_class = ContactSerializer
+    lookup_value_regex = "[0-9]{1,18}"  # longer ids cannot exist and would overflow the database's integer
     permission_classes = [StaffWriteOrReadOnly]
     filter_backends = [OrderingFilter]
     ordering_fields = ["created_at"]
@@ -247,6 +248,7 @@ class ContactViewSet(viewsets.ModelViewSet):
 
 class ChannelViewSet(viewsets.ModelViewSet):
     serializer_class = ChannelSerializer
+    lookup_value_regex = "[0-9]{1,18}"
     permission_classes = [StaffWriteOrReadOnly]
     pagination_class = None
     queryset = Channel.objects.none()
