@@ -343,3 +343,57 @@ TWILIO_API_BASE_URL = env.get_origin("TWILIO_API_BASE_URL")
 TWILIO_TIMEOUT = env.get_int("TWILIO_TIMEOUT", 15, minimum=1, maximum=120)
 # Stream agent answers (backends that can) to sockets piece by piece as they are generated.
 AGENT_STREAM = env.get_bool("AGENT_STREAM", default=True)
+
+# --- REST API (see docs/api.md) -------------------------------------------------------------------
+INSTALLED_APPS += ["django_filters", "rest_framework_simplejwt", "drf_spectacular", "drf_spectacular_sidecar"]
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "sessions_app.api.authentication.ApiKeyAuthentication",
+        "sessions_app.api.authentication.UserJWTAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["sessions_app.api.throttling.FailedAuthThrottle"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "sessions_app.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Conversation sessions API",
+    "DESCRIPTION": "The native API (/api/v1/) and the seed surfaces (/webhook/, /agent/api/, "
+    "/workspace/api/, /characters/api/). Errors: see docs/api.md.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "SessionStatusEnum": "sessions_app.models.SessionStatus",
+        "ChannelKindEnum": "sessions_app.models.ChannelKind",
+        "ChatChannelKindEnum": [("api", "API"), ("web", "Web")],
+        "Status001Enum": ["active", "closed", "resolved", "abandoned"],
+        "Status002Enum": ["active", "completed", "abandoned", "archived"],
+    },
+}
+SIMPLE_JWT = {"AUTH_HEADER_TYPES": ("Bearer",), "UPDATE_LAST_LOGIN": False}
+
+# Seconds an endpoint that answers with the agent's reply waits for it before answering "pending".
+AGENT_REPLY_TIMEOUT = env.get_int("AGENT_REPLY_TIMEOUT", 10, minimum=0)
+# Failed authentications from one address within the window before it gets 429 for the window.
+AUTH_FAILURE_LIMIT = env.get_int("AUTH_FAILURE_LIMIT", 20, minimum=1)
+AUTH_FAILURE_WINDOW = env.get_int("AUTH_FAILURE_WINDOW", 300, minimum=1)
+# Seed 000's webhook (HTTP Basic); unset: the webhook answers 404.
+SESSIONS_WEBHOOK_USERNAME = env.get_str("SESSIONS_WEBHOOK_USERNAME")
+SESSIONS_WEBHOOK_PASSWORD = env.get_str("SESSIONS_WEBHOOK_PASSWORD")
+
+# Browser clients of the seed surfaces on other origins (their JavaScript sends Authorization, so
+# the browser asks first with a preflight). Only the API paths, only the listed origins.
+INSTALLED_APPS += ["corsheaders"]
+MIDDLEWARE.insert(0, "corsheaders.middleware.CorsMiddleware")
+CORS_ALLOWED_ORIGINS = env.get_list("CORS_ALLOWED_ORIGINS", [])
+CORS_URLS_REGEX = r"^/(api|agent/api|workspace/api|characters/api|webhook)/.*$"

@@ -261,3 +261,24 @@ class MessageAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+
+# --- API keys (the plain key is shown once, right after it is created) -----------------------------
+from sessions_app.api_keys import fill_new_key  # noqa: E402
+from sessions_app.models import ApiKey  # noqa: E402
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ["name", "prefix", "business_id", "created_at", "last_used_at", "revoked_at"]
+    search_fields = ["name", "prefix", "business_id"]
+    readonly_fields = ["prefix", "created_at", "last_used_at"]
+    fields = ["name", "business_id", "prefix", "created_at", "last_used_at", "revoked_at"]
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: object, change: bool) -> None:
+        plain = None if change else fill_new_key(obj)
+        super().save_model(request, obj, form, change)
+        if plain:
+            self.message_user(
+                request, f"New API key (copy it now; it is not shown again): {plain}", messages.WARNING
+            )

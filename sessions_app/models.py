@@ -383,3 +383,32 @@ class KeywordAnswer(models.Model):
 
     def __str__(self) -> str:
         return self.keyword
+
+
+class ApiKey(models.Model):
+    """A key a service sends as `Authorization: Bearer sk_<prefix>_<secret>`; only its hash is stored.
+
+    The key is 256 random bits, so one SHA-256 is enough to make a leaked table useless (a slow
+    password hash protects guessable secrets, and this is not one). The prefix finds the row.
+    """
+
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, editable=False)
+    business_id = models.CharField(
+        max_length=128, blank=True, help_text="If set, the key sees and writes only this business's sessions."
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, help_text="Set to revoke the key.")
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} (sk_{self.prefix}_…)"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None

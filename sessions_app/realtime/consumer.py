@@ -14,13 +14,14 @@ from urllib.parse import parse_qs, urlsplit
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 
 from sessions_app.models import Session
 from sessions_app.realtime import protocol
 from sessions_app.realtime.auth import Principal, principal_for_token, principal_for_user
-from sessions_app.realtime.chat import record_chat_message
 from sessions_app.realtime.groups import STAFF_GROUP, business_group, session_group
+from sessions_app.session_ops import chat_user_sessions, record_chat_message
 
 log = logging.getLogger(__name__)
 
@@ -169,19 +170,38 @@ class PhoenixSocketConsumer(AsyncWebsocketConsumer):
             problems["businessId"] = "must match the topic's business"
         if session_id is not None and not _is_uuid(session_id):
             problems["sessionId"] = "must be a session id this server gave out"
+        if self.principal.kind == "user" and user_id != self.principal.username:
+            problems["userId"] = "a user may only send as themselves (userId = their username)"
         if problems:
             await self.reply(frame, "error", {"reason": "invalid message", "fields": problems})
             return
-        owner_id = self.principal.user_id if self.principal.kind == "user" else None
-        result = await database_sync_to_async(record_chat_message)(
-            business_id=business_id,
-            user_id=str(user_id),
-            text=str(text),
-            session_id=session_id,
-            owner_id=owner_id,
-        )
+        result = await database_sync_to_async(self._record)(business_id, str(user_id), str(text), session_id)
+        if result is None:
+            await self.reply(
+                frame, "error", {"reason": "unknown session", "fields": {"sessionId": "not found"}}
+            )
+            return
         await self.reply(
             frame, "ok", {"sessionId": str(result.session.pk), "messageId": str(result.message.pk)}
+        )
+
+    def _record(self, business_id: str, user_id: str, text: str, session_id: str | None) -> Any:
+        """The same path as seed 001's POST /agent/api/messages; None for a session it may not use."""
+        owner = None
+        if self.principal.kind == "user" and self.principal.user_id is not None:
+            owner = get_user_model().objects.filter(pk=self.principal.user_id).first()
+        if session_id is not None:
+            named = chat_user_sessions(business_id, user_id).filter(pk=session_id).first()
+            if named is None or not self.principal.may_see(named.business_id, named.owner_id):
+                return None
+        return record_chat_message(
+            business_id=business_id,
+            user_id=user_id,
+            text=text,
+            source="websocket",
+            named_session_id=session_id,
+            within=self.principal.visible_sessions(),
+            owner=owner,
         )
 
     async def relay_event(self, message: dict[str, Any]) -> None:

@@ -317,3 +317,54 @@ def test_an_sms_to_a_business_number_reaches_that_business_topic():
 
     run(scenario())
     assert Session.objects.get().business_id == "B7"
+
+
+def test_an_api_key_connects_and_a_business_limited_key_stays_in_its_business():
+    from sessions_app.api_keys import issue_key, revoke_key
+
+    limited_key, limited = issue_key("crm", business_id="B1")
+    _, unlimited = issue_key("ops")
+
+    async def scenario() -> None:
+        socket = Socket(limited)
+        assert await socket.connect()
+        assert (await socket.reply_to(await socket.push("messages:B1", "phx_join", {})))["status"] == "ok"
+        refused = await socket.reply_to(await socket.push("messages:B2", "phx_join", {}))
+        assert refused == {"status": "error", "response": {"reason": "unauthorized"}}
+        assert (await socket.reply_to(await socket.push("staff:sessions", "phx_join", {})))[
+            "status"
+        ] == "error"
+        ref = await socket.push("messages:B1", "new_message", {"userId": "u1", "message": "from the CRM"})
+        assert (await socket.reply_to(ref))["status"] == "ok"
+        await socket.close()
+        other = Socket(unlimited)
+        assert await other.connect()
+        assert (await other.reply_to(await other.push("messages:B2", "phx_join", {})))["status"] == "ok"
+        await other.close()
+
+    run(scenario())
+    assert Session.objects.get().business_id == "B1"
+    revoke_key(limited_key)
+
+    async def revoked() -> None:
+        assert not await Socket(limited).connect()
+
+    run(revoked())
+
+
+def test_an_end_user_may_only_send_as_themselves():
+    alice = UserFactory(username="alice")
+
+    async def scenario() -> None:
+        socket = Socket(token_for(alice))
+        assert await socket.connect()
+        await socket.reply_to(await socket.push("messages:B1", "phx_join", {}))
+        reply = await socket.reply_to(
+            await socket.push("messages:B1", "new_message", {"userId": "bob", "message": "hi"})
+        )
+        assert reply["status"] == "error"
+        assert "themselves" in reply["response"]["fields"]["userId"]
+        await socket.close()
+
+    run(scenario())
+    assert not Message.objects.exists()

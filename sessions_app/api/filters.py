@@ -1,0 +1,123 @@
+"""Session list filters (django-filter). `q` searches title, description, contact and message text.
+
+On PostgreSQL the `UPPER(col) LIKE UPPER('%q%')` that `icontains` produces is served by the pg_trgm
+GIN indexes of migration 0002; SQLite runs the same query as a scan (fine for an embedded setup).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Any
+
+import django_filters
+from django import forms
+from django.conf import settings
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from rest_framework.exceptions import ValidationError
+
+from sessions_app.models import ChannelKind, Contact, Message, Session, SessionStatus
+from sessions_app.phones import InvalidPhoneNumber, normalize_phone
+
+Q_MIN_LENGTH = 2
+Q_MAX_LENGTH = 200
+
+
+def search_sessions(queryset: QuerySet[Session], text: str) -> QuerySet[Session]:
+    text = text.strip()
+    if not Q_MIN_LENGTH <= len(text) <= Q_MAX_LENGTH:
+        raise ValidationError({"q": [f"Search text must be {Q_MIN_LENGTH} to {Q_MAX_LENGTH} characters."]})
+    contacts = Contact.objects.filter(
+        Q(phone__icontains=text)
+        | Q(display_name__icontains=text)
+        | Q(whatsapp_profile_name__icontains=text)
+        | Q(external_user_id__icontains=text)
+    ).values("pk")
+    matches_title = Q(title__icontains=text) | Q(description__icontains=text)
+    # No single plan is fast for both kinds of search text, and the planner cannot tell them apart
+    # inside one query. So probe first (each probe one trigram-index lookup, LIMITed):
+    # - rare text (a name, a phone number, an order number): few matching sessions; list them by
+    #   primary key and let the page query sort just those;
+    # - common text (a frequent word): matches are dense, so walking the list's own index and
+    #   checking each session (its title, its contact, EXISTS a matching message of that session,
+    #   through the message_thread index) finds a page after a few hundred sessions.
+    probes = [
+        Session.objects.filter(matches_title).order_by().values_list("pk", flat=True),
+        Session.objects.filter(contact__in=contacts).order_by().values_list("pk", flat=True),
+        Message.objects.filter(content__icontains=text).order_by().values_list("session_id", flat=True),
+    ]
+    # Above this many matches the text counts as common (a setting so tests can reach both plans).
+    limit = getattr(settings, "SESSION_SEARCH_PROBE_LIMIT", 1000)
+    ids: set[Any] = set()
+    for probe in probes:
+        found = list(probe[: limit + 1])
+        if len(found) > limit:
+            # The redundant `>=` keeps PostgreSQL from turning this EXISTS into a hash of every
+            # matching message (seconds for a common word); per session it is one index probe.
+            in_messages = Message.objects.filter(
+                session=OuterRef("pk"), session_id__gte=OuterRef("pk"), content__icontains=text
+            )
+            return queryset.filter(matches_title | Q(contact__in=contacts) | Q(Exists(in_messages)))
+        ids.update(found)
+    return queryset.filter(pk__in=ids)
+
+
+class IdFilter(django_filters.NumberFilter):
+    """A row id: a whole number within the database's integer range (not a decimal, not 9e18)."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", 2**63 - 1)
+        super().__init__(*args, **kwargs)
+
+
+class UtcDateTimeRangeFilter(django_filters.IsoDateTimeFromToRangeFilter):
+    """ISO 8601 bounds, turned into UTC before they reach the database: PostgreSQL refuses some
+    offsets Python accepts (schemathesis sent +17:07 and got a 500)."""
+
+    def filter(self, qs: QuerySet[Any], value: Any) -> QuerySet[Any]:
+        if value:
+            try:
+                start = value.start.astimezone(UTC) if value.start else None
+                stop = value.stop.astimezone(UTC) if value.stop else None
+            except (OverflowError, ValueError):
+                raise ValidationError({self.field_name: ["Date/time out of range."]}) from None
+            value = slice(start, stop)
+        return super().filter(qs, value)
+
+
+class SessionFilter(django_filters.FilterSet):
+    channel = django_filters.MultipleChoiceFilter(
+        field_name="channel_kind", choices=ChannelKind.choices, help_text="Channel kind; repeat for several."
+    )
+    status = django_filters.MultipleChoiceFilter(
+        choices=SessionStatus.choices, help_text="Repeat for several: ?status=active&status=closed"
+    )
+    contact_phone = django_filters.CharFilter(method="filter_contact_phone", max_length=32)
+    contact = IdFilter(field_name="contact_id")
+    business_id = django_filters.CharFilter(max_length=128)
+    location_id = django_filters.CharFilter(max_length=128)
+    owner = IdFilter(field_name="owner_id")
+    agent_id = django_filters.CharFilter(max_length=128, help_text="Agent or character id.")
+    created = UtcDateTimeRangeFilter(
+        field_name="created_at", help_text="created_after / created_before (ISO 8601)"
+    )
+    last_activity = UtcDateTimeRangeFilter(
+        field_name="last_activity_at", help_text="last_activity_after / last_activity_before (ISO 8601)"
+    )
+    q = django_filters.CharFilter(method="filter_q", max_length=Q_MAX_LENGTH, help_text="Search text.")
+
+    class Meta:
+        model = Session
+        fields: list[str] = []
+
+    def filter_contact_phone(self, queryset: QuerySet[Session], name: str, value: str) -> QuerySet[Session]:
+        try:
+            phone = normalize_phone(value)
+        except InvalidPhoneNumber as exc:
+            raise ValidationError({"contact_phone": [str(exc)]}) from None
+        return queryset.filter(contact__phone=phone)
+
+    def filter_q(self, queryset: QuerySet[Session], name: str, value: Any) -> QuerySet[Session]:
+        return search_sessions(queryset, value)

@@ -1,0 +1,172 @@
+"""Native API shapes. Serializers validate and render; services (`session_ops`, `ingest`,
+`lifecycle`) decide."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from sessions_app.models import Channel, ChannelKind, Contact, Direction, Message, Session
+from sessions_app.session_ops import METADATA_MAX_BYTES, check_metadata_size
+
+MESSAGE_MAX_LENGTH = 10_000
+
+
+def validate_metadata(value: Any) -> None:
+    if not isinstance(value, dict):
+        raise serializers.ValidationError("Must be a JSON object.")
+    try:
+        check_metadata_size(value)
+    except ValueError:
+        raise serializers.ValidationError(f"Must be at most {METADATA_MAX_BYTES} bytes as JSON.") from None
+
+
+class ContactSerializer(serializers.ModelSerializer):
+    name = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = Contact
+        fields = [
+            "id",
+            "name",
+            "phone",
+            "whatsapp_id",
+            "whatsapp_profile_name",
+            "display_name",
+            "company",
+            "external_user_id",
+            "business_id",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id", "created_at", "updated_at"]
+
+
+class ChannelSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Channel
+        fields = [
+            "id",
+            "kind",
+            "address",
+            "name",
+            "reuse_window",
+            "abandon_after",
+            "archive_after",
+            "is_active",
+            "created_at",
+        ]
+        read_only_fields = ["id", "created_at"]
+
+
+class SessionContactSerializer(serializers.ModelSerializer):
+    name = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = Contact
+        fields = ["id", "name", "phone", "company", "external_user_id", "business_id"]
+
+
+class SessionSerializer(serializers.ModelSerializer):
+    contact = SessionContactSerializer(read_only=True)
+    owner: Any = serializers.PrimaryKeyRelatedField(read_only=True)
+
+    class Meta:
+        model = Session
+        fields = [
+            "id",
+            "external_id",
+            "channel",
+            "channel_kind",
+            "contact",
+            "business_id",
+            "location_id",
+            "owner",
+            "agent_id",
+            "title",
+            "description",
+            "thumbnail_url",
+            "status",
+            "metadata",
+            "mission_id",
+            "message_count",
+            "first_message_at",
+            "last_message_at",
+            "last_activity_at",
+            "status_changed_at",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class SessionCreateSerializer(serializers.Serializer):
+    channel_kind = serializers.ChoiceField(
+        choices=[ChannelKind.API, ChannelKind.WEB], default=ChannelKind.API, help_text="Chat surface kind."
+    )
+    contact = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=2**63 - 1,
+        help_text="Staff and API keys: the contact; users: themselves.",
+    )
+    external_id = serializers.CharField(required=False, max_length=128, allow_blank=False)
+    title = serializers.CharField(required=False, max_length=255, allow_blank=True, default="")
+    description = serializers.CharField(required=False, max_length=2000, allow_blank=True, default="")
+    business_id = serializers.CharField(required=False, max_length=128, allow_blank=True, default="")
+    location_id = serializers.CharField(required=False, max_length=128, allow_blank=True, default="")
+    agent_id = serializers.CharField(required=False, max_length=128, allow_blank=True, default="")
+    mission_id = serializers.CharField(required=False, max_length=128, allow_blank=True, default="")
+    metadata = serializers.JSONField(required=False, default=dict, validators=[validate_metadata])
+
+
+class SessionUpdateSerializer(serializers.Serializer):
+    title = serializers.CharField(required=False, max_length=255, allow_blank=True)
+    description = serializers.CharField(required=False, max_length=2000, allow_blank=True)
+    thumbnail_url = serializers.CharField(required=False, max_length=1000, allow_blank=True)
+    location_id = serializers.CharField(required=False, max_length=128, allow_blank=True)
+    agent_id = serializers.CharField(required=False, max_length=128, allow_blank=True)
+    mission_id = serializers.CharField(required=False, max_length=128, allow_blank=True)
+    metadata = serializers.JSONField(
+        required=False,
+        validators=[validate_metadata],
+        help_text="Merged key by key into the stored metadata.",
+    )
+
+
+class LinkMissionSerializer(serializers.Serializer):
+    mission_id = serializers.CharField(max_length=128)
+
+
+class TransitionSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, max_length=255, allow_blank=True, default="")
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Message
+        fields = [
+            "id",
+            "session",
+            "direction",
+            "role",
+            "content",
+            "media",
+            "metadata",
+            "delivery_status",
+            "in_reply_to",
+            "reply_state",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class MessageCreateSerializer(serializers.Serializer):
+    content = serializers.CharField(max_length=MESSAGE_MAX_LENGTH, allow_blank=False, trim_whitespace=False)
+    direction = serializers.ChoiceField(
+        choices=Direction.choices,
+        default=Direction.INBOUND,
+        help_text="inbound: from the contact (gets an agent reply). outbound: a staff reply (staff only).",
+    )
+    metadata = serializers.JSONField(required=False, default=dict, validators=[validate_metadata])

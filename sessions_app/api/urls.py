@@ -1,0 +1,18 @@
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from sessions_app.api import views
+
+router = SimpleRouter()
+router.register("sessions", views.SessionViewSet, basename="session")
+router.register("contacts", views.ContactViewSet, basename="contact")
+router.register("channels", views.ChannelViewSet, basename="channel")
+
+messages = views.SessionMessageViewSet.as_view({"get": "list", "post": "create"})
+
+urlpatterns = [
+    path("auth/token/", views.TokenView.as_view(), name="token-obtain"),
+    path("auth/token/refresh/", views.TokenRefresh.as_view(), name="token-refresh"),
+    path("sessions/<uuid:session_id>/messages/", messages, name="session-messages"),
+    *router.urls,
+]

@@ -1,0 +1,267 @@
+"""The native API, /api/v1/. Views validate and render; every decision is a service call."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import mixins, permissions, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.filters import OrderingFilter
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
+
+from sessions_app import session_ops
+from sessions_app.api import scope
+from sessions_app.api.errors import Conflict
+from sessions_app.api.filters import SessionFilter
+from sessions_app.api.pagination import MessageCursorPagination, SessionCursorPagination
+from sessions_app.api.serializers import (
+    ChannelSerializer,
+    ContactSerializer,
+    LinkMissionSerializer,
+    MessageCreateSerializer,
+    MessageSerializer,
+    SessionCreateSerializer,
+    SessionSerializer,
+    SessionUpdateSerializer,
+    TransitionSerializer,
+)
+from sessions_app.contacts import contact_for_user
+from sessions_app.ingest import InboundMessage, channel_for, record_inbound_message
+from sessions_app.models import Channel, Contact, Direction, Message, Role, Session, SessionStatus
+from sessions_app.outbound import record_outbound_message
+
+
+class StaffWriteOrReadOnly(permissions.BasePermission):
+    def has_permission(self, request: Any, view: Any) -> bool:
+        if not (request.user and request.user.is_authenticated):
+            return False
+        return request.method in permissions.SAFE_METHODS or scope.is_staff(request)
+
+
+def _transition_view(name: str, to_status: str) -> Any:
+    @extend_schema(request=TransitionSerializer, responses=SessionSerializer, summary=f"{name} a session")
+    def handler(self: SessionViewSet, request: Request, pk: str | None = None) -> Response:
+        session = self.get_object()
+        body = TransitionSerializer(data=request.data or {})
+        body.is_valid(raise_exception=True)
+        from sessions_app.lifecycle import transition_session
+
+        updated = transition_session(
+            session, to_status, actor=scope.actor(request), reason=body.validated_data["reason"]
+        )
+        return Response(SessionSerializer(self._reload(updated)).data)
+
+    handler.__name__ = name.replace("-", "_")
+    return action(detail=True, methods=["post"], url_path=name)(handler)
+
+
+@extend_schema_view(
+    create=extend_schema(request=SessionCreateSerializer, responses={201: SessionSerializer}),
+    update=extend_schema(request=SessionUpdateSerializer, responses=SessionSerializer),
+    partial_update=extend_schema(request=SessionUpdateSerializer, responses=SessionSerializer),
+)
+class SessionViewSet(viewsets.ModelViewSet):
+    serializer_class = SessionSerializer
+    pagination_class = SessionCursorPagination
+    filter_backends = [DjangoFilterBackend, OrderingFilter]
+    filterset_class = SessionFilter
+    ordering_fields = ["last_activity_at", "created_at", "message_count"]
+    ordering = ["-last_activity_at"]
+    lookup_value_regex = "[0-9a-fA-F-]{36}"
+    queryset = Session.objects.none()  # for the schema; requests use get_queryset
+
+    def get_queryset(self) -> QuerySet[Session]:
+        if getattr(self, "swagger_fake_view", False):
+            return Session.objects.none()
+        return scope.visible_sessions(self.request).select_related("contact")
+
+    def _reload(self, session: Session) -> Session:
+        return self.get_queryset().get(pk=session.pk)
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        body = SessionCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = dict(body.validated_data)
+        contact_id = data.pop("contact", None)
+        owner = scope.end_user(request)
+        if scope.api_key_of(request) is not None or scope.is_staff(request):
+            if contact_id is not None:
+                contact = Contact.objects.filter(pk=contact_id).first()
+                if contact is None:
+                    raise ValidationError({"contact": [f"No contact {contact_id}."]})
+            elif owner is not None:
+                contact = contact_for_user(owner)
+            else:
+                raise ValidationError({"contact": ["Required when calling with an API key."]})
+        else:
+            if contact_id is not None:
+                raise ValidationError({"contact": ["Users create sessions for themselves only."]})
+            contact = contact_for_user(owner)
+        key = scope.api_key_of(request)
+        if key is not None and key.business_id and not data["business_id"]:
+            data["business_id"] = key.business_id
+        scope.check_business(request, data["business_id"])
+        channel = channel_for(data.pop("channel_kind"), "")
+        try:
+            session, created = session_ops.create_session(
+                channel,
+                contact,
+                owner=owner,
+                external_id=data.pop("external_id", None),
+                metadata=data.pop("metadata"),
+                **data,
+            )
+        except session_ops.SessionIdTaken:
+            raise Conflict(
+                "This external_id belongs to another contact's session.", code="id_taken"
+            ) from None
+        return Response(
+            SessionSerializer(self._reload(session)).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        session = self.get_object()
+        body = SessionUpdateSerializer(data=request.data, partial=kwargs.get("partial", False))
+        body.is_valid(raise_exception=True)
+        data = dict(body.validated_data)
+        updated = session_ops.update_session(session, metadata=data.pop("metadata", None), **data)
+        return Response(SessionSerializer(self._reload(updated)).data)
+
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        session_ops.delete_session(self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=None, responses=SessionSerializer, summary="Record user activity (no message)")
+    @action(detail=True, methods=["post"])
+    def activity(self, request: Request, pk: str | None = None) -> Response:
+        session = session_ops.touch_activity(self.get_object())
+        return Response(SessionSerializer(session).data)
+
+    @extend_schema(request=LinkMissionSerializer, responses=SessionSerializer)
+    @action(detail=True, methods=["post"], url_path="link-mission")
+    def link_mission(self, request: Request, pk: str | None = None) -> Response:
+        session = self.get_object()
+        body = LinkMissionSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        updated = session_ops.link_mission(session, body.validated_data["mission_id"])
+        return Response(SessionSerializer(self._reload(updated)).data)
+
+    @extend_schema(responses=SessionSerializer, summary="The caller's newest active session (404: none)")
+    @action(detail=False, methods=["get"])
+    def active(self, request: Request) -> Response:
+        session = session_ops.newest_active_session(self.get_queryset())
+        if session is None:
+            raise NotFound("No active session.", code="no_active_session")
+        return Response(SessionSerializer(session).data)
+
+    complete = _transition_view("complete", SessionStatus.COMPLETED)
+    close = _transition_view("close", SessionStatus.CLOSED)
+    resolve = _transition_view("resolve", SessionStatus.RESOLVED)
+    archive = _transition_view("archive", SessionStatus.ARCHIVED)
+    reopen = _transition_view("reopen", SessionStatus.ACTIVE)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[OpenApiParameter("session_id", str, OpenApiParameter.PATH, description="Session id")]
+    ),
+    create=extend_schema(
+        request=MessageCreateSerializer,
+        responses={201: MessageSerializer},
+        parameters=[OpenApiParameter("session_id", str, OpenApiParameter.PATH, description="Session id")],
+    ),
+)
+class SessionMessageViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
+    """A session's messages, oldest first (`?ordering=-created_at` for newest first)."""
+
+    serializer_class = MessageSerializer
+    pagination_class = MessageCursorPagination
+    filter_backends = [OrderingFilter]
+    ordering_fields = ["created_at"]
+    ordering = ["created_at"]
+
+    def _session(self) -> Session:
+        return get_object_or_404(scope.visible_sessions(self.request), pk=self.kwargs["session_id"])
+
+    def get_queryset(self) -> QuerySet[Message]:
+        if getattr(self, "swagger_fake_view", False):
+            return Message.objects.none()
+        return Message.objects.filter(session=self._session())
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        session = self._session()
+        body = MessageCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        metadata = {"source": "http", **data["metadata"]}
+        if data["direction"] == Direction.OUTBOUND:
+            if scope.end_user(request) is not None and not scope.is_staff(request):
+                raise PermissionDenied("Only staff and services send outbound messages.")
+            message = record_outbound_message(session, data["content"], role=Role.STAFF, metadata=metadata)
+        else:
+            if session.contact is None:
+                raise Conflict("This session has no contact to speak for.", code="no_contact")
+            result = record_inbound_message(
+                session.channel,
+                session.contact,
+                InboundMessage(content=data["content"], metadata=metadata),
+                session_defaults=_defaults_like(session),
+                preferred_session_id=session.pk,
+            )
+            message = result.message
+        return Response(MessageSerializer(message).data, status=status.HTTP_201_CREATED)
+
+
+def _defaults_like(session: Session) -> dict[str, Any]:
+    """When the named session has ended, the new one the reuse rule opens keeps its context."""
+    return {
+        "owner": session.owner,
+        "business_id": session.business_id,
+        "location_id": session.location_id,
+        "agent_id": session.agent_id,
+    }
+
+
+class ContactViewSet(viewsets.ModelViewSet):
+    serializer_class = ContactSerializer
+    lookup_value_regex = "[0-9]{1,18}"  # longer ids cannot exist and would overflow the database's integer
+    permission_classes = [StaffWriteOrReadOnly]
+    filter_backends = [OrderingFilter]
+    ordering_fields = ["created_at"]
+    ordering = ["-created_at"]
+    pagination_class = type("ContactPagination", (SessionCursorPagination,), {"ordering": "-created_at"})
+    queryset = Contact.objects.none()
+
+    def get_queryset(self) -> QuerySet[Contact]:
+        if getattr(self, "swagger_fake_view", False):
+            return Contact.objects.none()
+        return scope.visible_contacts(self.request)
+
+
+class ChannelViewSet(viewsets.ModelViewSet):
+    serializer_class = ChannelSerializer
+    lookup_value_regex = "[0-9]{1,18}"
+    permission_classes = [StaffWriteOrReadOnly]
+    pagination_class = None
+    queryset = Channel.objects.none()
+
+    def get_queryset(self) -> Any:
+        if getattr(self, "swagger_fake_view", False):
+            return Channel.objects.none()
+        return scope.visible_channels(self.request).order_by("kind", "address")
+
+
+class TokenView(TokenObtainPairView):
+    """`username` + `password` → `access` and `refresh` JWTs."""
+
+
+class TokenRefresh(TokenRefreshView):
+    """`refresh` → a new `access` JWT."""

@@ -1,0 +1,232 @@
+"""Session operations that are not messages or status changes: explicit create, metadata merge,
+activity pings, mission links, delete. Each write is one transaction.
+
+Messages go through `ingest.record_inbound_message` (the reuse rule) and statuses through
+`lifecycle.transition_session`; nothing here changes either.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from sessions_app.contacts import contact_for_external_user
+from sessions_app.ingest import InboundMessage, IngestResult, channel_for, record_inbound_message
+from sessions_app.models import Channel, ChannelKind, Contact, Session, SessionStatus
+from sessions_app.summary import summarize
+
+METADATA_MAX_BYTES = 16_384
+EDITABLE_FIELDS = frozenset(
+    {"title", "description", "thumbnail_url", "location_id", "agent_id", "mission_id", "business_id"}
+)
+
+
+class SessionIdTaken(Exception):
+    """A client-supplied session id that another contact already uses."""
+
+
+def check_metadata_size(metadata: Mapping[str, Any]) -> None:
+    if len(json.dumps(metadata, default=str)) > METADATA_MAX_BYTES:
+        raise ValueError(f"metadata is larger than {METADATA_MAX_BYTES} bytes as JSON")
+
+
+def create_session(
+    channel: Channel,
+    contact: Contact,
+    *,
+    owner: Any = None,
+    external_id: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    **fields: Any,
+) -> tuple[Session, bool]:
+    """Open an empty session (no message yet). Returns (session, created).
+
+    With `external_id`: asking again for the same contact returns the existing session (a retried
+    create is harmless); the same id for another contact raises `SessionIdTaken`.
+    """
+    unknown = set(fields) - EDITABLE_FIELDS
+    if unknown:
+        raise TypeError(f"not session fields: {', '.join(sorted(unknown))}")
+    with transaction.atomic():
+        if external_id:
+            existing = Session.objects.filter(external_id=external_id).first()
+            if existing is not None:
+                if existing.contact_id != contact.pk:
+                    raise SessionIdTaken(external_id)
+                return existing, False
+        now = timezone.now()
+        try:
+            with transaction.atomic():
+                session = Session.objects.create(
+                    channel=channel,
+                    channel_kind=channel.kind,
+                    contact=contact,
+                    owner=owner,
+                    external_id=external_id or None,
+                    metadata=dict(metadata or {}),
+                    last_activity_at=now,
+                    status_changed_at=now,
+                    created_at=now,
+                    updated_at=now,
+                    **fields,
+                )
+        except IntegrityError:  # the same external id created concurrently
+            existing = Session.objects.get(external_id=external_id)
+            if existing.contact_id != contact.pk:
+                raise SessionIdTaken(external_id) from None
+            return existing, False
+    return session, True
+
+
+def update_session(session: Session, *, metadata: Mapping[str, Any] | None = None, **fields: Any) -> Session:
+    """Change editable fields; `metadata` is merged key by key into the stored metadata."""
+    unknown = set(fields) - EDITABLE_FIELDS
+    if unknown:
+        raise TypeError(f"not editable: {', '.join(sorted(unknown))}")
+    with transaction.atomic():
+        current = Session.objects.select_for_update().get(pk=session.pk)
+        changed = []
+        for name, value in fields.items():
+            if getattr(current, name) != value:
+                setattr(current, name, value)
+                changed.append(name)
+        if metadata:
+            merged = {**current.metadata, **metadata}
+            check_metadata_size(merged)
+            current.metadata = merged
+            changed.append("metadata")
+        if changed:
+            current.updated_at = timezone.now()
+            current.save(update_fields=[*changed, "updated_at"])
+    return current
+
+
+def touch_activity(session: Session) -> Session:
+    """Record that the user is active in `session` (no message): moves `last_activity_at` only."""
+    now = timezone.now()
+    Session.objects.filter(pk=session.pk).update(last_activity_at=now, updated_at=now)
+    session.last_activity_at = session.updated_at = now
+    return session
+
+
+def link_mission(session: Session, mission_id: str) -> Session:
+    return update_session(session, mission_id=mission_id)
+
+
+def refresh_summary(session: Session, *, fallback_title: str = "", fallback_description: str = "") -> Session:
+    """Store a title and description generated from the conversation (see `summary.py`)."""
+    summary = summarize(session, fallback_title=fallback_title, fallback_description=fallback_description)
+    return update_session(session, title=summary.title, description=summary.description)
+
+
+def delete_session(session: Session) -> None:
+    """Remove a session with its messages and status history (000's `delete`, the API's DELETE)."""
+    with transaction.atomic():
+        Session.objects.filter(pk=session.pk).delete()
+
+
+def newest_active_session(queryset: Any) -> Session | None:
+    return queryset.filter(status=SessionStatus.ACTIVE).order_by("-last_activity_at", "-id").first()
+
+
+def edit_session(
+    session: Session,
+    *,
+    actor: str,
+    to_status: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    **fields: Any,
+) -> Session:
+    """Fields, merged metadata and (through the lifecycle) a status change, all or nothing."""
+    from sessions_app.lifecycle import transition_session
+
+    with transaction.atomic():
+        current = update_session(session, metadata=metadata, **fields)
+        if to_status is not None:
+            current = transition_session(current, to_status, actor=actor)
+    return current
+
+
+def character_session(channel: Channel, contact: Contact, owner: Any, agent_id: str) -> tuple[Session, bool]:
+    """The user's active session with character `agent_id`, opened if there is none: one at a time.
+
+    The contact row lock makes two concurrent "open" requests of one user queue, so the second
+    finds the first's session instead of opening another.
+    """
+    with transaction.atomic():
+        Contact.objects.select_for_update().filter(pk=contact.pk).first()
+        existing = newest_active_session(
+            Session.objects.filter(owner=owner, agent_id=agent_id, channel=channel, contact=contact)
+        )
+        if existing is not None:
+            return existing, False
+        return create_session(channel, contact, owner=owner, agent_id=agent_id)
+
+
+def open_summarized_session(
+    channel: Channel, contact: Contact, *, external_id: str, title: str = "", description: str = ""
+) -> tuple[Session, bool]:
+    """000's create: the session and its generated title/description in one transaction."""
+    with transaction.atomic():
+        session, created = create_session(
+            channel, contact, external_id=external_id, title=title, description=description
+        )
+        if created:
+            session = refresh_summary(
+                session, fallback_title=title or "New conversation", fallback_description=description
+            )
+    return session, created
+
+
+def chat_user_sessions(business_id: str, user_id: str) -> QuerySet[Session]:
+    """A chat client's user's sessions in one business (seed 001's `businessId` + `userId`)."""
+    return Session.objects.filter(
+        business_id=business_id, contact__business_id=business_id, contact__external_user_id=user_id
+    )
+
+
+def record_chat_message(
+    *,
+    business_id: str,
+    user_id: str,
+    text: str,
+    source: str,
+    named_session_id: Any | None = None,
+    within: QuerySet[Session] | None = None,
+    owner: Any = None,
+    location_id: str = "",
+    business_type: str = "",
+) -> IngestResult:
+    """Seed 001's rule, for every surface that takes its messages (HTTP and the socket).
+
+    The user's first message opens a session; later ones join the session the client names
+    (`named_session_id`, which the caller has checked the sender may see) or else the user's newest
+    active chat session in that business (among `within`, the sessions the caller may see). A
+    closed or abandoned session is never joined: the reuse rule opens a new one.
+    """
+    preferred = named_session_id
+    if preferred is None:
+        candidates = chat_user_sessions(business_id, user_id).filter(channel_kind=ChannelKind.API)
+        if within is not None:
+            candidates = candidates & within
+        active = newest_active_session(candidates)
+        preferred = active.pk if active else None
+    with transaction.atomic():
+        contact = contact_for_external_user(business_id, user_id)
+        return record_inbound_message(
+            channel_for(ChannelKind.API, ""),
+            contact,
+            InboundMessage(content=text, metadata={"source": source}),
+            session_defaults={
+                "business_id": business_id,
+                "location_id": location_id,
+                "owner": owner,
+                "metadata": {"businessType": business_type, "context": {}},
+            },
+            preferred_session_id=preferred,
+        )

@@ -1,0 +1,41 @@
+"""A session's title and description from its conversation: deterministic, no model.
+
+The agent work may replace this with a generated summary; callers only rely on `summarize`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sessions_app.models import Role, Session
+
+TITLE_LENGTH = 60
+DESCRIPTION_LENGTH = 200
+
+
+@dataclass(frozen=True)
+class Summary:
+    title: str
+    description: str
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def summarize(session: Session, *, fallback_title: str = "", fallback_description: str = "") -> Summary:
+    """Title: the first thing the contact said. Description: how many messages, and the latest one."""
+    first = (
+        session.messages.filter(role=Role.CONTACT).exclude(content="").order_by("created_at", "id").first()
+    )
+    if first is None:
+        return Summary(
+            title=_clip(fallback_title or session.title or "New conversation", 255),
+            description=_clip(fallback_description or session.description, 2000),
+        )
+    last = session.messages.exclude(content="").order_by("-created_at", "-id").first()
+    count = session.messages.count()
+    latest = _clip(last.content, DESCRIPTION_LENGTH) if last else ""
+    noun = "message" if count == 1 else "messages"
+    return Summary(title=_clip(first.content, TITLE_LENGTH), description=f"{count} {noun}. Latest: {latest}")

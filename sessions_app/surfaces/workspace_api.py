@@ -1,0 +1,188 @@
+"""Seed 002 (workspace UserSession API) under /workspace/api/sessions: names and shapes only.
+
+Every call acts for the logged-in user (JWT) and sees only that user's sessions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpResponse
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from sessions_app import session_ops
+from sessions_app.api import scope
+from sessions_app.api.serializers import validate_metadata
+from sessions_app.contacts import contact_for_user
+from sessions_app.ingest import channel_for
+from sessions_app.lifecycle import transition_session
+from sessions_app.models import ChannelKind, Session, SessionStatus
+from sessions_app.surfaces.common import json_null, parse_limit, require_end_user, visible_session_or_404
+
+# Our six statuses onto the seed's four; and back for PUT (docs/api-surfaces.md).
+STATUS_002 = {
+    SessionStatus.ACTIVE: "active",
+    SessionStatus.COMPLETED: "completed",
+    SessionStatus.ABANDONED: "abandoned",
+    SessionStatus.ARCHIVED: "archived",
+    SessionStatus.CLOSED: "completed",
+    SessionStatus.RESOLVED: "completed",
+}
+FROM_002 = {
+    "active": SessionStatus.ACTIVE,
+    "completed": SessionStatus.COMPLETED,
+    "abandoned": SessionStatus.ABANDONED,
+    "archived": SessionStatus.ARCHIVED,
+}
+
+
+class UserSessionSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    user_id = serializers.IntegerField(allow_null=True)
+    name = serializers.CharField(allow_blank=True)
+    status = serializers.ChoiceField(choices=list(FROM_002))
+    chat_id = serializers.CharField()
+    mission_id = serializers.CharField(allow_null=True)
+    session_metadata = serializers.DictField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    last_activity_at = serializers.DateTimeField()
+
+
+class CreateUserSessionSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    session_metadata = serializers.JSONField(required=False, default=dict, validators=[validate_metadata])
+
+
+class UpdateUserSessionSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    status = serializers.ChoiceField(choices=list(FROM_002), required=False)
+    mission_id = serializers.CharField(max_length=128, required=False, allow_blank=True, allow_null=True)
+    session_metadata = serializers.JSONField(
+        required=False, validators=[validate_metadata], help_text="Merged key by key."
+    )
+
+
+def user_session(session: Session) -> dict[str, Any]:
+    return {
+        "id": str(session.pk),
+        "user_id": session.owner_id,
+        "name": session.title,
+        "status": STATUS_002[SessionStatus(session.status)],
+        # The seed's session has one chat; ours keeps the messages in the session itself.
+        "chat_id": str(session.pk),
+        "mission_id": session.mission_id or None,
+        "session_metadata": session.metadata or {},
+        "created_at": session.created_at,
+        "updated_at": session.updated_at,
+        "last_activity_at": session.last_activity_at,
+    }
+
+
+def _own(request: Request) -> Any:
+    require_end_user(request)
+    return scope.visible_sessions(request)
+
+
+class SessionsView(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("limit", int, description="1-100, default 50")],
+        responses={200: UserSessionSerializer(many=True)},
+        summary="The user's sessions, most recently active first",
+    )
+    def get(self, request: Request) -> Response:
+        limit = parse_limit(request.query_params.get("limit"), default=50, maximum=100)
+        sessions = _own(request).order_by("-last_activity_at", "-id")[:limit]
+        return Response([user_session(s) for s in sessions])
+
+    @extend_schema(
+        request=CreateUserSessionSerializer,
+        responses={201: UserSessionSerializer},
+        summary="Create a session for the user",
+    )
+    def post(self, request: Request) -> Response:
+        user = require_end_user(request)
+        body = CreateUserSessionSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        name = body.validated_data["name"] or f"Session {timezone.now():%Y-%m-%d %H:%M}"
+        session, _ = session_ops.create_session(
+            channel_for(ChannelKind.WEB, ""),
+            contact_for_user(user),
+            owner=user,
+            title=name,
+            metadata=body.validated_data["session_metadata"],
+        )
+        return Response(user_session(session), status=status.HTTP_201_CREATED)
+
+
+class ActiveView(APIView):
+    @extend_schema(
+        responses={200: UserSessionSerializer},
+        summary="The user's active session (marked active now), or null",
+    )
+    def get(self, request: Request) -> HttpResponse:
+        session = session_ops.newest_active_session(_own(request))
+        if session is None:
+            return json_null()
+        return Response(user_session(session_ops.touch_activity(session)))
+
+
+class SessionView(APIView):
+    @extend_schema(responses={200: UserSessionSerializer}, summary="One of the user's sessions")
+    def get(self, request: Request, session_id: str) -> Response:
+        return Response(user_session(visible_session_or_404(request, session_id, _own(request))))
+
+    @extend_schema(
+        request=UpdateUserSessionSerializer,
+        responses={200: UserSessionSerializer},
+        summary="Update name, status, mission or metadata (merged)",
+    )
+    def put(self, request: Request, session_id: str) -> Response:
+        session = visible_session_or_404(request, session_id, _own(request))
+        body = UpdateUserSessionSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        fields: dict[str, Any] = {}
+        if "name" in data:
+            fields["title"] = data["name"]
+        if "mission_id" in data:
+            fields["mission_id"] = data["mission_id"] or ""
+        updated = session_ops.edit_session(
+            session,
+            actor=scope.actor(request),
+            to_status=FROM_002[data["status"]] if "status" in data else None,
+            metadata=data.get("session_metadata"),
+            **fields,
+        )
+        return Response(user_session(updated))
+
+
+class LinkMissionView(APIView):
+    @extend_schema(request=None, responses={200: UserSessionSerializer}, summary="Link a mission")
+    def post(self, request: Request, session_id: str, mission_id: str) -> Response:
+        session = visible_session_or_404(request, session_id, _own(request))
+        if len(mission_id) > 128:
+            from rest_framework.exceptions import ValidationError
+
+            raise ValidationError({"mission_id": ["At most 128 characters."]})
+        return Response(user_session(session_ops.link_mission(session, mission_id)))
+
+
+class ActivityView(APIView):
+    @extend_schema(request=None, responses={200: UserSessionSerializer}, summary="Record activity")
+    def post(self, request: Request, session_id: str) -> Response:
+        session = visible_session_or_404(request, session_id, _own(request))
+        return Response(user_session(session_ops.touch_activity(session)))
+
+
+class CompleteView(APIView):
+    @extend_schema(request=None, responses={200: UserSessionSerializer}, summary="Complete the session")
+    def post(self, request: Request, session_id: str) -> Response:
+        session = visible_session_or_404(request, session_id, _own(request))
+        updated = transition_session(session, SessionStatus.COMPLETED, actor=scope.actor(request))
+        return Response(user_session(updated))
