@@ -65,6 +65,7 @@ def gunicorn(workers: int = 4) -> Iterator[str]:
             "PUBLIC_BASE_URL": origin,
             "DATA_DIR": data_dir,
             "LOG_LEVEL": "WARNING",
+            "FIELD_ENCRYPTION_KEYS": ",".join(settings.FIELD_ENCRYPTION_KEYS),
         }
         if settings.REDIS_URL:
             env["REDIS_URL"] = settings.REDIS_URL
