@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from benchenv import BENCH_FIELD_KEY
+
 ROOT = Path(__file__).resolve().parent.parent
 LIST_TARGET_MS = 50.0
 MESSAGES_TARGET_MS = 30.0
@@ -41,6 +43,7 @@ def main() -> int:
     os.environ["DATABASE_URL"] = f"{args.server}/{args.database}"
     os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
     os.environ.setdefault("SECRET_KEY", "bench-only-not-a-secret")
+    os.environ.setdefault("FIELD_ENCRYPTION_KEYS", BENCH_FIELD_KEY)
     os.environ["ALLOWED_HOSTS"] = "testserver"
     os.environ.pop("REDIS_URL", None)
     os.environ["LOG_LEVEL"] = "WARNING"

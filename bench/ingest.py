@@ -44,6 +44,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.fernet import Fernet
+
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
 SMS_PATH = "/webhooks/twilio/sms/"
@@ -130,6 +132,7 @@ def product_env(database_url: str, origin: str, data_dir: str, redis_url: str) -
         "TWILIO_AUTH_TOKEN": secrets.token_hex(16),
         "PUBLIC_BASE_URL": origin,
         "DATA_DIR": data_dir,
+        "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
     }
     if redis_url:
         env["REDIS_URL"] = redis_url

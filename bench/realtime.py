@@ -30,6 +30,7 @@ from pathlib import Path
 
 import psycopg
 import websockets
+from cryptography.fernet import Fernet
 from twilio.request_validator import RequestValidator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -124,6 +125,7 @@ async def run(args: argparse.Namespace) -> None:
             "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}",
             "REDIS_URL": args.redis_url,
             "DEBUG": "false",
+            "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
             "SECRET_KEY": secrets.token_urlsafe(50),
             "ALLOWED_HOSTS": "127.0.0.1",
             "TWILIO_AUTH_TOKEN": auth_token,

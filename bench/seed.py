@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import psycopg
+from benchenv import BENCH_FIELD_KEY, empty_metadata_token
 from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -177,6 +178,7 @@ def migrate(database_url: str) -> None:
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-only-not-a-secret"),
         "ALLOWED_HOSTS": "localhost",
+        "FIELD_ENCRYPTION_KEYS": BENCH_FIELD_KEY,
     }
     env.pop("REDIS_URL", None)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
@@ -221,12 +223,12 @@ def seed(conn: psycopg.Connection, sessions: int, messages: int) -> None:
     run(
         """
         INSERT INTO sessions_app_channel (kind, address, name, reuse_window, abandon_after, archive_after,
-                                          is_active, created_at)
-        VALUES ('sms', '+15005550001', 'Main SMS', NULL, NULL, NULL, true, now()),
-               ('whatsapp', '+15005550002', 'WhatsApp', NULL, NULL, NULL, true, now()),
-               ('voice', '+15005550003', 'Voice', NULL, NULL, NULL, true, now()),
-               ('web', '', 'Web chat', NULL, NULL, NULL, true, now()),
-               ('api', '', 'API', NULL, NULL, NULL, true, now())
+                                          is_active, created_at, business_id)
+        VALUES ('sms', '+15005550001', 'Main SMS', NULL, NULL, NULL, true, now(), ''),
+               ('whatsapp', '+15005550002', 'WhatsApp', NULL, NULL, NULL, true, now(), ''),
+               ('voice', '+15005550003', 'Voice', NULL, NULL, NULL, true, now(), ''),
+               ('web', '', 'Web chat', NULL, NULL, NULL, true, now(), ''),
+               ('api', '', 'API', NULL, NULL, NULL, true, now(), '')
         ON CONFLICT (kind, address) DO NOTHING
         """
     )
@@ -288,7 +290,7 @@ def seed(conn: psycopg.Connection, sessions: int, messages: int) -> None:
                '',
                CASE WHEN s < 20 THEN 'active' WHEN s < 45 THEN 'closed' WHEN s < 60 THEN 'resolved'
                     WHEN s < 70 THEN 'completed' WHEN s < 85 THEN 'abandoned' ELSE 'archived' END,
-               '{{}}'::jsonb, '',
+               %(metadata)s, '',
                n, created, created + (n - 1) * interval '1 minute', created + (n - 1) * interval '1 minute',
                created + n * interval '1 minute', created, created + n * interval '1 minute'
         FROM (
@@ -310,6 +312,7 @@ def seed(conn: psycopg.Connection, sessions: int, messages: int) -> None:
             "per": per,
             "extra": extra,
             "sessions": sessions,
+            "metadata": empty_metadata_token(),
             "channel_ids": [
                 channel["sms"],
                 channel["whatsapp"],
@@ -327,7 +330,7 @@ def seed(conn: psycopg.Connection, sessions: int, messages: int) -> None:
         f"""
         INSERT INTO sessions_app_message (session_id, direction, role, content, media, provider, external_id,
             metadata, delivery_status, in_reply_to_id, reply_state, reply_claimed_at, delivery_error,
-            created_at)
+            created_at, reply_attempts, reply_error, delivery_attempts, delivery_claimed_at)
         SELECT md5('s' || i)::uuid,
                CASE WHEN k %% 2 = 0 THEN 'inbound' ELSE 'outbound' END,
                CASE WHEN k %% 2 = 0 THEN 'contact' ELSE 'agent' END,
@@ -335,7 +338,8 @@ def seed(conn: psycopg.Connection, sessions: int, messages: int) -> None:
                ({words})[1 + (j * 13) %% {nwords}] || ' ' || ({words})[1 + (j * 17) %% {nwords}] || ' ' ||
                ({words})[1 + (j * 19) %% {nwords}] || ' #' || (j %% 100000),
                '[]'::jsonb, '', NULL, '{{}}'::jsonb, '', NULL, '', NULL, '',
-               now() - ((i::bigint * 2654435761) %% 2592000) * interval '1 second' + k * interval '1 minute'
+               now() - ((i::bigint * 2654435761) %% 2592000) * interval '1 second' + k * interval '1 minute',
+               0, '', 0, NULL
         FROM (SELECT j, ((j - 1) %% %(sessions)s) + 1 AS i, (j - 1) / %(sessions)s AS k
               FROM generate_series(1::bigint, %(messages)s) j) g
         """,

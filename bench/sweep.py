@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from benchenv import BENCH_FIELD_KEY, empty_metadata_token
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -26,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 def django_setup(data_dir: str) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ.setdefault("SECRET_KEY", "bench-only-not-a-secret")
+    os.environ.setdefault("FIELD_ENCRYPTION_KEYS", BENCH_FIELD_KEY)
     os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1")
     os.environ["DATA_DIR"] = data_dir  # the filesystem broker the ingest path enqueues to
     os.environ.pop("REDIS_URL", None)
@@ -74,14 +77,14 @@ def generate(sessions: int, contacts: int) -> int:
                 message_count, first_message_at, last_message_at, last_activity_at, status_changed_at,
                 created_at, updated_at)
             SELECT gen_random_uuid(), %s, 'sms', %s + (i %% %s), '', '', '', 'SMS', '', '', 'active',
-                '{}'::jsonb, '', 1, t, t, t, t, t, t
+                %s, '', 1, t, t, t, t, t, t
             FROM (
                 SELECT i, now() - CASE WHEN i %% 2 = 0 THEN interval '2 hours' ELSE interval '1 minute' END
                     - (i %% 1000) * interval '1 millisecond' AS t
                 FROM generate_series(1, %s) AS i
             ) AS rows
             """,
-            [channel.pk, first_contact, contacts, sessions],
+            [channel.pk, first_contact, contacts, empty_metadata_token(), sessions],
         )
         cursor.execute("VACUUM ANALYZE sessions_app_session")
         cursor.execute("VACUUM ANALYZE sessions_app_contact")

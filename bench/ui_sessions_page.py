@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from benchenv import BENCH_FIELD_KEY, empty_metadata_token
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -48,6 +50,7 @@ def ensure_database(url: str) -> None:
 def configure(url: str) -> None:
     os.environ["DATABASE_URL"] = url
     os.environ.setdefault("SECRET_KEY", "bench-only-not-a-secret")
+    os.environ.setdefault("FIELD_ENCRYPTION_KEYS", BENCH_FIELD_KEY)
     os.environ["ALLOWED_HOSTS"] = "testserver"
     os.environ["DEBUG"] = "false"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -59,8 +62,8 @@ def configure(url: str) -> None:
 
 SEED_SQL = [
     """
-    INSERT INTO sessions_app_channel (kind, address, name, is_active, created_at)
-    SELECT kind, address, '', true, now()
+    INSERT INTO sessions_app_channel (kind, address, name, is_active, created_at, business_id)
+    SELECT kind, address, '', true, now(), ''
     FROM (VALUES ('sms', '+15005550006'), ('whatsapp', '+15005550006'), ('voice', '+15005550006'),
                  ('web', ''), ('api', '')) AS k(kind, address)
     ON CONFLICT DO NOTHING
@@ -82,7 +85,7 @@ SEED_SQL = [
                         WHEN 'voice' THEN 'Call from ' ELSE 'Chat with ' END || c.phone,
            '', '',
            (ARRAY['active','closed','resolved','completed','abandoned','archived'])[1 + (s.g * 7) %% 6],
-           '{}'::jsonb, '', 1 + s.g %% 9, s.created, s.created + s.span, s.created + s.span,
+           %(metadata)s, '', 1 + s.g %% 9, s.created, s.created + s.span, s.created + s.span,
            s.created + s.span, s.created, s.created + s.span
     FROM (
         SELECT g,
@@ -101,9 +104,10 @@ SEED_SQL = [
 
 MESSAGES_SQL = """
     INSERT INTO sessions_app_message (session_id, direction, role, content, media, provider, external_id,
-        metadata, delivery_status, reply_state, delivery_error, created_at)
+        metadata, delivery_status, reply_state, delivery_error, created_at, reply_attempts, reply_error,
+        delivery_attempts)
     SELECT id, 'inbound', 'contact', 'Hello, I have a question about order ' || left(id::text, 8),
-           '[]'::jsonb, '', NULL, '{}'::jsonb, '', '', '', created_at
+           '[]'::jsonb, '', NULL, '{}'::jsonb, '', '', '', created_at, 0, '', 0
     FROM sessions_app_session TABLESAMPLE BERNOULLI (25)
 """
 
@@ -128,7 +132,13 @@ def seed(target: int) -> None:
         batch = 250_000
         for start in range(have + 1, target + 1, batch):
             cursor.execute(
-                SEED_SQL[2], {"start": start, "stop": min(start + batch - 1, target), "total": target}
+                SEED_SQL[2],
+                {
+                    "start": start,
+                    "stop": min(start + batch - 1, target),
+                    "total": target,
+                    "metadata": empty_metadata_token(),
+                },
             )
             print(f"  {min(start + batch - 1, target):,} sessions", flush=True)
         cursor.execute(MESSAGES_SQL)
