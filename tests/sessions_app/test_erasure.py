@@ -215,3 +215,21 @@ def test_an_erasure_that_fails_halfway_removes_nothing(people, contact_deletes_f
     assert every_row_as_text() == before
     assert Session.objects.filter(contact=ana).count() == 3
     assert not ErasureRecord.objects.exists()
+
+
+def test_export_round_trips_what_the_api_shows(people, staff_client):
+    ana, _ = people
+    out = io.StringIO()
+    call_command("export_contact", ANA, stdout=out)
+    exported = {s["id"]: s for s in json.loads(out.getvalue())["contacts"][0]["sessions"]}
+    for session_id, row in exported.items():
+        shown = staff_client.get(f"/api/v1/sessions/{session_id}/").json()
+        assert (shown["title"], shown["status"], shown["metadata"]) == (
+            row["title"],
+            row["status"],
+            row["metadata"],
+        )
+        assert shown["message_count"] == len(row["messages"])
+        listed = staff_client.get(f"/api/v1/sessions/{session_id}/messages/").json()
+        api_messages = [(m["id"], m["content"]) for m in listed["results"]]
+        assert api_messages == [(m["id"], m["content"]) for m in row["messages"]]
