@@ -1,17 +1,20 @@
-"""Free-text search over sessions: one definition of "matches" for every surface that searches.
+"""Free-text search over sessions: one definition of "matches" for every surface that searches
+(the REST API's `q`, the staff pages' search box).
 
-A term matches a session when it appears in the session's title, its contact's phone number or
-names, or the text of any of its messages. Contacts and messages are matched by EXISTS subqueries,
-so a session with many matching messages is listed once, and a narrow outer query (the live-update
-poll: a few seconds of activity) probes only its own sessions' rows through their indexes. A search
-over the whole table still scans titles, contacts and messages with ILIKE; a trigram or full-text
-index can later replace the body of `session_search_q` without any caller changing.
+A term matches a session when it appears in its title or description, its contact's phone number,
+names or external id, or the text of any of its messages. "+1 (555) 123-4567" also matches the
+E.164 number it spells.
+
+On PostgreSQL the `UPPER(col) LIKE UPPER('%term%')` that `icontains` produces is served by the pg_trgm
+GIN indexes of migration 0006; SQLite runs the same queries as scans (fine for an embedded setup).
 """
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
+from django.conf import settings
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from sessions_app.models import Contact, Message, Session
@@ -21,32 +24,53 @@ _PHONE_PUNCTUATION = re.compile(r"[\s().\-]")
 _PHONE_LIKE = re.compile(r"^\+?\d{3,}$")
 
 
-def session_search_q(term: str) -> Q:
-    """The condition "`term` matches this session" (see the module docstring)."""
-    term = term.strip()
-    contact_match = (
-        Q(display_name__icontains=term) | Q(whatsapp_profile_name__icontains=term) | Q(phone__icontains=term)
-    )
+def _spellings(term: str) -> list[str]:
     compact = _PHONE_PUNCTUATION.sub("", term)
-    phone_like = compact != term and _PHONE_LIKE.match(compact)
-    if phone_like:
-        # Stored numbers are E.164, so "+1 (555) 123-4567" must be compared without its spacing.
-        contact_match |= Q(phone__icontains=compact)
-    # Contacts and messages as EXISTS subqueries, not joins: PostgreSQL then either scans each table
-    # once (hashed, for a whole-table search) or probes by key (for a narrow outer query such as
-    # the live-update poll), and no session is listed twice.
-    condition = (
-        Q(title__icontains=term)
-        | Q(Exists(Contact.objects.filter(contact_match, pk=OuterRef("contact_id"))))
-        | Q(Exists(Message.objects.filter(session_id=OuterRef("pk"), content__icontains=term)))
-    )
-    if phone_like:
-        condition |= Q(title__icontains=compact)
-    return condition
+    return [term, compact] if compact != term and _PHONE_LIKE.match(compact) else [term]
 
 
 def search_sessions(queryset: QuerySet[Session], term: str) -> QuerySet[Session]:
-    """`queryset` narrowed to sessions matching `term`; unchanged for an empty term."""
-    if not term.strip():
+    """`queryset` narrowed to the sessions `term` matches; unchanged for an empty term."""
+    term = term.strip()
+    if not term:
         return queryset
-    return queryset.filter(session_search_q(term))
+    spellings = _spellings(term)
+    contact_match = Q()
+    matches_title = Q()
+    in_text = Q()
+    for text in spellings:
+        contact_match |= (
+            Q(phone__icontains=text)
+            | Q(display_name__icontains=text)
+            | Q(whatsapp_profile_name__icontains=text)
+            | Q(external_user_id__icontains=text)
+        )
+        matches_title |= Q(title__icontains=text) | Q(description__icontains=text)
+        in_text |= Q(content__icontains=text)
+    contacts = Contact.objects.filter(contact_match).values("pk")
+    # No single plan is fast for both kinds of search text, and the planner cannot tell them apart
+    # inside one query. So probe first (each probe one trigram-index lookup, LIMITed):
+    # - rare text (a name, a phone number, an order number): few matching sessions; list them by
+    #   primary key and let the page query sort just those;
+    # - common text (a frequent word): matches are dense, so walking the list's own index and
+    #   checking each session (its title, its contact, EXISTS a matching message of that session,
+    #   through the message_thread index) finds a page after a few hundred sessions.
+    probes = [
+        Session.objects.filter(matches_title).order_by().values_list("pk", flat=True),
+        Session.objects.filter(contact__in=contacts).order_by().values_list("pk", flat=True),
+        Message.objects.filter(in_text).order_by().values_list("session_id", flat=True),
+    ]
+    # Above this many matches the text counts as common (a setting so tests can reach both plans).
+    limit = getattr(settings, "SESSION_SEARCH_PROBE_LIMIT", 1000)
+    ids: set[Any] = set()
+    for probe in probes:
+        found = list(probe[: limit + 1])
+        if len(found) > limit:
+            # The redundant `>=` keeps PostgreSQL from turning this EXISTS into a hash of every
+            # matching message (seconds for a common word); per session it is one index probe.
+            in_messages = Message.objects.filter(
+                in_text, session=OuterRef("pk"), session_id__gte=OuterRef("pk")
+            )
+            return queryset.filter(matches_title | Q(contact__in=contacts) | Q(Exists(in_messages)))
+        ids.update(found)
+    return queryset.filter(pk__in=ids)

@@ -11,11 +11,11 @@ from typing import Any
 
 import django_filters
 from django import forms
-from django.conf import settings
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import QuerySet
 from rest_framework.exceptions import ValidationError
 
-from sessions_app.models import ChannelKind, Contact, Message, Session, SessionStatus
+from sessions_app import session_search
+from sessions_app.models import ChannelKind, Session, SessionStatus
 from sessions_app.phones import InvalidPhoneNumber, normalize_phone
 
 Q_MIN_LENGTH = 2
@@ -23,42 +23,11 @@ Q_MAX_LENGTH = 200
 
 
 def search_sessions(queryset: QuerySet[Session], text: str) -> QuerySet[Session]:
+    """The API's `q`: the length checked here, the matching in `sessions_app.session_search`."""
     text = text.strip()
     if not Q_MIN_LENGTH <= len(text) <= Q_MAX_LENGTH:
         raise ValidationError({"q": [f"Search text must be {Q_MIN_LENGTH} to {Q_MAX_LENGTH} characters."]})
-    contacts = Contact.objects.filter(
-        Q(phone__icontains=text)
-        | Q(display_name__icontains=text)
-        | Q(whatsapp_profile_name__icontains=text)
-        | Q(external_user_id__icontains=text)
-    ).values("pk")
-    matches_title = Q(title__icontains=text) | Q(description__icontains=text)
-    # No single plan is fast for both kinds of search text, and the planner cannot tell them apart
-    # inside one query. So probe first (each probe one trigram-index lookup, LIMITed):
-    # - rare text (a name, a phone number, an order number): few matching sessions; list them by
-    #   primary key and let the page query sort just those;
-    # - common text (a frequent word): matches are dense, so walking the list's own index and
-    #   checking each session (its title, its contact, EXISTS a matching message of that session,
-    #   through the message_thread index) finds a page after a few hundred sessions.
-    probes = [
-        Session.objects.filter(matches_title).order_by().values_list("pk", flat=True),
-        Session.objects.filter(contact__in=contacts).order_by().values_list("pk", flat=True),
-        Message.objects.filter(content__icontains=text).order_by().values_list("session_id", flat=True),
-    ]
-    # Above this many matches the text counts as common (a setting so tests can reach both plans).
-    limit = getattr(settings, "SESSION_SEARCH_PROBE_LIMIT", 1000)
-    ids: set[Any] = set()
-    for probe in probes:
-        found = list(probe[: limit + 1])
-        if len(found) > limit:
-            # The redundant `>=` keeps PostgreSQL from turning this EXISTS into a hash of every
-            # matching message (seconds for a common word); per session it is one index probe.
-            in_messages = Message.objects.filter(
-                session=OuterRef("pk"), session_id__gte=OuterRef("pk"), content__icontains=text
-            )
-            return queryset.filter(matches_title | Q(contact__in=contacts) | Q(Exists(in_messages)))
-        ids.update(found)
-    return queryset.filter(pk__in=ids)
+    return session_search.search_sessions(queryset, text)
 
 
 class IdFilter(django_filters.NumberFilter):
