@@ -8,3 +8,5 @@ from django.dispatch import Signal
 message_recorded = Signal()
 # kwargs: session_id, from_status, to_status
 session_status_changed = Signal()
+# kwargs: count, to_status (one per batch of the lifecycle sweep)
+sessions_swept = Signal()

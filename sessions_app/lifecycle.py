@@ -14,7 +14,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from sessions_app.events import session_status_changed
+from sessions_app.events import session_status_changed, sessions_swept
 from sessions_app.models import Session, SessionStatus, StatusChange
 
 log = logging.getLogger(__name__)
@@ -134,10 +134,9 @@ def transition_sessions_batch(
 
 
 def _announce(moved: list[tuple[Any, str]], to_status: str) -> None:
-    for session_id, from_status in moved:
-        session_status_changed.send(
-            sender=Session, session_id=session_id, from_status=from_status, to_status=to_status
-        )
+    # One signal per batch, not per session: a sweep moves thousands at a time, and listeners (the
+    # staff pages' live updates) need to know that sessions moved, not to be told each one.
+    sessions_swept.send(sender=Session, count=len(moved), to_status=to_status)
 
 
 # One statement per source status: claim the oldest due rows, walking the (status, last_activity_at)

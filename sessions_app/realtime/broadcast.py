@@ -65,6 +65,25 @@ def _groups(session: Session) -> list[str]:
 
 def publish(session: Session, event: str, payload: dict[str, Any]) -> None:
     """Send `event` to every topic that shows `session`; never raises (delivery is best effort)."""
+    _send(
+        _groups(session),
+        event,
+        payload,
+        business_id=session.business_id,
+        owner_id=session.owner_id,
+        session_id=str(session.pk),
+    )
+
+
+def _send(
+    groups: list[str],
+    event: str,
+    payload: dict[str, Any],
+    *,
+    business_id: str = "",
+    owner_id: int | None = None,
+    session_id: str | None = None,
+) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
@@ -76,19 +95,19 @@ def publish(session: Session, event: str, payload: dict[str, Any]) -> None:
                 "group": group,
                 "event": event,
                 "payload": payload,
-                "business_id": session.business_id,
-                "owner_id": session.owner_id,
-                "session_id": str(session.pk),
+                "business_id": business_id,
+                "owner_id": owner_id,
+                "session_id": session_id,
             },
         )
-        for group in _groups(session)
+        for group in groups
     ]
 
     if isinstance(layer, DatabaseRelayChannelLayer):
         try:
             layer.group_send_many_sync(messages)
         except Exception:
-            log.exception("Could not broadcast %s for session %s", event, session.pk)
+            log.exception("Could not broadcast %s for session %s", event, session_id)
         return
 
     async def send_all() -> None:
@@ -97,7 +116,7 @@ def publish(session: Session, event: str, payload: dict[str, Any]) -> None:
     # Not awaited: the request that stored the message does not wait for its broadcast. The
     # publisher loop sends in submission order, so events keep the order they were produced in.
     future = asyncio.run_coroutine_threadsafe(send_all(), _publisher_loop())
-    future.add_done_callback(lambda done: _log_failure(done, event, session.pk))
+    future.add_done_callback(lambda done: _log_failure(done, event, session_id))
 
 
 def _log_failure(done: Any, event: str, session_id: Any) -> None:
@@ -196,3 +215,8 @@ def on_status_changed(sender: Any, session_id: Any, from_status: str, to_status:
                 "previousStatus": from_status,
             },
         )
+
+
+def on_sessions_swept(sender: Any, count: int, to_status: str, **kwargs: Any) -> None:
+    """The lifecycle sweep moved `count` sessions: one event for the staff pages to refresh."""
+    _send([STAFF_GROUP], "sessions_updated", {"count": count, "status": to_status})

@@ -368,3 +368,31 @@ def test_an_end_user_may_only_send_as_themselves():
 
     run(scenario())
     assert not Message.objects.exists()
+
+
+def test_a_sweep_tells_the_staff_topic_once_per_batch():
+    from datetime import timedelta
+
+    import time_machine
+
+    from sessions_app.sweep import sweep_sessions
+    from tests.factories import SessionFactory
+
+    staff = UserFactory(is_staff=True)
+    with time_machine.travel("2025-01-15 10:00:00+00:00", tick=False) as clock:
+        SessionFactory.create_batch(3)
+        clock.shift(timedelta(hours=1))
+
+        async def scenario() -> list[list[Any]]:
+            socket = Socket(token_for(staff))
+            assert await socket.connect()
+            await socket.reply_to(await socket.push("staff:sessions", "phx_join", {}))
+            await sync_to_async(sweep_sessions)()
+            events = await socket.events(1)
+            assert await socket.nothing_more()
+            await socket.close()
+            return events
+
+        (event,) = run(scenario())
+    assert event[3] == "sessions_updated"
+    assert event[4] == {"count": 3, "status": "abandoned"}
