@@ -319,6 +319,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "sessions_app.tasks.recover_owed_work",
         "schedule": float(TASK_RECOVERY_INTERVAL),
     },
+    "warm-staff-chart": {"task": "sessions_app.tasks.warm_staff_chart", "schedule": 600.0},
 }
 
 # --- Agent ----------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from sessions_app.session_search import search_sessions
 
 PAGE_SIZE = 50
 COUNTS_TTL = 10  # seconds; tab counts may lag new sessions by this much
-COUNT_CAP = 10_000
+COUNT_CAP = 1_000
 CHART_TTL = 60
 CHART_DAYS = 30
 # Overlap for "what changed since": a row whose timestamp was taken just before a poll but which
@@ -227,7 +227,7 @@ def _cache_key(prefix: str, *parts: object) -> str:
 def tab_counts(filters: ListFilters) -> dict[str, int]:
     """Sessions per tab under the status, business and date filters (not the search; see the docs page).
 
-    Counts stop at COUNT_CAP + 1 (shown as "10,000+"), so they cost a bounded number of index entries
+    Counts stop at COUNT_CAP + 1 (shown as "1,000+"), so they cost a bounded number of index entries
     however large the table grows; exact numbers past that help nobody pick a tab. First one grouped
     pass over at most COUNT_CAP + 1 matching rows: when fewer match, it is exact for every tab. Only
     when more match does each tab get its own capped count (then matches are dense and each stops

@@ -491,3 +491,16 @@ def test_session_updates_reject_bad_pending_ids(staff_client):
         f"{LIST}{session.pk}/updates/", {"since": timezone.now().isoformat(), "pending": "1,x"}
     )
     assert response.status_code == 400
+
+
+def test_the_beat_task_counts_the_chart_so_no_page_has_to(django_assert_max_num_queries):
+    from django.core.cache import cache
+
+    from sessions_app.tasks import warm_staff_chart
+
+    cache.clear()
+    assert warm_staff_chart.delay().get() == 30
+    with django_assert_max_num_queries(0):
+        from sessions_app.ui.queries import daily_counts
+
+        daily_counts()  # past days and today both come from the cache now
