@@ -28,10 +28,7 @@ def contact_for_external_user(business_id: str, external_user_id: str) -> Contac
 def contact_for_user(user: AbstractBaseUser) -> Contact:
     """The contact that stands for a logged-in user in the sessions they own."""
     contact = contact_for_external_user(USER_NAMESPACE, str(user.pk))
-    name = user.get_username()
-    if contact.display_name != name:
-        contact.display_name = name
-        contact.save(update_fields=["display_name", "updated_at"])
+    contact.keep_current(display_name=user.get_username())
     return contact
 
 
@@ -39,13 +36,5 @@ def contact_for_person(phone: str, name: str, company: str) -> Contact:
     """000's user: found by E.164 phone (the same person who texts us), name and company kept current."""
     with transaction.atomic():
         contact = contact_for_phone(phone)
-        changed = []
-        if name and contact.display_name != name:
-            contact.display_name = name
-            changed.append("display_name")
-        if company and contact.company != company:
-            contact.company = company
-            changed.append("company")
-        if changed:
-            contact.save(update_fields=[*changed, "updated_at"])
+        contact.keep_current(display_name=name, company=company)
     return contact

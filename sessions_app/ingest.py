@@ -130,15 +130,7 @@ def contact_for_phone(phone: str, *, whatsapp_id: str = "", profile_name: str = 
             return contact
         except IntegrityError:  # a concurrent first message created it
             contact = Contact.objects.get(phone=phone, external_user_id="")
-    changed = []
-    if whatsapp_id and contact.whatsapp_id != whatsapp_id:
-        contact.whatsapp_id = whatsapp_id
-        changed.append("whatsapp_id")
-    if profile_name and contact.whatsapp_profile_name != profile_name:
-        contact.whatsapp_profile_name = profile_name
-        changed.append("whatsapp_profile_name")
-    if changed:
-        contact.save(update_fields=[*changed, "updated_at"])
+    contact.keep_current(whatsapp_id=whatsapp_id, whatsapp_profile_name=profile_name)
     return contact
 
 

@@ -172,6 +172,15 @@ class Contact(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def keep_current(self, **values: str) -> None:
+        """Store every given non-empty value that differs from this row's, in one UPDATE of just
+        those fields (a WhatsApp profile name, a display name that changed since last time)."""
+        changed = [field for field, value in values.items() if value and getattr(self, field) != value]
+        for field in changed:
+            setattr(self, field, values[field])
+        if changed:
+            self.save(update_fields=[*changed, "updated_at"])
+
     @property
     def name(self) -> str:
         return (

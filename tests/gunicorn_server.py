@@ -9,42 +9,18 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote
 
 from django.conf import settings
-from django.db import connection
+
+from tests.servers import free_port, test_database_url
 
 ROOT = Path(__file__).resolve().parent.parent
-# The port range this project's tests may listen on (loopback only).
-PORTS = range(18100, 18200)
-
-
-def free_port() -> int:
-    for port in PORTS:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1} on 127.0.0.1")
-
-
-def subprocess_database_url() -> str:
-    """DATABASE_URL for the database this test run uses (pytest-django's `test_…` database)."""
-    db: dict[str, Any] = connection.settings_dict
-    user = quote(db.get("USER") or "", safe="")
-    password = quote(db.get("PASSWORD") or "", safe="")
-    credentials = f"{user}:{password}@" if password else (f"{user}@" if user else "")
-    return f"postgres://{credentials}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
 
 
 @contextlib.contextmanager
@@ -59,7 +35,7 @@ def gunicorn(workers: int = 4) -> Iterator[str]:
             "DEBUG": "false",
             "SECRET_KEY": settings.SECRET_KEY,
             "ALLOWED_HOSTS": "127.0.0.1",
-            "DATABASE_URL": subprocess_database_url(),
+            "DATABASE_URL": test_database_url(),
             "TWILIO_ACCOUNT_SID": settings.TWILIO_ACCOUNT_SID,
             "TWILIO_AUTH_TOKEN": settings.TWILIO_AUTH_TOKEN,
             "PUBLIC_BASE_URL": origin,

@@ -9,26 +9,37 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import quote
 
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# The port range this project's tests may listen on (loopback only).
+PORTS = range(18100, 18200)
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    for port in PORTS:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1} on 127.0.0.1")
 
 
 def test_database_url() -> str:
-    """The URL of the database pytest-django created, for a server in another process."""
+    """The URL of the database pytest-django created (`test_…`), for a server in another process."""
     db = connection.settings_dict
-    if connection.vendor == "postgresql":
-        host = db.get("HOST") or "127.0.0.1"
-        port = db.get("PORT") or 5432
-        return f"postgres://{db.get('USER') or 'postgres'}@{host}:{port}/{db['NAME']}"
-    return f"sqlite:///{db['NAME']}"
+    if connection.vendor != "postgresql":
+        return f"sqlite:///{db['NAME']}"
+    user = quote(db.get("USER") or "", safe="")
+    password = quote(db.get("PASSWORD") or "", safe="")
+    credentials = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    return f"postgres://{credentials}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
 
 
 def server_env(**extra: str) -> dict[str, str]:
