@@ -260,7 +260,8 @@ class Session(models.Model):
 
 
 class Message(models.Model):
-    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="messages")
+    # No index of its own: `message_thread` starts with session_id and serves every lookup by it.
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="messages", db_index=False)
     direction = models.CharField(max_length=8, choices=Direction.choices)
     role = models.CharField(max_length=8, choices=Role.choices)
     content = models.TextField(blank=True)

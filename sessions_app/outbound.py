@@ -24,7 +24,7 @@ from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client as TwilioClient
 
-from sessions_app.events import message_recorded
+from sessions_app.events import announce_message
 from sessions_app.models import ChannelKind, DeliveryStatus, Direction, Message, Role, Session
 from sessions_app.phones import mask_phone
 
@@ -56,18 +56,7 @@ def record_outbound_message(
         Session.objects.filter(pk=session.pk).update(
             message_count=F("message_count") + 1, last_message_at=now, last_activity_at=now, updated_at=now
         )
-        transaction.on_commit(
-            lambda: message_recorded.send(
-                sender=Message,
-                session_id=session.pk,
-                message_id=message.pk,
-                created_session=False,
-                reply_owed=False,
-                session=session,
-                message=message,
-            ),
-            robust=True,
-        )
+        announce_message(session, message, created_session=False, reply_owed=False)
     return message
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import phonenumbers
 
 
@@ -9,6 +11,9 @@ class InvalidPhoneNumber(ValueError):
     pass
 
 
+# Parsing is a good part of a webhook's cost, and the same few numbers recur: our own (every
+# message's To) and whoever is in a conversation right now. Pure, so remembering is safe.
+@functools.lru_cache(maxsize=10_000)
 def normalize_phone(raw: str) -> str:
     """`raw` as E.164 (`+15551234567`); accepts Twilio's `whatsapp:` prefix and spacing."""
     value = (raw or "").strip()

@@ -19,12 +19,16 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from sessions_app.agents import AgentAnswer, AgentError, StreamingAgentBackend, get_backend
+from sessions_app.batched_enqueue import BatchedEnqueue, flush_at_exit
 from sessions_app.models import Message, ReplyState, Role, Session
 from sessions_app.outbound import record_outbound_message
 from sessions_app.realtime.broadcast import publish_chunk
 
 log = logging.getLogger(__name__)
 HISTORY_LENGTH = 20
+REPLY_BATCH = 10
+# Seconds a reply may wait for others to share its task: small next to any agent's answer time.
+REPLY_BATCH_LINGER = 0.02
 
 
 class ReplyDeferred(Exception):
@@ -35,15 +39,32 @@ class ReplyDeferred(Exception):
         self.attempt = attempt
 
 
+def _queue_replies(message_ids: list[int]) -> None:
+    from sessions_app.tasks import enqueue, produce_replies_task
+
+    enqueue(produce_replies_task, message_ids)
+
+
+# One per process: ids gather while a publish runs; a batch is answered by one task, so it is kept
+# small enough that a slow agent does not hold many contacts behind one another.
+_reply_queue = BatchedEnqueue(
+    "produce_replies_task", _queue_replies, max_batch=REPLY_BATCH, linger=REPLY_BATCH_LINGER
+)
+flush_at_exit(_reply_queue)
+
+
 def schedule_reply(message_id: int) -> None:
     """Queue the reply owed to `message_id` (called after the inbound message committed).
 
     If the broker cannot take the task, the message stays `owed` and `recover_owed_replies` queues
     it again later: nothing is lost and the request that stored the message still succeeds.
     """
-    from sessions_app.tasks import enqueue, produce_reply_task
+    if settings.CELERY_TASK_ALWAYS_EAGER:  # tests and `eager` setups: answer now, in this thread
+        from sessions_app.tasks import enqueue, produce_reply_task
 
-    enqueue(produce_reply_task, message_id)
+        enqueue(produce_reply_task, message_id)
+    else:
+        _reply_queue.add(message_id)
 
 
 def _claim(inbound_id: int) -> bool:

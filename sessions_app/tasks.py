@@ -52,6 +52,23 @@ def produce_reply_task(self: Task, message_id: int) -> None:
         raise self.retry(countdown=backoff(exc.attempt), exc=exc) from None
 
 
+@shared_task(name="sessions_app.tasks.produce_replies_task")
+def produce_replies_task(message_ids: list[int]) -> None:
+    """Replies owed to several messages, queued together by a busy web process (replies.schedule_reply).
+
+    Each is answered on its own: one that must wait for a retry gets its own `produce_reply_task`
+    with backoff, and one that fails unexpectedly does not hold up the others (its claim's lease
+    runs out and recovery queues it again).
+    """
+    for message_id in message_ids:
+        try:
+            replies.produce_reply(message_id)
+        except replies.ReplyDeferred as exc:
+            produce_reply_task.apply_async(args=(message_id,), countdown=backoff(exc.attempt))
+        except Exception:
+            log.exception("Reply to message %s failed; recovery will queue it again", message_id)
+
+
 @shared_task(bind=True, name="sessions_app.tasks.deliver_message_task", max_retries=None)
 def deliver_message_task(self: Task, message_id: int) -> None:
     try:

@@ -1,0 +1,80 @@
+"""Queue work for Celery in batches, from a background thread, so a busy web process pays per batch.
+
+Publishing one Celery task costs about a millisecond of CPU (building the message, kombu, a Redis
+round trip): more than storing the inbound message itself. A webhook therefore hands the id of the
+work it owes to this process-wide queue (microseconds) and answers; one thread per process publishes
+everything that gathered meanwhile as one task. At low traffic that is one id per task, as before;
+under load batches grow (what arrives while one publish runs, or within a short linger after the
+first id, goes in the same batch).
+
+Nothing is lost by queuing in memory: the work is already owed in the database (`reply_state`), and
+`recover_owed_work` queues whatever never reached a worker (a process that died, a broker outage),
+exactly as it did when a direct publish failed. docs/tasks.md has the trade-offs.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+
+class BatchedEnqueue:
+    def __init__(
+        self, name: str, send: Callable[[list[int]], object], max_batch: int, linger: float = 0.0
+    ) -> None:
+        self.name = name
+        self._send = send
+        self._max_batch = max_batch
+        self._linger = linger
+        self._pending: list[int] = []
+        self._wake = threading.Condition()
+        self._pid: int | None = None  # the process whose thread runs; a forked child starts its own
+        self._busy = False
+
+    def add(self, item_id: int) -> None:
+        with self._wake:
+            if self._pid != os.getpid():
+                self._start()
+            self._pending.append(item_id)
+            self._wake.notify()
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything added so far was handed to the broker (or failed to be)."""
+        with self._wake:
+            if self._pid != os.getpid():
+                return True  # nothing was added in this process
+            return self._wake.wait_for(lambda: not self._pending and not self._busy, timeout)
+
+    def _start(self) -> None:
+        self._pid = os.getpid()
+        self._pending = []  # inherited from the parent: the parent's thread owns those
+        threading.Thread(target=self._run, name=f"enqueue-{self.name}", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                self._wake.wait_for(lambda: bool(self._pending))
+                # Gather for a moment: at tens of messages a second per process, publishing each
+                # at once would make every batch a batch of one.
+                self._wake.wait_for(lambda: len(self._pending) >= self._max_batch, self._linger)
+                batch = self._pending[: self._max_batch]
+                del self._pending[: self._max_batch]
+                self._busy = True
+            try:
+                self._send(batch)
+            except Exception:  # the work stays owed in the database; recovery queues it
+                log.exception("Could not queue %s for %s item(s)", self.name, len(batch))
+            finally:
+                with self._wake:
+                    self._busy = False
+                    self._wake.notify_all()
+
+
+def flush_at_exit(queue: BatchedEnqueue) -> None:
+    """A process that exits cleanly (a worker being replaced) first hands over what it gathered."""
+    atexit.register(queue.flush)
