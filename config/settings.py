@@ -270,7 +270,7 @@ else:
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "BACKEND": "sessions_app.realtime.layers.RedisPubSubRelayLayer",
             "CONFIG": {"hosts": [REDIS_URL]},
         }
     }

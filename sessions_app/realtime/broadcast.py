@@ -18,7 +18,7 @@ from channels.layers import get_channel_layer
 
 from sessions_app.models import Direction, Message, Role, Session
 from sessions_app.realtime.groups import STAFF_GROUP, business_group, session_group
-from sessions_app.realtime.layers import DatabaseRelayChannelLayer
+from sessions_app.realtime.layers import DatabaseRelayChannelLayer, RedisPubSubRelayLayer
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def _send(
         for group in groups
     ]
 
-    if isinstance(layer, DatabaseRelayChannelLayer):
+    if isinstance(layer, DatabaseRelayChannelLayer | RedisPubSubRelayLayer):
         try:
             layer.group_send_many_sync(messages)
         except Exception:
