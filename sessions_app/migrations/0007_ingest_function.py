@@ -158,17 +158,20 @@ BEGIN
             outcome := 'ended';
         END IF;
     END IF;
+    -- A new session's message goes in first (the foreign key is checked at commit), so that what
+    -- the session's insert derives from its messages, such as its search document, includes it.
+    INSERT INTO sessions_app_message ({MESSAGE_COLUMNS}, session_id)
+    SELECT {_select(MESSAGE_COLUMNS, "n")},
+           CASE WHEN outcome IN ('named', 'reused') THEN s.id ELSE (p_session->>'id')::uuid END
+      FROM jsonb_populate_record(NULL::sessions_app_message, p_message) n
+    RETURNING id INTO mid;
+
     IF outcome NOT IN ('named', 'reused') THEN
         INSERT INTO sessions_app_session ({SESSION_COLUMNS}, contact_id)
         SELECT {_select(SESSION_COLUMNS, "n")}, cid
           FROM jsonb_populate_record(NULL::sessions_app_session, p_session) n
         RETURNING * INTO s;
     END IF;
-
-    INSERT INTO sessions_app_message ({MESSAGE_COLUMNS}, session_id)
-    SELECT {_select(MESSAGE_COLUMNS, "n")}, s.id
-      FROM jsonb_populate_record(NULL::sessions_app_message, p_message) n
-    RETURNING id INTO mid;
 
     RETURN QUERY SELECT outcome, gap, cid, mid, s.id, s.external_id, s.channel_kind, s.business_id,
         s.location_id, s.owner_id, s.agent_id, s.title, s.status, s.mission_id, s.message_count,
