@@ -1,7 +1,5 @@
-"""Session list filters (django-filter). `q` searches title, description, contact and message text.
-
-On PostgreSQL the `UPPER(col) LIKE UPPER('%q%')` that `icontains` produces is served by the pg_trgm
-GIN indexes of migration 0002; SQLite runs the same query as a scan (fine for an embedded setup).
+"""Session list filters (django-filter). `q` searches title, description, contact and message text
+through the shared `sessions_app.session_search` (what matches and how it stays fast: docs/api.md).
 """
 
 from __future__ import annotations
