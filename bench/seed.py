@@ -348,12 +348,9 @@ def seed(conn: psycopg.Connection, sessions: int, messages: int) -> None:
     log(f"{messages:,} messages in {time.monotonic() - t:.0f}s")
 
     # The load ran with triggers off, so the search documents (migration 0007_search) are filled
-    # here, by the same function the triggers use, before their index is rebuilt.
+    # here, by the migration's own function, before their index is rebuilt.
     t = time.monotonic()
-    run(
-        "UPDATE sessions_app_session "
-        "SET search_document = session_search_fields(title, description, contact_id, id)"
-    )
+    run("SELECT session_search_backfill()")
     log(f"search documents in {time.monotonic() - t:.0f}s")
 
     for table in TABLES:

@@ -165,3 +165,15 @@ def test_ingest_keeps_the_document_current():
 def test_a_deleted_session_is_not_found(target):
     Session.objects.filter(pk=target.pk).delete()
     assert found("parcel") == set()
+
+
+@postgres_only
+def test_the_backfill_builds_the_documents_the_triggers_keep(target):
+    SessionFactory(contact=None, title="No contact, no messages")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id, search_document::text FROM sessions_app_session ORDER BY id")
+        kept = cursor.fetchall()
+        cursor.execute("UPDATE sessions_app_session SET search_document = ''")
+        cursor.execute("SELECT session_search_backfill()")
+        cursor.execute("SELECT id, search_document::text FROM sessions_app_session ORDER BY id")
+        assert cursor.fetchall() == kept
