@@ -71,6 +71,7 @@ def test_nothing_found_for_text_that_is_not_there(target):
 def test_words_match_by_prefix_and_punctuation_separates_words(target):
     assert found("bill") == {target.pk}
     assert found("grace hop") == {target.pk}
+    assert found("gra hopper") == set()  # only the last word may be a start
     assert found("order 7781") == {target.pk}
     assert found("illing") == set()  # the middle of a word is not a word
     assert found("?!") == set()  # no word at all
@@ -79,10 +80,10 @@ def test_words_match_by_prefix_and_punctuation_separates_words(target):
 
 
 def test_tsquery_text():
-    assert tsquery("Refund parcel") == "('refund':* & 'parcel':*)"
-    assert tsquery("a b2") == "('a' & 'b2':*)"
-    assert tsquery("user_42's") == "('user':* & '42':* & 's')"
-    assert tsquery("+1 (555) 000-4242") == "('1' & '555':* & '000':* & '4242':*) | ('15550004242':*)"
+    assert tsquery("Refund parcel") == "('refund' & 'parcel':*)"
+    assert tsquery("b2 a") == "('b2' & 'a')"
+    assert tsquery("user_42's") == "('user' & '42' & 's')"
+    assert tsquery("+1 (555) 000-4242") == "('1' & '555' & '000' & '4242':*) | ('15550004242':*)"
     assert tsquery("+15550004242") == "('15550004242':*)"
     assert tsquery("Łódź") == "('łódź':*)"
     assert tsquery("?!") == ""
@@ -177,3 +178,16 @@ def test_the_backfill_builds_the_documents_the_triggers_keep(target):
         cursor.execute("SELECT session_search_backfill()")
         cursor.execute("SELECT id, search_document::text FROM sessions_app_session ORDER BY id")
         assert cursor.fetchall() == kept
+
+
+@postgres_only
+@pytest.mark.parametrize("hits_needed", [1, 10_000])  # 1: always "common" (walk); 10,000: never (index)
+def test_several_words_find_the_same_sessions_by_either_plan(target, monkeypatch, hits_needed):
+    monkeypatch.setattr("sessions_app.session_search.PROBE_HITS", hits_needed)
+    assert found("billing question") == {target.pk}
+    assert found("grace hop") == {target.pk}
+    assert found("where parcel") == {target.pk}
+    assert found("billing zebra") == set()
+    mine = Session.objects.filter(pk=target.pk)
+    assert found("billing question", Session.objects.exclude(pk=target.pk)) == set()
+    assert found("billing question", mine) == {target.pk}
