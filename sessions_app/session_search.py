@@ -47,8 +47,8 @@ def _phone_digits(term: str) -> str:
 # Multi-word searches: how many of the newest sessions the probe looks at, and how many matches
 # among them make the text common enough to walk the list (at least 2%: a page of 50 within about
 # 2,500 sessions). Fewer, and the GIN index is read instead (then matches are few).
-PROBE_ROWS = 1000
-PROBE_HITS = 20
+PROBE_ROWS = 500
+PROBE_HITS = 10
 
 
 def tsquery(term: str) -> str:
