@@ -55,11 +55,19 @@ class UtcDateTimeRangeFilter(django_filters.IsoDateTimeFromToRangeFilter):
 
 
 class SessionFilter(django_filters.FilterSet):
+    # distinct=False: both are columns of the session row (no join, so no duplicates), and the
+    # SELECT DISTINCT that django-filter adds by default can make PostgreSQL sort every matching
+    # session instead of walking an index (0.5-1 s at a million sessions).
     channel = django_filters.MultipleChoiceFilter(
-        field_name="channel_kind", choices=ChannelKind.choices, help_text="Channel kind; repeat for several."
+        field_name="channel_kind",
+        choices=ChannelKind.choices,
+        distinct=False,
+        help_text="Channel kind; repeat for several.",
     )
     status = django_filters.MultipleChoiceFilter(
-        choices=SessionStatus.choices, help_text="Repeat for several: ?status=active&status=closed"
+        choices=SessionStatus.choices,
+        distinct=False,
+        help_text="Repeat for several: ?status=active&status=closed",
     )
     contact_phone = django_filters.CharFilter(method="filter_contact_phone", max_length=32)
     contact = IdFilter(field_name="contact_id")

@@ -238,3 +238,15 @@ def test_search_finds_text_in_any_case_and_every_matching_session(api, staff_tok
     assert ids(api.get("/api/v1/sessions/?q=lovelace", auth=staff_token)) == [a]
     assert ids(api.get("/api/v1/sessions/?q=refund", auth=staff_token)) == [b]
     assert ids(api.get("/api/v1/sessions/?q=nothing-like-it", auth=staff_token)) == []
+
+
+def test_repeatable_filters_select_no_distinct(api, staff_token):
+    """channel and status are the session's own columns: a DISTINCT would only make PostgreSQL sort
+    every matching session instead of walking an index."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    make_sessions()
+    with CaptureQueriesContext(connection) as queries:
+        ids(api.get("/api/v1/sessions/?status=closed&status=resolved&channel=web", auth=staff_token))
+    assert not any("DISTINCT" in q["sql"].upper() for q in queries.captured_queries)
