@@ -161,6 +161,15 @@ def test_ingest_keeps_the_document_current():
     )
     assert found("broken") == {result.session.pk}
     assert found("7654321") == {result.session.pk}
+    joined = record_phone_message(
+        kind="sms",
+        to="+15005550006",
+        from_phone="+15557654321",
+        inbound=InboundMessage(content="Cracked glass"),
+    )
+    assert joined.session.pk == result.session.pk
+    assert found("cracked glass") == {result.session.pk}
+    assert found("broken") == {result.session.pk}
 
 
 def test_a_deleted_session_is_not_found(target):
