@@ -81,6 +81,11 @@ def main() -> int:
             "q=refund (common word)": "q=refund",
             "q=+15550001234 (phone)": "q=%2B15550001234",
             "q=#4242 (rare)": "q=%234242",
+            "q=0001234 (end of a phone)": "q=0001234",
+            "q=refund parcel (two words)": "q=refund+parcel",
+            "q=re (short prefix)": "q=re",
+            "q=about refund (0.2% of sessions)": "q=about+refund",
+            "q=refund&owner (scoped)": f"q=refund&owner={owner}",
         }
         failed = False
         print(f"{'session list, 50 a page':40} {'p50 ms':>8} {'p95 ms':>8} {'SQL p95':>8}")

@@ -1,32 +1,68 @@
 """Free-text search over sessions: one definition of "matches" for every surface that searches
 (the REST API's `q`, the staff pages' search box).
 
-A term matches a session when it appears in its title or description, its contact's phone number,
-names or external id, or the text of any of its messages. "+1 (555) 123-4567" also matches the
-E.164 number it spells.
+A session matches when every word of the search text is a word of its title or description, of
+its contact's names or external user id, or of the text of any of its messages, the last word
+possibly only the start of one (as people type: "grace hop" finds "Grace Hopper"); or when the
+search text is a run of digits (punctuation and spaces aside) found anywhere in the contact's phone
+number. Case does not matter; punctuation separates words ("e-mail" is "e" and "mail"). So "refund"
+finds "Refunds", "4242" finds "order #4242", and "+1 (555) 000-4242", "5550004242" or "0004242"
+find the contact +15550004242. A last word of one character must be whole (a prefix that short
+would match nearly everything).
 
-On PostgreSQL the `UPPER(col) LIKE UPPER('%term%')` that `icontains` produces is served by the pg_trgm
-GIN indexes of migration 0006; SQLite runs the same queries as scans (fine for an embedded setup).
+On PostgreSQL this is a condition on `sessions_app_session.search_document`, a `tsvector` that
+triggers keep current and one GIN index serves (migration 0007_search, docs/api.md "Search at
+scale"). For one word the planner knows how common it is (the column's statistics), so it walks
+the list's own index for a common word and reads the GIN index for a rare one. For several words
+it can only multiply their frequencies, which can be wrong by orders of magnitude (walking a
+million sessions for words that never occur together), so one bounded probe of the newest
+PROBE_ROWS sessions the caller may see decides instead. SQLite runs `icontains` over the same
+fields (substring matching; fine at embedded sizes).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
 
-from django.conf import settings
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db import connections
+from django.db.models import BooleanField, Exists, OuterRef, Q, QuerySet
+from django.db.models.expressions import RawSQL
 
 from sessions_app.models import Contact, Message, Session
 
 # What people type around the digits of a phone number: "+1 (555) 123-4567".
 _PHONE_PUNCTUATION = re.compile(r"[\s().\-]")
 _PHONE_LIKE = re.compile(r"^\+?\d{3,}$")
+# A word as the document's function `session_search_words` cuts text: letters and digits; anything
+# else (punctuation, "_", spaces) separates words.
+_WORD = re.compile(r"[^\W_]+")
 
 
-def _spellings(term: str) -> list[str]:
+def _phone_digits(term: str) -> str:
+    """The digits of `term` if it looks like (part of) a phone number, else ""."""
     compact = _PHONE_PUNCTUATION.sub("", term)
-    return [term, compact] if compact != term and _PHONE_LIKE.match(compact) else [term]
+    return compact.lstrip("+") if _PHONE_LIKE.match(compact) else ""
+
+
+# Multi-word searches: how many of the newest sessions the probe looks at, and how many matches
+# among them make the text common enough to walk the list (at least 2%: a page of 50 within about
+# 2,500 sessions). Fewer, and the GIN index is read instead (then matches are few).
+PROBE_ROWS = 500
+PROBE_HITS = 10
+
+
+def tsquery(term: str) -> str:
+    """The PostgreSQL `tsquery` text for `term` (see the module docstring); "" when it has no word."""
+    words = [f"'{word}'" for word in _WORD.findall(term.lower())]
+    alternatives = []
+    if words:
+        if len(words[-1]) > 3:  # quotes included: a last word of two characters or more
+            words[-1] += ":*"
+        alternatives.append(" & ".join(words))
+    digits = _phone_digits(term)
+    if digits and [f"'{digits}':*"] != words:
+        alternatives.append(f"'{digits}':*")
+    return " | ".join(f"({alternative})" for alternative in alternatives)
 
 
 def search_sessions(queryset: QuerySet[Session], term: str) -> QuerySet[Session]:
@@ -34,9 +70,57 @@ def search_sessions(queryset: QuerySet[Session], term: str) -> QuerySet[Session]
     term = term.strip()
     if not term:
         return queryset
-    spellings = _spellings(term)
+    if connections[queryset.db].vendor == "postgresql":
+        return _search_document(queryset, term)
+    return _search_substring(queryset, term)
+
+
+def _search_document(queryset: QuerySet[Session], term: str) -> QuerySet[Session]:
+    query = tsquery(term)
+    if not query:
+        return queryset.none()  # only punctuation: no word to look for
+    # The column is not a model field (no ORM read should fetch it), hence raw SQL. The SQL text is
+    # constant; the search text travels only as the bound tsquery, which `to_tsquery` folds to a
+    # constant, so the planner sees each word's frequency.
+    column = f"{connections[queryset.db].ops.quote_name(Session._meta.db_table)}.search_document"
+    condition = f"{column} @@ to_tsquery('simple'::regconfig, %s)"
+    if " & " not in query:
+        return queryset.filter(RawSQL(condition, [query], output_field=BooleanField()))  # noqa: S611
+    if _common(queryset, RawSQL(condition, [query], output_field=BooleanField())):  # noqa: S611
+        # `IS TRUE` hides the condition from the GIN index: the page walks the list's index.
+        walk = RawSQL(f"({condition}) IS TRUE", [query], output_field=BooleanField())  # noqa: S611
+        return queryset.filter(walk)
+    # Stated twice, the condition looks rarer to the planner (it multiplies the two estimates), so it
+    # reads the GIN index rather than walk the list hoping for matches that are not there.
+    lookup = RawSQL(f"{condition} AND {condition}", [query, query], output_field=BooleanField())  # noqa: S611
+    return queryset.filter(lookup)
+
+
+def _common(queryset: QuerySet[Session], condition: RawSQL) -> bool:
+    """Whether at least PROBE_HITS of the newest PROBE_ROWS sessions of `queryset` match."""
+    recent = (
+        queryset.order_by("-last_activity_at", "-id")
+        .annotate(search_hit=condition)
+        .values_list("search_hit", flat=True)[:PROBE_ROWS]
+    )
+    sql, params = recent.query.sql_with_params()
+    with connections[queryset.db].cursor() as cursor:
+        # The ORM cannot select from a LIMITed subquery; the subquery itself is the ORM's own SQL.
+        cursor.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM ({sql}) recent WHERE recent.search_hit LIMIT %s) hits",  # noqa: S608
+            [*params, PROBE_HITS],
+        )
+        row = cursor.fetchone()
+    return bool(row and row[0] >= PROBE_HITS)
+
+
+def _search_substring(queryset: QuerySet[Session], term: str) -> QuerySet[Session]:
+    spellings = [term]
+    digits = _phone_digits(term)
+    if digits and digits != term:
+        spellings.append(digits)
     contact_match = Q()
-    matches_title = Q()
+    own_match = Q()
     in_text = Q()
     for text in spellings:
         contact_match |= (
@@ -45,32 +129,8 @@ def search_sessions(queryset: QuerySet[Session], term: str) -> QuerySet[Session]
             | Q(whatsapp_profile_name__icontains=text)
             | Q(external_user_id__icontains=text)
         )
-        matches_title |= Q(title__icontains=text) | Q(description__icontains=text)
+        own_match |= Q(title__icontains=text) | Q(description__icontains=text)
         in_text |= Q(content__icontains=text)
     contacts = Contact.objects.filter(contact_match).values("pk")
-    # No single plan is fast for both kinds of search text, and the planner cannot tell them apart
-    # inside one query. So probe first (each probe one trigram-index lookup, LIMITed):
-    # - rare text (a name, a phone number, an order number): few matching sessions; list them by
-    #   primary key and let the page query sort just those;
-    # - common text (a frequent word): matches are dense, so walking the list's own index and
-    #   checking each session (its title, its contact, EXISTS a matching message of that session,
-    #   through the message_thread index) finds a page after a few hundred sessions.
-    probes = [
-        Session.objects.filter(matches_title).order_by().values_list("pk", flat=True),
-        Session.objects.filter(contact__in=contacts).order_by().values_list("pk", flat=True),
-        Message.objects.filter(in_text).order_by().values_list("session_id", flat=True),
-    ]
-    # Above this many matches the text counts as common (a setting so tests can reach both plans).
-    limit = getattr(settings, "SESSION_SEARCH_PROBE_LIMIT", 1000)
-    ids: set[Any] = set()
-    for probe in probes:
-        found = list(probe[: limit + 1])
-        if len(found) > limit:
-            # The redundant `>=` keeps PostgreSQL from turning this EXISTS into a hash of every
-            # matching message (seconds for a common word); per session it is one index probe.
-            in_messages = Message.objects.filter(
-                in_text, session=OuterRef("pk"), session_id__gte=OuterRef("pk")
-            )
-            return queryset.filter(matches_title | Q(contact__in=contacts) | Q(Exists(in_messages)))
-        ids.update(found)
-    return queryset.filter(pk__in=ids)
+    in_messages = Message.objects.filter(in_text, session=OuterRef("pk"))
+    return queryset.filter(own_match | Q(contact__in=contacts) | Q(Exists(in_messages)))

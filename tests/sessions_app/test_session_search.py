@@ -1,0 +1,202 @@
+"""The shared session search (`sessions_app/session_search.py`): what matches, who sees it, in what
+order, and (PostgreSQL) that the search document the triggers keep is current after every write."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+
+from sessions_app.models import Contact, Message, Session
+from sessions_app.session_search import search_sessions, tsquery
+from tests.factories import ContactFactory, MessageFactory, SessionFactory
+
+pytestmark = pytest.mark.django_db
+postgres_only = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="the search document is PostgreSQL's"
+)
+
+
+def found(term: str, queryset=None) -> set:
+    return set(
+        search_sessions(queryset if queryset is not None else Session.objects.all(), term).values_list(
+            "pk", flat=True
+        )
+    )
+
+
+@pytest.fixture
+def target():
+    contact = ContactFactory(
+        phone="+15550004242",
+        display_name="Grace Hopper",
+        whatsapp_profile_name="Amazing Grace",
+        external_user_id="cust-991",
+    )
+    session = SessionFactory(contact=contact, title="A billing question", description="Escalated to finance")
+    MessageFactory(session=session, content="Where is my PARCEL? Order #7781")
+    MessageFactory(session=session, content="")  # media only: no words
+    other = SessionFactory(title="Something else", contact=ContactFactory(display_name="Alan Turing"))
+    MessageFactory(session=other, content="hello there")
+    return session
+
+
+@pytest.mark.parametrize(
+    "term",
+    [
+        "billing",  # title
+        "BILLING QUESTION",  # title, any case, several words
+        "finance",  # description
+        "grace",  # display name
+        "hopper",
+        "amazing",  # WhatsApp profile name
+        "cust-991",  # external user id
+        "parcel",  # message text
+        "7781",  # a number in message text
+        "+1 (555) 000-4242",  # the contact's phone as people write it
+        "+15550004242",
+        "5550004242",  # without the country code
+        "0004242",  # the end of the number
+    ],
+)
+def test_every_field_is_searched(target, term):
+    assert found(term) == {target.pk}
+
+
+def test_nothing_found_for_text_that_is_not_there(target):
+    assert found("zebra") == set()
+    assert found("billing zebra") == set()  # every word must be there
+
+
+@postgres_only
+def test_words_match_by_prefix_and_punctuation_separates_words(target):
+    assert found("bill") == {target.pk}
+    assert found("grace hop") == {target.pk}
+    assert found("gra hopper") == set()  # only the last word may be a start
+    assert found("order 7781") == {target.pk}
+    assert found("illing") == set()  # the middle of a word is not a word
+    assert found("?!") == set()  # no word at all
+    assert found("g") == set()  # one character: whole words only ("grace" does not count)...
+    assert found("a") == {target.pk}  # ...but "A billing question" does
+
+
+def test_tsquery_text():
+    assert tsquery("Refund parcel") == "('refund' & 'parcel':*)"
+    assert tsquery("b2 a") == "('b2' & 'a')"
+    assert tsquery("user_42's") == "('user' & '42' & 's')"
+    assert tsquery("+1 (555) 000-4242") == "('1' & '555' & '000' & '4242':*) | ('15550004242':*)"
+    assert tsquery("+15550004242") == "('15550004242':*)"
+    assert tsquery("Łódź") == "('łódź':*)"
+    assert tsquery("?!") == ""
+
+
+def test_search_narrows_the_given_queryset(target):
+    assert found("parcel", Session.objects.exclude(pk=target.pk)) == set()
+    assert found("parcel", Session.objects.filter(pk=target.pk)) == {target.pk}
+
+
+def _document(session: Session) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT search_document::text FROM sessions_app_session WHERE id = %s", [session.pk])
+        return cursor.fetchone()[0]
+
+
+@postgres_only
+def test_the_document_holds_the_words_of_every_field(target):
+    document = _document(target)
+    for lexeme in ["'billing'", "'finance'", "'grace'", "'hopper'", "'amazing'", "'cust'", "'991'"]:
+        assert lexeme in document
+    for lexeme in ["'parcel'", "'order'", "'7781'", "'15550004242'", "'0004242'", "'42'"]:
+        assert lexeme in document
+
+
+@postgres_only
+def test_the_document_follows_every_write(target):
+    MessageFactory(session=target, content="Refund please")
+    assert found("refund") == {target.pk}
+
+    Session.objects.filter(pk=target.pk).update(title="Renamed", description="")
+    assert found("billing") == set() and found("finance") == set()
+    assert found("renamed") == {target.pk}
+    assert found("parcel") == {target.pk}  # message words survive a new title
+
+    Contact.objects.filter(pk=target.contact_id).update(display_name="Ada Lovelace", phone="+447700900123")
+    assert found("hopper") == set() and found("0004242") == set()
+    assert found("lovelace") == {target.pk} and found("7700900") == {target.pk}
+    assert found("amazing") == {target.pk}  # the contact's other name is kept
+
+    ada = Contact.objects.get(pk=target.contact_id)
+    Session.objects.filter(pk=target.pk).update(contact=ContactFactory(display_name="Someone Else"))
+    assert found("lovelace") == set() and found("someone") == {target.pk}
+    Session.objects.filter(pk=target.pk).update(contact=ada)
+
+    message = Message.objects.get(session=target, content__startswith="Where")
+    Message.objects.filter(pk=message.pk).update(content="Nothing to see")
+    assert found("parcel") == set() and found("nothing") == {target.pk}
+
+    Message.objects.filter(session=target, content="Refund please").delete()
+    assert found("refund") == set()
+    assert found("nothing") == {target.pk}
+
+
+@postgres_only
+def test_a_message_of_known_words_does_not_rewrite_the_session(target):
+    MessageFactory(session=target, content="parcel")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT xmin::text FROM sessions_app_session WHERE id = %s", [target.pk])
+        before = cursor.fetchone()[0]
+        MessageFactory(session=target, content="Parcel? ORDER!")
+        cursor.execute("SELECT xmin::text FROM sessions_app_session WHERE id = %s", [target.pk])
+        assert cursor.fetchone()[0] == before
+
+
+@postgres_only
+def test_ingest_keeps_the_document_current():
+    from sessions_app.ingest import InboundMessage, record_phone_message
+
+    result = record_phone_message(
+        kind="sms",
+        to="+15005550006",
+        from_phone="+15557654321",
+        inbound=InboundMessage(content="Broken screen"),
+    )
+    assert found("broken") == {result.session.pk}
+    assert found("7654321") == {result.session.pk}
+    joined = record_phone_message(
+        kind="sms",
+        to="+15005550006",
+        from_phone="+15557654321",
+        inbound=InboundMessage(content="Cracked glass"),
+    )
+    assert joined.session.pk == result.session.pk
+    assert found("cracked glass") == {result.session.pk}
+    assert found("broken") == {result.session.pk}
+
+
+def test_a_deleted_session_is_not_found(target):
+    Session.objects.filter(pk=target.pk).delete()
+    assert found("parcel") == set()
+
+
+@postgres_only
+def test_the_backfill_builds_the_documents_the_triggers_keep(target):
+    SessionFactory(contact=None, title="No contact, no messages")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id, search_document::text FROM sessions_app_session ORDER BY id")
+        kept = cursor.fetchall()
+        cursor.execute("UPDATE sessions_app_session SET search_document = ''")
+        cursor.execute("SELECT session_search_backfill()")
+        cursor.execute("SELECT id, search_document::text FROM sessions_app_session ORDER BY id")
+        assert cursor.fetchall() == kept
+
+
+@postgres_only
+@pytest.mark.parametrize("hits_needed", [1, 10_000])  # 1: always "common" (walk); 10,000: never (index)
+def test_several_words_find_the_same_sessions_by_either_plan(target, monkeypatch, hits_needed):
+    monkeypatch.setattr("sessions_app.session_search.PROBE_HITS", hits_needed)
+    assert found("billing question") == {target.pk}
+    assert found("grace hop") == {target.pk}
+    assert found("where parcel") == {target.pk}
+    assert found("billing zebra") == set()
+    mine = Session.objects.filter(pk=target.pk)
+    assert found("billing question", Session.objects.exclude(pk=target.pk)) == set()
+    assert found("billing question", mine) == {target.pk}
