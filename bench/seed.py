@@ -347,7 +347,7 @@ def seed(conn: psycopg.Connection, sessions: int, messages: int) -> None:
     )
     log(f"{messages:,} messages in {time.monotonic() - t:.0f}s")
 
-    # The load ran with triggers off, so the search documents (migration 0007_search) are filled
+    # The load ran with triggers off, so the search documents (migration 0008_search) are filled
     # here, by the migration's own function, before their index is rebuilt.
     t = time.monotonic()
     run("SELECT session_search_backfill()")

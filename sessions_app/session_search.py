@@ -11,7 +11,7 @@ find the contact +15550004242. A last word of one character must be whole (a pre
 would match nearly everything).
 
 On PostgreSQL this is a condition on `sessions_app_session.search_document`, a `tsvector` that
-triggers keep current and one GIN index serves (migration 0007_search, docs/api.md "Search at
+triggers keep current and one GIN index serves (migration 0008_search, docs/api.md "Search at
 scale"). For one word the planner knows how common it is (the column's statistics), so it walks
 the list's own index for a common word and reads the GIN index for a rare one. For several words
 it can only multiply their frequencies, which can be wrong by orders of magnitude (walking a

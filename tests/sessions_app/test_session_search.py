@@ -200,3 +200,32 @@ def test_several_words_find_the_same_sessions_by_either_plan(target, monkeypatch
     mine = Session.objects.filter(pk=target.pk)
     assert found("billing question", Session.objects.exclude(pk=target.pk)) == set()
     assert found("billing question", mine) == {target.pk}
+
+
+def _session_rows_updated() -> int:
+    # This transaction's own count: the test runs inside one, so nothing else adds to it.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT n_tup_upd FROM pg_stat_xact_user_tables WHERE relname = %s",
+            [Session._meta.db_table],
+        )
+        row = cursor.fetchone()
+    return row[0] if row else 0
+
+
+@postgres_only
+def test_a_joining_message_with_new_words_writes_its_session_once():
+    from sessions_app.ingest import InboundMessage, record_phone_message
+
+    def text(content: str):
+        return record_phone_message(
+            kind="sms", to="+15005550006", from_phone="+15557654321", inbound=InboundMessage(content=content)
+        )
+
+    first = text("Broken screen")
+    updated_before = _session_rows_updated()
+    joined = text("Cracked glass")
+    # The ingest function's bump carries the new words: the message trigger has nothing to add.
+    assert _session_rows_updated() - updated_before == 1
+    assert joined.session.pk == first.session.pk
+    assert found("cracked") == {first.session.pk}

@@ -178,6 +178,6 @@ def drop(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("sessions_app", "0006_api")]
+    dependencies = [("sessions_app", "0007_ingest_function")]
 
     operations = [migrations.RunPython(create, drop)]
