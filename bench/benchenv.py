@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from pathlib import Path
+
 from cryptography.fernet import Fernet
 
 # Bench-only, not a secret: the seeding scripts and the benchmarks that read their rows must agree
@@ -12,3 +16,28 @@ BENCH_FIELD_KEY = "YmVuY2gtb25seS1rZXktbm90LWEtc2VjcmV0LTAwMDA="
 def empty_metadata_token() -> str:
     """`{}` as an encrypted Session.metadata column holds it (see sessions_app/crypto.py)."""
     return Fernet(BENCH_FIELD_KEY.encode()).encrypt(b"{}").decode("ascii")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time so far of one process (0 when it is gone or not on this machine)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(match: Callable[[str, str], bool]) -> float:
+    """User + system CPU time of the processes for which match(parent pid, command line) holds."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if match(fields[1], command):
+            total += int(fields[11]) + int(fields[12])  # utime, stime in clock ticks
+    return total / os.sysconf("SC_CLK_TCK")

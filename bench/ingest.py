@@ -40,10 +40,11 @@ import tempfile
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchenv import cpu_seconds
 from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -221,22 +222,6 @@ async def http_status(port: int, request: bytes) -> int:
         return int(status_line.split()[1])
     finally:
         writer.close()
-
-
-def cpu_seconds(match: Callable[[str, str], bool]) -> float:
-    """User + system CPU time of the processes for which match(parent pid, command line) holds."""
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if match(fields[1], command):
-            total += int(fields[11]) + int(fields[12])  # utime, stime in clock ticks
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 def product_cpu(master_pid: int, database: str) -> tuple[float, float]:

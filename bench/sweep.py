@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from benchenv import BENCH_FIELD_KEY, empty_metadata_token
+from benchenv import BENCH_FIELD_KEY, empty_metadata_token, process_cpu_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -38,7 +38,16 @@ def django_setup(data_dir: str) -> None:
     django.setup()
 
 
-def recreate_database(url: str) -> None:
+# The sessions that are not due were active a minute before they were generated and become due 29
+# minutes later: a copy of generated sessions is good for this long.
+TEMPLATE_FRESH_FOR = 20 * 60
+
+
+def recreate_database(url: str, template: bool = False) -> bool:
+    """Drop and create the database; with `template`, as a copy of `<name>_template` when that was
+    generated less than TEMPLATE_FRESH_FOR ago.
+
+    Returns whether it was copied (then it holds the generated sessions already)."""
     import psycopg
 
     parts = urlsplit(url)
@@ -48,7 +57,31 @@ def recreate_database(url: str) -> None:
     admin = url.replace(parts.path, "/postgres")
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
+        generated = (
+            template
+            and conn.execute(
+                "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+                [f"{name}_template"],
+            ).fetchone()
+        )
+        copy = bool(generated and generated[0] and time.time() - float(generated[0]) < TEMPLATE_FRESH_FOR)
+        if copy:
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{name}_template" STRATEGY FILE_COPY')
+        else:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    return bool(copy)
+
+
+def save_template(url: str, generated_at: float) -> None:
+    import psycopg
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    admin = url.replace(parts.path, "/postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}_template"')
+        conn.execute(f'CREATE DATABASE "{name}_template" TEMPLATE "{name}" STRATEGY FILE_COPY')
+        conn.execute(f"COMMENT ON DATABASE \"{name}_template\" IS '{generated_at}'")
 
 
 def generate(sessions: int, contacts: int) -> int:
@@ -122,36 +155,78 @@ def main() -> None:
     )
     parser.add_argument("--sessions", type=int, default=1_000_000)
     parser.add_argument("--contacts", type=int, default=100_000)
-    parser.add_argument("--batch", type=int, default=2000)
-    parser.add_argument("--parallel", type=int, default=2, help="connections the sweep drains on")
+    parser.add_argument("--batch", type=int, help="SESSION_SWEEP_BATCH_SIZE (default: the setting's)")
+    parser.add_argument("--parallel", type=int, help="SESSION_SWEEP_PARALLEL (default: the setting's)")
     parser.add_argument("--ingest-processes", type=int, default=2)
+    parser.add_argument(
+        "--template",
+        action="store_true",
+        help="keep the generated sessions in <database>_template and start later runs from a copy of "
+        "it (migrated to the current schema first; the migration's time is printed)",
+    )
     args = parser.parse_args()
     url = os.environ.get("DATABASE_URL", "")
     if not url.startswith("postgres"):
         sys.exit("set DATABASE_URL=postgres://…/bench_sweep (a database of its own; it is recreated)")
     data_dir = tempfile.mkdtemp(prefix="bench-sweep-")
-    recreate_database(url)
+    copied = recreate_database(url, template=args.template)
     django_setup(data_dir)
+    from django.conf import settings
     from django.core.management import call_command
-    from django.db import connection
+    from django.db import DEFAULT_DB_ALIAS, connection, connections
     from django.db.backends.signals import connection_created
 
     from sessions_app.models import Message, Session, StatusChange
     from sessions_app.sweep import sweep_sessions
 
-    call_command("migrate", verbosity=0)
-    t0 = time.perf_counter()
-    generate(args.sessions, args.contacts)
-    print(f"generated {args.sessions:,} sessions in {time.perf_counter() - t0:.1f}s")
+    if copied:
+        t0 = time.perf_counter()
+        call_command("migrate", verbosity=0)
+        print(f"copied the template; migrating it took {time.perf_counter() - t0:.1f}s")
+    else:
+        call_command("migrate", verbosity=0)
+        t0, generated_at = time.perf_counter(), time.time()
+        generate(args.sessions, args.contacts)
+        print(f"generated {args.sessions:,} sessions in {time.perf_counter() - t0:.1f}s")
+        if args.template:
+            connection.close()
+            save_template(url, generated_at)
 
-    durations: list[float] = []
+    durations: list[float] = []  # each statement's execution
+    batches: list[float] = []  # the same, of the statements that move a batch
+    held: list[float] = []  # each transaction's, first statement to end of commit: how long locks last
+    opened: dict[int, float] = {}  # connection -> when its open transaction's first statement began
+    backend_cpu: dict[int, list[float]] = {}  # sweep backend pid -> [CPU at first sight, CPU now]
 
     def timed(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        conn = context["connection"]
         start = time.perf_counter()
+        if not conn.get_autocommit():
+            opened.setdefault(id(conn), start)
         try:
             return execute(sql, params, many, context)
         finally:
             durations.append(time.perf_counter() - start)
+            if "SKIP LOCKED" in sql:
+                batches.append(durations[-1])
+            pid = conn.connection.info.backend_pid
+            now_cpu = process_cpu_seconds(pid)
+            backend_cpu[pid][1] = now_cpu
+
+    def instrument(conn) -> None:  # type: ignore[no-untyped-def]
+        pid = conn.connection.info.backend_pid
+        backend_cpu[pid] = [process_cpu_seconds(pid)] * 2
+        conn.execute_wrappers.append(timed)
+        commit = conn._commit
+
+        def timed_commit() -> None:
+            try:
+                commit()
+            finally:
+                if id(conn) in opened:
+                    held.append(time.perf_counter() - opened.pop(id(conn)))
+
+        conn._commit = timed_commit
 
     ctx = mp.get_context("spawn")
     stop, results = ctx.Event(), ctx.Queue()
@@ -170,13 +245,15 @@ def main() -> None:
     baseline = (bench_messages.count() - baseline_count) / (time.perf_counter() - baseline_start)
     before = bench_messages.count()
     # The sweep's extra threads open their own connections: time their statements too.
-    connection_created.connect(
-        lambda sender, connection, **kw: connection.execute_wrappers.append(timed), weak=False
-    )
-    with connection.execute_wrapper(timed):
-        start = time.perf_counter()
-        result = sweep_sessions(batch_size=args.batch, parallel=args.parallel)
-        elapsed = time.perf_counter() - start
+    connection_created.connect(lambda sender, connection, **kw: instrument(connection), weak=False)
+    connection.ensure_connection()
+    instrument(connections[DEFAULT_DB_ALIAS])  # the wrapper itself, as the sweep's threads get theirs
+    python_cpu = time.process_time()
+    start = time.perf_counter()
+    result = sweep_sessions(batch_size=args.batch, parallel=args.parallel)
+    elapsed = time.perf_counter() - start
+    python_cpu = time.process_time() - python_cpu
+    connection.execute_wrappers.remove(timed)
     during = bench_messages.count() - before
     stop.set()
     stats = [results.get(timeout=60) for _ in workers]
@@ -186,10 +263,22 @@ def main() -> None:
     moved = result.total
     print(f"sweep: {result.abandoned:,} abandoned, {result.archived:,} archived in {elapsed:.2f}s")
     print(f"  rate: {moved / elapsed:,.0f} transitions/s (target ≥ 50,000)")
+    batches.sort()
     print(
-        f"  statements: {len(durations)}, longest {max(durations) * 1000:.0f} ms, "
-        f"batch size {args.batch}, {args.parallel} connection(s)"
+        f"  statements: {len(durations)}, longest {max(durations) * 1000:.0f} ms; {len(batches)} batches, "
+        f"p50 {batches[len(batches) // 2] * 1000:.0f} ms, "
+        f"p99 {batches[len(batches) * 99 // 100] * 1000:.0f} ms; "
+        f"batch size {args.batch or settings.SESSION_SWEEP_BATCH_SIZE} at most, "
+        f"{args.parallel or settings.SESSION_SWEEP_PARALLEL} connection(s)"
     )
+    if held:
+        print(f"  row locks held at most {max(held) * 1000:.0f} ms (first statement to end of commit)")
+    database_cpu = sum(now - first for first, now in backend_cpu.values())
+    if moved:
+        print(
+            f"  CPU per transition: {database_cpu / moved * 1e6:.0f} µs in PostgreSQL "
+            f"({len(backend_cpu)} backend(s)), {python_cpu / moved * 1e6:.0f} µs in Python"
+        )
     sent = sum(s[1] for s in stats)
     errors = sum(s[2] for s in stats)
     stored = bench_messages.count()

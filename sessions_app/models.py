@@ -194,19 +194,22 @@ class Contact(models.Model):
 
 class Session(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    external_id = models.CharField(
+    # Unique among the sessions that have one: the constraint below is partial, so the many sessions
+    # without one (every Twilio session) cost no index entry when a message or the sweep rewrites them.
+    external_id = models.CharField(  # noqa: DJ001 - NULL: no client id, never two equal ids
         max_length=128,
         null=True,
         blank=True,
-        unique=True,
         help_text="A client-supplied id, e.g. session_1724567890123.",
     )
     channel = models.ForeignKey(Channel, on_delete=models.PROTECT, related_name="sessions")
     # Copied from the channel at creation (a channel never changes kind) so lists and tabs filter
     # by kind on one indexed column instead of a join.
     channel_kind = models.CharField(max_length=16, choices=ChannelKind.choices, editable=False)
+    # No single-column index of its own: `session_contact_recent` (contact, last activity) serves
+    # every lookup by contact. The same for `owner` and `session_owner_recent`.
     contact = models.ForeignKey(
-        Contact, on_delete=models.PROTECT, null=True, blank=True, related_name="sessions"
+        Contact, on_delete=models.PROTECT, null=True, blank=True, related_name="sessions", db_index=False
     )
     business_id = models.CharField(max_length=128, blank=True)
     location_id = models.CharField(max_length=128, blank=True)
@@ -216,6 +219,7 @@ class Session(models.Model):
         null=True,
         blank=True,
         related_name="conversation_sessions",
+        db_index=False,
     )
     agent_id = models.CharField(max_length=128, blank=True, help_text="Agent or character id.")
     title = models.CharField(max_length=255, blank=True)
@@ -245,10 +249,27 @@ class Session(models.Model):
             models.Index(fields=["-last_activity_at", "-id"], name="session_recent"),
             models.Index(fields=["channel_kind", "-last_activity_at", "-id"], name="session_kind_recent"),
             models.Index(fields=["status", "-last_activity_at", "-id"], name="session_status_recent"),
-            models.Index(fields=["business_id", "-last_activity_at"], name="session_business_recent"),
-            models.Index(fields=["owner", "-last_activity_at"], name="session_owner_recent"),
+            # Partial: only API sessions have a business or an owner, and filters always name one, so the
+            # Twilio sessions (most of the table) cost no entry here on every rewrite (docs/sweep.md).
+            models.Index(
+                fields=["business_id", "-last_activity_at"],
+                condition=~Q(business_id=""),
+                name="session_business_recent",
+            ),
+            models.Index(
+                fields=["owner", "-last_activity_at"],
+                condition=Q(owner__isnull=False),
+                name="session_owner_recent",
+            ),
             # The staff list sorted by creation, its date-range filter and the chart's "today".
             models.Index(fields=["-created_at", "-id"], name="session_created_recent"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["external_id"],
+                condition=Q(external_id__isnull=False),
+                name="session_external_id_unique",
+            )
         ]
 
     def __str__(self) -> str:
@@ -326,7 +347,11 @@ class Message(models.Model):
 class StatusChange(models.Model):
     """One row per status transition: who or what moved a session, when, from what, to what."""
 
-    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="status_changes")
+    # Indexed by `status_change_session` (session, created_at) only: a second index on session alone
+    # would be one more entry to write per transition for nothing.
+    session = models.ForeignKey(
+        Session, on_delete=models.CASCADE, related_name="status_changes", db_index=False
+    )
     from_status = models.CharField(max_length=16, choices=SessionStatus.choices)
     to_status = models.CharField(max_length=16, choices=SessionStatus.choices)
     actor = models.CharField(max_length=150, help_text='e.g. "user:alice", "system:sweep", "api-key:crm".')

@@ -10,6 +10,7 @@ Both steps count from `last_activity_at`, which every stored message (ingest and
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -92,19 +93,34 @@ def _grouped_steps() -> list[_Step]:
     ]
 
 
+# A batch's row locks last as long as its statement: an inbound message for one of those sessions
+# waits that long (then opens a new session). Batches grow (doubling) while a statement takes less
+# than this and shrink in proportion when one takes more, within [MIN_BATCH, the batch size].
+STATEMENT_BUDGET = 0.25  # seconds
+FIRST_BATCH = 1000
+MIN_BATCH = 100
+
+
+def _next_size(size: int, most: int, elapsed: float) -> int:
+    fitting = int(size * STATEMENT_BUDGET / elapsed) if elapsed > 0 else most
+    return min(most, max(MIN_BATCH, min(2 * size, fitting)))
+
+
 def _drain(
     step: _Step,
     seconds: int,
     only: list[int] | None,
     exclude: list[int],
-    limit: int,
+    most: int,
     now: datetime,
+    size: int,
     once: bool = False,
 ) -> SweepResult:
     """Move batches until one comes back short: everything due is moved (or held by another writer)."""
     result = SweepResult()
     before = now - timedelta(seconds=seconds)
     while True:
+        started = time.perf_counter()
         moved = transition_sessions_batch(
             from_statuses=step.from_statuses,
             to_status=step.to_status,
@@ -113,14 +129,16 @@ def _drain(
             reason=f"no activity for {seconds}s",
             channel_ids=only,
             exclude_channel_ids=exclude,
-            limit=limit,
+            limit=size,
         )
         result.statements += 1
-        for _, from_status in moved:
-            result.moved_from[from_status] = result.moved_from.get(from_status, 0) + 1
-        setattr(result, step.name, getattr(result, step.name) + len(moved))
-        if len(moved) < limit or once:
+        for from_status, count in moved.items():
+            result.moved_from[from_status] = result.moved_from.get(from_status, 0) + count
+        total = sum(moved.values())
+        setattr(result, step.name, getattr(result, step.name) + total)
+        if total < size or once:
             return result
+        size = _next_size(size, most, time.perf_counter() - started)
 
 
 def _drain_in_thread(*args: Any) -> SweepResult:
@@ -151,16 +169,17 @@ def sweep_sessions(*, batch_size: int | None = None, parallel: int | None = None
         for seconds, only, exclude in groups:
             if not seconds:  # 0 disables the step
                 continue
-            first = _drain(step, seconds, only, exclude, limit, now, once=True)
+            start = min(limit, FIRST_BATCH)
+            first = _drain(step, seconds, only, exclude, limit, now, start, once=True)
             result.add(first)
-            if first.total < limit:
+            if first.total < start:
                 continue  # the usual minute: one short batch and done, no extra connections
             if workers == 1:
-                parts = [_drain(step, seconds, only, exclude, limit, now)]
+                parts = [_drain(step, seconds, only, exclude, limit, now, start)]
             else:
                 with ThreadPoolExecutor(max_workers=workers) as pool:
                     futures = [
-                        pool.submit(_drain_in_thread, step, seconds, only, exclude, limit, now)
+                        pool.submit(_drain_in_thread, step, seconds, only, exclude, limit, now, start)
                         for _ in range(workers)
                     ]
                     parts = [future.result() for future in futures]

@@ -6,7 +6,8 @@ import pytest
 import time_machine
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
-from django.db import connection, connections
+from django.db import connection, connections, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from sessions_app.lifecycle import transition_sessions_batch
@@ -119,7 +120,8 @@ def test_a_session_that_just_received_a_message_is_not_abandoned(client):
         moved = transition_sessions_batch(
             from_statuses=[S.ACTIVE], to_status=S.ABANDONED, inactive_before=before, actor="test"
         )
-    assert [session_id for session_id, _ in moved] == [old.pk]
+    assert moved == {S.ACTIVE: 1}
+    assert status_of(old) == S.ABANDONED
     assert status_of(new) == S.ACTIVE
 
 
@@ -130,7 +132,7 @@ def test_the_batch_helper_refuses_moves_the_lifecycle_does_not_allow():
         moved = transition_sessions_batch(
             from_statuses=[S.ARCHIVED], to_status=S.CLOSED, inactive_before=timezone.now(), actor="test"
         )
-    assert moved == []
+    assert moved == {}
     assert not StatusChange.objects.exists()
 
 
@@ -220,3 +222,74 @@ def test_the_sweep_purges_archived_sessions_past_the_retention_period(settings):
     assert not Session.objects.filter(pk=kept.pk).exists()
     assert Session.objects.filter(pk=recent.pk).exists()
     assert "purged: 0" in out.getvalue()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_session_ingest_is_bumping_while_the_sweep_runs_is_skipped_and_stays_active():
+    """Ingest holds the session's row (its bump) across the sweep: the sweep neither waits for it nor
+    moves it, and once the bump commits the session is no longer due."""
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: SQLite serialises writers, so ingest cannot run inside a sweep")
+    with time_machine.travel(START, tick=False) as clock:
+        busy, idle = SessionFactory.create_batch(2)
+        clock.shift(timedelta(hours=1))
+        locked, swept = threading.Event(), threading.Event()
+        bumped_at = timezone.now()
+
+        def ingest() -> None:
+            try:
+                with transaction.atomic():
+                    # What record_inbound_message does to a session it reuses.
+                    Session.objects.filter(pk=busy.pk, status=S.ACTIVE).update(
+                        message_count=F("message_count") + 1, last_activity_at=bumped_at
+                    )
+                    locked.set()
+                    assert swept.wait(30)
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=ingest)
+        thread.start()
+        try:
+            assert locked.wait(30)
+            result = sweep_sessions(batch_size=1, parallel=2)
+        finally:
+            swept.set()
+            thread.join()
+        assert result.abandoned == 1
+        assert status_of(idle) == S.ABANDONED
+        assert status_of(busy) == S.ACTIVE
+        assert sweep_sessions().total == 0  # the bump made it recent: not due any more
+    assert status_of(busy) == S.ACTIVE
+    assert list(StatusChange.objects.values_list("session_id", flat=True)) == [idle.pk]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_does_not_wait_for_its_wal_flush_but_leaves_the_connection_as_it_was():
+    if connection.vendor != "postgresql":
+        pytest.skip("synchronous_commit is a PostgreSQL setting")
+    seen = []
+
+    def spy(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        if "sessions_app_statuschange" in sql:
+            with context["connection"].cursor() as cursor:
+                cursor.execute("SHOW synchronous_commit")
+                seen.append(cursor.fetchone()[0])
+        return execute(sql, params, many, context)
+
+    with time_machine.travel(START, tick=False) as clock:
+        SessionFactory.create_batch(2)
+        clock.shift(timedelta(hours=1))
+        with connection.execute_wrapper(spy):
+            assert sweep_sessions(parallel=1).abandoned == 2
+            with transaction.atomic():  # inside a caller's transaction, the caller's setting stands
+                SessionFactory()
+                clock.shift(timedelta(hours=1))
+                assert sweep_sessions().abandoned == 1
+    assert seen[0] == "off"
+    assert seen[-1] == "on"
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == "on"
