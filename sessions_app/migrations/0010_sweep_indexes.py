@@ -44,7 +44,7 @@ def widen(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('sessions_app', '0007_ingest_function'),
+        ('sessions_app', '0009_ingest_search'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
