@@ -4,8 +4,8 @@ Publishing one Celery task costs about a millisecond of CPU (building the messag
 round trip): more than storing the inbound message itself. A webhook therefore hands the id of the
 work it owes to this process-wide queue (microseconds) and answers; one thread per process publishes
 everything that gathered meanwhile as one task. At low traffic that is one id per task, as before;
-under load batches grow (what arrives while one publish runs, or within a short linger after the
-first id, goes in the same batch).
+under load batches grow: what arrives while one publish runs goes in the next, and while batches
+follow each other closely the thread lingers a moment to gather more.
 
 Nothing is lost by queuing in memory: the work is already owed in the database (`reply_state`), and
 `recover_owed_work` queues whatever never reached a worker (a process that died, a broker outage),
@@ -18,6 +18,7 @@ import atexit
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class BatchedEnqueue:
         self._wake = threading.Condition()
         self._pid: int | None = None  # the process whose thread runs; a forked child starts its own
         self._busy = False
+        self._last_send = float("-inf")
 
     def add(self, item_id: int) -> None:
         with self._wake:
@@ -59,12 +61,15 @@ class BatchedEnqueue:
         while True:
             with self._wake:
                 self._wake.wait_for(lambda: bool(self._pending))
-                # Gather for a moment: at tens of messages a second per process, publishing each
-                # at once would make every batch a batch of one.
-                self._wake.wait_for(lambda: len(self._pending) >= self._max_batch, self._linger)
+                if time.monotonic() - self._last_send < self._linger:
+                    # Busy (the previous batch left a moment ago): gather for a moment, or at tens
+                    # of messages a second per process every batch would be a batch of one. A
+                    # message after a quiet spell goes at once.
+                    self._wake.wait_for(lambda: len(self._pending) >= self._max_batch, self._linger)
                 batch = self._pending[: self._max_batch]
                 del self._pending[: self._max_batch]
                 self._busy = True
+            self._last_send = time.monotonic()
             try:
                 self._send(batch)
             except Exception:  # the work stays owed in the database; recovery queues it

@@ -26,9 +26,10 @@ from sessions_app.realtime.broadcast import publish_chunk
 
 log = logging.getLogger(__name__)
 HISTORY_LENGTH = 20
-REPLY_BATCH = 10
-# Seconds a reply may wait for others to share its task: small next to any agent's answer time.
-REPLY_BATCH_LINGER = 0.02
+REPLY_BATCH = 20
+# Seconds a reply may wait for others to share its task, only while replies are being queued back
+# to back: small next to any agent's answer time.
+REPLY_BATCH_LINGER = 0.05
 
 
 class ReplyDeferred(Exception):

@@ -38,6 +38,19 @@ def test_it_hands_over_every_id_exactly_once_in_bounded_batches():
     assert len(sent.batches) < 100  # gathered, not one publish per id
 
 
+def test_after_a_quiet_spell_an_id_goes_at_once_and_only_back_to_back_batches_linger():
+    sent = Recorder()
+    queue = BatchedEnqueue("test", sent, max_batch=10, linger=30)  # a linger no test could sit out
+    queue.add(1)
+    assert queue.flush(timeout=5)  # not held for the linger: nothing was sent recently
+    queue.add(2)
+    assert not queue.flush(timeout=0.5)  # right after a batch: held to gather more
+    for item in range(3, 12):
+        queue.add(item)  # ...until the batch is full
+    assert queue.flush(timeout=5)
+    assert sent.batches == [[1], list(range(2, 12))]
+
+
 def test_a_failed_hand_over_is_logged_and_later_ids_still_go(caplog):
     sent = Recorder(fail_first=1)
     queue = BatchedEnqueue("test", sent, max_batch=5)
