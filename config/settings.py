@@ -303,7 +303,7 @@ CELERY_TASK_ALWAYS_EAGER = env.get_bool("CELERY_TASK_ALWAYS_EAGER", default=Fals
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 # The most sessions one sweep statement moves; batches start smaller and shrink whenever a statement
 # takes longer than a quarter of a second (sessions_app/sweep.py, docs/sweep.md).
-SESSION_SWEEP_BATCH_SIZE = env.get_int("SESSION_SWEEP_BATCH_SIZE", 10000, minimum=1)
+SESSION_SWEEP_BATCH_SIZE = env.get_int("SESSION_SWEEP_BATCH_SIZE", 5000, minimum=1)
 # Connections one sweep drains a large backlog on (PostgreSQL only).
 SESSION_SWEEP_PARALLEL = env.get_int("SESSION_SWEEP_PARALLEL", 2, minimum=1, maximum=16)
 # How often the recovery task looks for replies and deliveries that never reached a worker, and how

@@ -96,7 +96,7 @@ def _grouped_steps() -> list[_Step]:
 # A batch's row locks last as long as its statement: an inbound message for one of those sessions
 # waits that long (then opens a new session). Batches grow (doubling) while a statement takes less
 # than this and shrink in proportion when one takes more, within [MIN_BATCH, the batch size].
-STATEMENT_BUDGET = 0.25  # seconds
+STATEMENT_BUDGET = 0.15  # seconds
 FIRST_BATCH = 1000
 MIN_BATCH = 100
 
