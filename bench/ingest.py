@@ -44,7 +44,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchenv import cpu_seconds
+from benchenv import cpu_seconds, stop_process
 from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -178,12 +178,7 @@ def serve_product(env: dict[str, str], port: int) -> Iterator[Product]:
         wait_ready(product)
         yield product
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         reader.join(timeout=5)
 
 
@@ -509,12 +504,7 @@ def yardstick_at_rate(reference: Path, port: int, database: str, rate: float, se
         asyncio.run(asyncio.wait_for(http_status(port, probe), 600))  # drained
         return result
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 # --- the run ------------------------------------------------------------------------------------

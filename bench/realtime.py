@@ -30,6 +30,7 @@ from pathlib import Path
 
 import psycopg
 import websockets
+from benchenv import stop_process
 from cryptography.fernet import Fernet
 from twilio.request_validator import RequestValidator
 
@@ -240,8 +241,7 @@ async def run(args: argparse.Namespace) -> None:
     finally:
         for process in (server, web):
             if process is not None:
-                process.terminate()
-                process.wait(timeout=10)
+                stop_process(process)
 
 
 def main() -> None:

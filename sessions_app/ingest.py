@@ -486,7 +486,9 @@ def record_phone_message(
     profile_name: str = "",
 ) -> IngestResult:
     """An inbound SMS, WhatsApp message or voice turn from `from_phone` to our number `to`."""
-    log.debug("%s received from %s to %s", ChannelKind(kind).label, mask_phone(from_phone), mask_phone(to))
+    if log.isEnabledFor(logging.DEBUG):  # spares every webhook the masking when debug is off
+        label = ChannelKind(kind).label
+        log.debug("%s received from %s to %s", label, mask_phone(from_phone), mask_phone(to))
     if connection.vendor == "postgresql":
         sender = PhoneSender(from_phone, whatsapp_id=whatsapp_id, profile_name=profile_name)
         channel = cached_channel(kind, to)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from tests.servers import free_port, test_database_url
+from tests.servers import free_port, stop_process, test_database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,12 +73,7 @@ def gunicorn(workers: int = 4) -> Iterator[str]:
                 _wait_until_ready(process, port, log_path)
                 yield origin
             finally:
-                process.terminate()
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=5)
+                stop_process(process, timeout=15)
 
 
 def _wait_until_ready(process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:

@@ -18,7 +18,6 @@ from channels.layers import get_channel_layer
 
 from sessions_app.models import Direction, Message, Role, Session
 from sessions_app.realtime.groups import STAFF_GROUP, business_group, session_group
-from sessions_app.realtime.layers import DatabaseRelayChannelLayer, RedisPubSubRelayLayer
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +102,10 @@ def _send(
         for group in groups
     ]
 
-    if isinstance(layer, DatabaseRelayChannelLayer | RedisPubSubRelayLayer):
+    send_many = getattr(layer, "group_send_many_sync", None)  # our layers publish from this thread
+    if send_many is not None:
         try:
-            layer.group_send_many_sync(messages)
+            send_many(messages)
         except Exception:
             log.exception("Could not broadcast %s for session %s", event, session_id)
         return
