@@ -1,4 +1,6 @@
-"""Queue work for Celery in batches, from a background thread, so a busy web process pays per batch.
+"""Hand work to a broker in batches, from a background thread, so a busy web process pays per batch.
+
+Used for Celery tasks (the replies owed, `replies.py`) and for broadcasts (`realtime/layers.py`).
 
 Publishing one Celery task costs about a millisecond of CPU (building the message, kombu, a Redis
 round trip): more than storing the inbound message itself. A webhook therefore hands the id of the
@@ -19,31 +21,42 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
 
+Item = TypeVar("Item")
 
-class BatchedEnqueue:
+
+class BatchedEnqueue(Generic[Item]):
     def __init__(
-        self, name: str, send: Callable[[list[int]], object], max_batch: int, linger: float = 0.0
+        self, name: str, send: Callable[[list[Item]], object], max_batch: int, linger: float = 0.0
     ) -> None:
         self.name = name
         self._send = send
         self._max_batch = max_batch
         self._linger = linger
-        self._pending: list[int] = []
+        self._pending: list[Item] = []
         self._wake = threading.Condition()
         self._pid: int | None = None  # the process whose thread runs; a forked child starts its own
         self._busy = False
         self._last_send = float("-inf")
 
-    def add(self, item_id: int) -> None:
+    def add(self, item: Item) -> None:
+        self.add_all((item,))
+
+    def add_all(self, items: Iterable[Item]) -> None:
         with self._wake:
             if self._pid != os.getpid():
                 self._start()
-            self._pending.append(item_id)
-            self._wake.notify()
+            was_empty = not self._pending
+            self._pending.extend(items)
+            # Wake the thread only when it has something new to decide: the first item (it waits
+            # for one) or a full batch (it may be lingering for one). A wake-up per item would cost
+            # a thread switch per item, more than the batching saves.
+            if was_empty or len(self._pending) >= self._max_batch:
+                self._wake.notify()
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until everything added so far was handed to the broker (or failed to be)."""
@@ -61,11 +74,15 @@ class BatchedEnqueue:
         while True:
             with self._wake:
                 self._wake.wait_for(lambda: bool(self._pending))
-                if time.monotonic() - self._last_send < self._linger:
-                    # Busy (the previous batch left a moment ago): gather for a moment, or at tens
-                    # of messages a second per process every batch would be a batch of one. A
-                    # message after a quiet spell goes at once.
-                    self._wake.wait_for(lambda: len(self._pending) >= self._max_batch, self._linger)
+                since_last = time.monotonic() - self._last_send
+                if since_last < self._linger:
+                    # Busy (the previous batch left a moment ago): gather until `linger` after it,
+                    # or at tens of messages a second per process every batch would be a batch of
+                    # one. So at most one batch per `linger` while busy, and no item waits longer
+                    # than that for its batch; an item after a quiet spell goes at once.
+                    self._wake.wait_for(
+                        lambda: len(self._pending) >= self._max_batch, self._linger - since_last
+                    )
                 batch = self._pending[: self._max_batch]
                 del self._pending[: self._max_batch]
                 self._busy = True
@@ -80,6 +97,6 @@ class BatchedEnqueue:
                     self._wake.notify_all()
 
 
-def flush_at_exit(queue: BatchedEnqueue) -> None:
+def flush_at_exit(queue: BatchedEnqueue[Item]) -> None:
     """A process that exits cleanly (a worker being replaced) first hands over what it gathered."""
     atexit.register(queue.flush)

@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import IntegrityError, connection, models, transaction
 from django.db.models import F
@@ -278,7 +278,8 @@ def _new_session(channel: Channel, contact: Contact, now: datetime, defaults: Ma
         fields.pop("title", "")
         or f"{TITLE_PREFIX[ChannelKind(channel.kind)]} {contact.phone or contact.name}"
     )
-    return Session(
+    return _build(
+        Session,
         channel=channel,
         channel_kind=channel.kind,
         contact=contact,
@@ -296,7 +297,8 @@ def _new_session(channel: Channel, contact: Contact, now: datetime, defaults: Ma
 
 
 def _new_message(inbound: InboundMessage, now: datetime) -> Message:
-    return Message(
+    return _build(
+        Message,
         direction=Direction.INBOUND,
         role=inbound.role,
         content=inbound.content,
@@ -307,6 +309,58 @@ def _new_message(inbound: InboundMessage, now: datetime) -> Message:
         reply_state=ReplyState.OWED if inbound.expects_reply else ReplyState.NONE,
         created_at=now,
     )
+
+
+_M = TypeVar("_M", bound=models.Model)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """A model's concrete fields in constructor order, with their defaults resolved once."""
+
+    index: dict[str, int]  # attname -> position
+    relations: frozenset[str]  # foreign keys by name, given as instances
+    defaults: tuple[Any, ...]
+    per_row_defaults: tuple[tuple[int, str, Callable[[], Any]], ...]  # callables: uuid4, now, dict
+
+
+@functools.cache
+def _layout(model: type[models.Model]) -> _Layout:
+    index: dict[str, int] = {}
+    relations: set[str] = set()
+    defaults: list[Any] = []
+    per_row: list[tuple[int, str, Callable[[], Any]]] = []
+    for position, model_field in enumerate(model._meta.concrete_fields):
+        index[model_field.attname] = position
+        if model_field.is_relation:
+            relations.add(model_field.name)
+        if model_field.has_default() and callable(model_field.default):
+            per_row.append((position, model_field.attname, model_field.default))
+            defaults.append(None)
+        else:
+            defaults.append(model_field.get_default())
+    return _Layout(index, frozenset(relations), tuple(defaults), tuple(per_row))
+
+
+def _build(model: type[_M], **values: Any) -> _M:
+    """A new, unsaved instance: Django's positional constructor, the one querysets use, with the
+    defaults resolved once per model. Its keyword form looks every field up and asks it for its
+    default, which cost about a tenth of an inbound message's CPU across the three rows built."""
+    layout = _layout(model)
+    row = list(layout.defaults)
+    for position, attname, make in layout.per_row_defaults:
+        if attname not in values:
+            row[position] = make()
+    related = {}
+    for name, value in values.items():
+        if name in layout.relations:
+            related[name] = value  # through the descriptor, which sets the id and caches the object
+        else:
+            row[layout.index[name]] = value
+    instance = model(*row)
+    for name, value in related.items():
+        setattr(instance, name, value)
+    return instance
 
 
 def _log_opened(channel: Channel, session: Session, contact: Contact) -> None:
@@ -368,7 +422,8 @@ def _record_with_function(
     now = timezone.now()
     if contact is None:
         assert sender is not None
-        new_contact = Contact(
+        new_contact = _build(
+            Contact,
             phone=sender.phone,
             whatsapp_id=sender.whatsapp_id,
             whatsapp_profile_name=sender.profile_name,
@@ -468,8 +523,9 @@ def _columns(model: type[models.Model]) -> list[tuple[str, str, bool, Callable[[
 def _row_json(instance: models.Model) -> str:
     """`instance` as the JSON object `jsonb_populate_record` reads: column → value as stored."""
     values = {}
+    fields = instance.__dict__  # every concrete field of an instance built here is set, so no descriptors
     for column, attname, primary_key, stored in _columns(type(instance)):
-        value = getattr(instance, attname)
+        value = fields[attname]
         if primary_key and value is None:
             continue  # the database assigns it
         values[column] = value if stored is None or value is None else stored(value)

@@ -29,7 +29,7 @@ HISTORY_LENGTH = 20
 REPLY_BATCH = 20
 # Seconds a reply may wait for others to share its task, only while replies are being queued back
 # to back: small next to any agent's answer time.
-REPLY_BATCH_LINGER = 0.05
+REPLY_BATCH_LINGER = 0.1
 
 
 class ReplyDeferred(Exception):
@@ -48,7 +48,7 @@ def _queue_replies(message_ids: list[int]) -> None:
 
 # One per process: ids gather while a publish runs; a batch is answered by one task, so it is kept
 # small enough that a slow agent does not hold many contacts behind one another.
-_reply_queue = BatchedEnqueue(
+_reply_queue: BatchedEnqueue[int] = BatchedEnqueue(
     "produce_replies_task", _queue_replies, max_batch=REPLY_BATCH, linger=REPLY_BATCH_LINGER
 )
 flush_at_exit(_reply_queue)

@@ -31,7 +31,9 @@ def backoff(attempt: int) -> float:
 def enqueue(task: Any, *args: Any) -> bool:
     """Queue `task(*args)`; if the broker is unreachable, log it and leave the work to recovery."""
     try:
-        task.apply_async(args=args)
+        # Our own repr of the arguments (ids): Celery's default `saferepr` for monitoring costs more
+        # than the rest of building the task message.
+        task.apply_async(args=args, argsrepr=repr(args), kwargsrepr="{}")
     except Exception as exc:  # kombu/redis raise a variety of connection errors
         log.warning(
             "Could not queue %s%r (%s: %s); the recovery task will queue it once the broker is back",

@@ -1,9 +1,12 @@
 """Channel layers: Redis pub/sub with a cheap synchronous publish, and one for the embedded default.
 
 `RedisPubSubRelayLayer` is channels-redis's pub/sub layer plus `group_send_many_sync`, used by
-`broadcast` for every stored message: the message's groups (session, staff, business) go out as one
-pipelined round trip from the calling thread, where `group_send` would take an event loop, a thread
-hop and a round trip per group (about a millisecond of CPU per message, measured).
+`broadcast` for every stored message. The calling thread (a webhook's, a task's) only queues the
+message's groups (session, staff, business); one thread per process publishes whatever has gathered
+as one pipelined round trip. `group_send` would take an event loop, a thread hop and a round trip
+per group (about a millisecond of CPU per message, measured), and even one round trip from the
+request would keep a webhook's answer waiting on Redis. Under load one pipeline carries the
+broadcasts of many messages; one thread keeps them in the order they were queued.
 
 `DatabaseRelayChannelLayer` is for the embedded default, where there is no Redis.
 
@@ -29,9 +32,16 @@ from channels_redis.pubsub import RedisPubSubChannelLayer
 from django.db.models import Max
 from django.utils import timezone
 
+from sessions_app.batched_enqueue import BatchedEnqueue, flush_at_exit
 from sessions_app.models import RelayEvent
 
 log = logging.getLogger(__name__)
+
+# At most this many group messages in one pipeline: bounds the memory of one round trip.
+PUBLISH_BATCH = 500
+# While messages come back to back, a process publishes at most once per this many seconds, so one
+# round trip carries several messages' broadcasts; no event waits longer than this for its batch.
+PUBLISH_LINGER = 0.02
 
 
 class RedisPubSubRelayLayer(RedisPubSubChannelLayer):
@@ -45,10 +55,22 @@ class RedisPubSubRelayLayer(RedisPubSubChannelLayer):
         self._host = hosts[0]
         self._prefix = prefix
         self._client: redis.Redis | None = None
+        self._outbox: BatchedEnqueue[tuple[str, dict[str, Any]]] = BatchedEnqueue(
+            "broadcast", self._publish, max_batch=PUBLISH_BATCH, linger=PUBLISH_LINGER
+        )
+        flush_at_exit(self._outbox)
 
     def group_send_many_sync(self, messages: list[tuple[str, dict[str, Any]]]) -> None:
+        """Queue `messages` (group, message) for this process's publisher; returns at once."""
+        self._outbox.add_all(messages)
+
+    def flush_sync(self, timeout: float = 5.0) -> bool:
+        """Wait until everything queued so far was published (or failed to be)."""
+        return self._outbox.flush(timeout)
+
+    def _publish(self, messages: list[tuple[str, dict[str, Any]]]) -> None:
         if self._client is None:
-            # Its pool reconnects after a fork. Bounded waits: a request must not hang on a broadcast.
+            # Bounded waits: a stalled Redis must not hold the publisher (and the queue) for long.
             self._client = redis.Redis.from_url(self._host, socket_connect_timeout=2, socket_timeout=2)
         with self._client.pipeline(transaction=False) as pipe:
             for group, message in messages:

@@ -1,6 +1,7 @@
 """Replies are queued in batches from a background thread of each web process (batched_enqueue.py)."""
 
 import threading
+import time
 
 import pytest
 
@@ -49,6 +50,18 @@ def test_after_a_quiet_spell_an_id_goes_at_once_and_only_back_to_back_batches_li
         queue.add(item)  # ...until the batch is full
     assert queue.flush(timeout=5)
     assert sent.batches == [[1], list(range(2, 12))]
+
+
+def test_a_lingering_batch_leaves_one_linger_after_the_previous_one_not_later():
+    sent = Recorder()
+    queue = BatchedEnqueue("test", sent, max_batch=10, linger=1.0)
+    queue.add(1)
+    assert queue.flush(timeout=5)
+    time.sleep(0.7)  # most of the linger has passed since that batch left
+    queue.add(2)
+    # Held only for what is left of the linger (0.3 s), not for a whole linger from now.
+    assert queue.flush(timeout=0.65)
+    assert sent.batches == [[1], [2]]
 
 
 def test_a_failed_hand_over_is_logged_and_later_ids_still_go(caplog):

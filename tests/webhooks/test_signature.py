@@ -1,4 +1,6 @@
 import pytest
+from django.conf import settings
+from twilio.request_validator import RequestValidator
 
 from sessions_app.models import Message
 from tests.twilio_helpers import GATHER_URL, SMS_URL, VOICE_URL, post_signed, sign, sms_params
@@ -65,3 +67,29 @@ def test_without_an_auth_token_every_request_is_refused(client, settings):
     settings.TWILIO_AUTH_TOKEN = ""
     response = client.post(SMS_URL, params, HTTP_X_TWILIO_SIGNATURE=signature)
     assert response.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("public_base_url", "twilio_signed"),
+    [
+        ("https://sessions.example.com", "https://sessions.example.com:443"),
+        ("https://sessions.example.com:443", "https://sessions.example.com"),
+        ("http://sessions.example.com:8080", "http://sessions.example.com"),
+    ],
+)
+def test_it_accepts_the_url_signed_with_or_without_its_port(client, settings, public_base_url, twilio_signed):
+    # Twilio signs the URL as configured, port or not; the SDK accepts either form and so must we.
+    settings.PUBLIC_BASE_URL = public_base_url
+    response = post_signed(client, SMS_URL, sms_params(), signed_as=twilio_signed + SMS_URL)
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("algorithm", ["HMAC_SHA1", "HMAC_SHA256", "hmac_sha256"])
+def test_it_checks_the_algorithm_twilio_names(client, algorithm):
+    params = sms_params()
+    url = "http://testserver" + SMS_URL
+    right = RequestValidator(settings.TWILIO_AUTH_TOKEN).compute_signature(url, params, algorithm)
+    wrong = RequestValidator("other-token").compute_signature(url, params, algorithm)
+    headers = {"HTTP_X_TWILIO_WEBHOOKS_SIGNATURE_SETTINGS": f"key=k1,algorithm={algorithm}"}
+    assert client.post(SMS_URL, params, HTTP_X_TWILIO_SIGNATURE=right, **headers).status_code == 200
+    assert client.post(SMS_URL, params, HTTP_X_TWILIO_SIGNATURE=wrong, **headers).status_code == 403

@@ -1,0 +1,104 @@
+"""The WSGI application sends provider webhooks through the lean handler and the rest through Django's."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import sys
+import urllib.parse
+from collections.abc import Iterator
+
+import pytest
+from django.core import signals
+from django.db import close_old_connections
+
+from config.wsgi import application
+from sessions_app.models import Message
+from tests.twilio_helpers import SMS_URL, sign, sms_params
+from webhooks import handler as webhook_handler
+
+pytestmark = pytest.mark.django_db
+
+
+@contextlib.contextmanager
+def connection_kept_open() -> Iterator[None]:
+    """Calling the WSGI app fires request_started/finished, which would close the test's database
+    connection (and with it its transaction); Django's test client disconnects the same handler."""
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    try:
+        yield
+    finally:
+        signals.request_started.connect(close_old_connections)
+        signals.request_finished.connect(close_old_connections)
+
+
+def call(
+    method: str, path: str, body: bytes = b"", **headers: str
+) -> tuple[str, dict[str, list[str]], bytes]:
+    environ = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "SERVER_NAME": "testserver",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_HOST": "testserver",
+        "CONTENT_LENGTH": str(len(body)),
+        "CONTENT_TYPE": "application/x-www-form-urlencoded",
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.url_scheme": "http",
+        "wsgi.errors": sys.stderr,
+        **{f"HTTP_{name.upper()}": value for name, value in headers.items()},
+    }
+    started: list[tuple[str, list[tuple[str, str]]]] = []
+    with connection_kept_open():
+        chunks = application(environ, lambda status, headers: started.append((status, headers)))
+        try:
+            content = b"".join(chunks)
+        finally:
+            chunks.close()  # type: ignore[attr-defined]
+    status, header_list = started[0]
+    found: dict[str, list[str]] = {}
+    for name, value in header_list:
+        found.setdefault(name.lower(), []).append(value)
+    return status, found, content
+
+
+def test_a_signed_sms_through_the_wsgi_application_is_stored_and_answered():
+    params = sms_params("+15551234567", "Hello")
+    status, headers, content = call(
+        "POST",
+        SMS_URL,
+        urllib.parse.urlencode(params).encode(),
+        X_TWILIO_SIGNATURE=sign(f"http://testserver{SMS_URL}", params),
+    )
+    assert status.startswith("200") and content.decode().endswith("<Response/>")
+    assert Message.objects.get().content == "Hello"
+    # The lean chain: still the security headers, none of the browser middleware's work.
+    assert headers["x-content-type-options"] == ["nosniff"]
+    assert "set-cookie" not in headers and "x-frame-options" not in headers and "vary" not in headers
+
+
+def test_a_webhook_with_a_bad_signature_is_refused_through_the_wsgi_application():
+    params = sms_params("+15551234567", "Hello")
+    status, _, _ = call("POST", SMS_URL, urllib.parse.urlencode(params).encode(), X_TWILIO_SIGNATURE="forged")
+    assert status.startswith("403")
+    assert not Message.objects.exists()
+
+
+def test_other_paths_keep_the_whole_middleware_stack():
+    status, headers, _ = call("GET", "/accounts/login/")
+    assert status.startswith("200")
+    assert headers["x-frame-options"] == ["DENY"]
+    assert any(cookie.strip().startswith("csrftoken=") for cookie in headers["set-cookie"])
+
+
+def test_the_lean_handler_refuses_middleware_whose_hooks_it_would_skip(monkeypatch):
+    monkeypatch.setattr(
+        webhook_handler,
+        "WEBHOOK_MIDDLEWARE",
+        ("django.middleware.security.SecurityMiddleware", "django.middleware.csrf.CsrfViewMiddleware"),
+    )
+    with pytest.raises(TypeError, match="CsrfViewMiddleware needs process_view"):
+        webhook_handler.WebhookHandler()
