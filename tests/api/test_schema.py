@@ -4,15 +4,12 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import io
 import json
 
 import pytest
 import schemathesis
-from django.core import signals
 from django.core.management import call_command
-from django.db import close_old_connections
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from schemathesis.checks import not_a_server_error
@@ -20,6 +17,7 @@ from schemathesis.specs.openapi.checks import content_type_conformance, response
 
 from config.wsgi import application
 from tests.api.conftest import token_for
+from tests.in_process import connection_kept_open
 
 pytestmark = pytest.mark.django_db
 
@@ -79,19 +77,6 @@ def test_the_docs_page_serves_its_assets_locally(client):
     assert page.status_code == 200
     html = page.content.decode()
     assert "swagger-ui" in html and "cdn" not in html.lower() and "//unpkg" not in html
-
-
-@contextlib.contextmanager
-def connection_kept_open():
-    """Calling the WSGI app directly fires request_started/finished, which would close the test's
-    database connection; Django's test client disconnects the same handler for the same reason."""
-    signals.request_started.disconnect(close_old_connections)
-    signals.request_finished.disconnect(close_old_connections)
-    try:
-        yield
-    finally:
-        signals.request_started.connect(close_old_connections)
-        signals.request_finished.connect(close_old_connections)
 
 
 @pytest.mark.parametrize(

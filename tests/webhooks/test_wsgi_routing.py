@@ -2,35 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import sys
 import urllib.parse
-from collections.abc import Iterator
 
 import pytest
-from django.core import signals
-from django.db import close_old_connections
 
 from config.wsgi import application
 from sessions_app.models import Message
+from tests.in_process import connection_kept_open
 from tests.twilio_helpers import SMS_URL, sign, sms_params
 from webhooks import handler as webhook_handler
 
 pytestmark = pytest.mark.django_db
-
-
-@contextlib.contextmanager
-def connection_kept_open() -> Iterator[None]:
-    """Calling the WSGI app fires request_started/finished, which would close the test's database
-    connection (and with it its transaction); Django's test client disconnects the same handler."""
-    signals.request_started.disconnect(close_old_connections)
-    signals.request_finished.disconnect(close_old_connections)
-    try:
-        yield
-    finally:
-        signals.request_started.connect(close_old_connections)
-        signals.request_finished.connect(close_old_connections)
 
 
 def call(
