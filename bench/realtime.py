@@ -84,6 +84,7 @@ class Poster:
         self.validator = RequestValidator(token)
         self.local = threading.local()
         self.errors = 0
+        self.answered_ms: list[float] = []  # sent -> webhook answered (the message is committed)
 
     def post(self, topic: int, body: str) -> float:
         path = "/webhooks/twilio/sms/"
@@ -108,6 +109,7 @@ class Poster:
             )
             response = self.local.conn.getresponse()
             response.read()
+            self.answered_ms.append((time.perf_counter() - sent) * 1000)
             if response.status != 200:
                 self.errors += 1
         except OSError:
@@ -232,6 +234,13 @@ async def run(args: argparse.Namespace) -> None:
                 f"latency webhook sent -> event at subscriber: p50 {statistics.median(latencies):.1f} ms, "
                 f"p95 {percentile(latencies, 95):.1f} ms, p99 {percentile(latencies, 99):.1f} ms, "
                 f"max {max(latencies):.1f} ms"
+            )
+        if poster.answered_ms:
+            answered = poster.answered_ms
+            print(
+                f"webhook answered (message committed, broadcast queued): p50 "
+                f"{statistics.median(answered):.1f} ms, p95 {percentile(answered, 95):.1f} ms, "
+                f"p99 {percentile(answered, 99):.1f} ms, max {max(answered):.1f} ms"
             )
         per_socket = (idle_after - idle_before) / args.sockets
         print(

@@ -9,9 +9,11 @@ from django.core.wsgi import get_wsgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_application = get_wsgi_application()  # sets Django up before the next import
 
+from config.warmup import warm_up  # noqa: E402
 from webhooks.handler import WEBHOOK_PATH_PREFIX, WebhookHandler  # noqa: E402
 
 webhook_application = WebhookHandler()
+warm_up()
 
 
 def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
