@@ -32,3 +32,34 @@ def test_it_inserts_every_column_of_a_message():
 
 def test_it_inserts_every_column_of_a_new_contact():
     assert columns(function.CONTACT_COLUMNS) == model_columns(Contact, but=("id",))
+
+
+def test_rows_built_for_ingest_hold_what_djangos_constructor_would():
+    """`ingest._build` (the positional constructor with defaults resolved once) and `Model(**values)`
+    agree on every field but the per-row defaults (a new uuid, the time)."""
+    from datetime import UTC, datetime
+
+    from sessions_app.ingest import _build
+    from sessions_app.models import Channel
+
+    now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    channel = Channel(pk=7, kind="sms", address="+15005550006")
+    contact = Contact(pk=9, phone="+15551234567")
+    cases = [
+        (Contact, {"phone": "+15551234567", "whatsapp_profile_name": "Ann", "created_at": now}),
+        (Session, {"channel": channel, "contact": contact, "title": "SMS from +1", "metadata": {"a": 1}}),
+        (Message, {"direction": "inbound", "role": "contact", "content": "hi", "external_id": "SM1"}),
+    ]
+    for model, values in cases:
+        built, expected = _build(model, **values), model(**values)
+        per_row = {"id", "created_at", "updated_at", "last_activity_at", "status_changed_at"} - set(values)
+        for model_field in model._meta.concrete_fields:
+            if model_field.attname not in per_row:
+                assert getattr(built, model_field.attname) == getattr(expected, model_field.attname), (
+                    model.__name__,
+                    model_field.attname,
+                )
+        assert built._state.adding
+    session = _build(Session, channel=channel, contact=contact)
+    assert session.channel is channel and session.channel_id == 7 and session.contact_id == 9
+    assert _build(Session).metadata == {} and _build(Session).metadata is not _build(Session).metadata
