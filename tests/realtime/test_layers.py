@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
 
 import pytest
@@ -46,3 +47,12 @@ def test_one_pipelined_publish_reaches_every_group_in_order(receiving_layer):
 def test_it_refuses_several_hosts():
     with pytest.raises(ValueError, match="exactly one Redis host"):
         RedisPubSubRelayLayer(hosts=["redis://a", "redis://b"])
+
+
+def test_a_broadcast_never_holds_or_fails_the_caller_when_redis_is_unreachable(caplog):
+    layer = RedisPubSubRelayLayer(hosts=["redis://127.0.0.1:1"])  # nothing listens on port 1
+    started = time.monotonic()
+    layer.group_send_many_sync([("staff", event(1)), ("session.one", event(1))])
+    assert time.monotonic() - started < 0.5  # queued, not sent from the caller's thread
+    assert layer.flush_sync(timeout=10)  # the publisher tried, failed and moved on
+    assert "Could not queue broadcast for 2 item(s)" in caplog.text
