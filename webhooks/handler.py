@@ -19,8 +19,13 @@ from django.utils.module_loading import import_string
 
 WEBHOOK_PATH_PREFIX = "/webhooks/"
 
-# Kept: HTTPS redirect and the security headers apply to every response the product sends.
-WEBHOOK_MIDDLEWARE = ("django.middleware.security.SecurityMiddleware",)
+# Kept: HTTPS redirect and the security headers apply to every response the product sends, and
+# CommonMiddleware checks the Host header against ALLOWED_HOSTS (and refuses disallowed user agents)
+# as on every other path.
+WEBHOOK_MIDDLEWARE = (
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+)
 
 _HOOKS_NOT_SUPPORTED = ("process_view", "process_template_response", "process_exception")
 

@@ -71,6 +71,21 @@ def test_a_webhook_with_a_bad_signature_is_refused_through_the_wsgi_application(
     assert not Message.objects.exists()
 
 
+def test_a_webhook_for_a_host_not_allowed_is_refused_through_the_wsgi_application(settings):
+    # Signed for the public URL, so the signature check itself never reads the Host header.
+    settings.ALLOWED_HOSTS = ["sessions.example.com"]
+    settings.PUBLIC_BASE_URL = "https://sessions.example.com"
+    params = sms_params("+15551234567", "Hello")
+    status, _, _ = call(
+        "POST",
+        SMS_URL,
+        urllib.parse.urlencode(params).encode(),
+        X_TWILIO_SIGNATURE=sign(f"https://sessions.example.com{SMS_URL}", params),
+    )
+    assert status.startswith("400")
+    assert not Message.objects.exists()
+
+
 def test_other_paths_keep_the_whole_middleware_stack():
     status, headers, _ = call("GET", "/accounts/login/")
     assert status.startswith("200")
