@@ -17,9 +17,10 @@ from webhooks import handler as webhook_handler
 pytestmark = pytest.mark.django_db
 
 
-def call(
-    method: str, path: str, body: bytes = b"", **headers: str
-) -> tuple[str, dict[str, list[str]], bytes]:
+Answer = tuple[str, dict[str, list[str]], bytes]  # status line, headers by lowercase name, body
+
+
+def call(method: str, path: str, body: bytes = b"", **headers: str) -> Answer:
     environ = {
         "REQUEST_METHOD": method,
         "PATH_INFO": path,
@@ -49,14 +50,14 @@ def call(
     return status, found, content
 
 
-def test_a_signed_sms_through_the_wsgi_application_is_stored_and_answered():
+def post_sms(signature: str | None = None, signed_for: str = "http://testserver") -> Answer:
     params = sms_params("+15551234567", "Hello")
-    status, headers, content = call(
-        "POST",
-        SMS_URL,
-        urllib.parse.urlencode(params).encode(),
-        X_TWILIO_SIGNATURE=sign(f"http://testserver{SMS_URL}", params),
-    )
+    body = urllib.parse.urlencode(params).encode()
+    return call("POST", SMS_URL, body, X_TWILIO_SIGNATURE=signature or sign(signed_for + SMS_URL, params))
+
+
+def test_a_signed_sms_through_the_wsgi_application_is_stored_and_answered():
+    status, headers, content = post_sms()
     assert status.startswith("200") and content.decode().endswith("<Response/>")
     assert Message.objects.get().content == "Hello"
     # The lean chain: still the security headers, none of the browser middleware's work.
@@ -65,8 +66,7 @@ def test_a_signed_sms_through_the_wsgi_application_is_stored_and_answered():
 
 
 def test_a_webhook_with_a_bad_signature_is_refused_through_the_wsgi_application():
-    params = sms_params("+15551234567", "Hello")
-    status, _, _ = call("POST", SMS_URL, urllib.parse.urlencode(params).encode(), X_TWILIO_SIGNATURE="forged")
+    status, _, _ = post_sms(signature="forged")
     assert status.startswith("403")
     assert not Message.objects.exists()
 
@@ -75,13 +75,7 @@ def test_a_webhook_for_a_host_not_allowed_is_refused_through_the_wsgi_applicatio
     # Signed for the public URL, so the signature check itself never reads the Host header.
     settings.ALLOWED_HOSTS = ["sessions.example.com"]
     settings.PUBLIC_BASE_URL = "https://sessions.example.com"
-    params = sms_params("+15551234567", "Hello")
-    status, _, _ = call(
-        "POST",
-        SMS_URL,
-        urllib.parse.urlencode(params).encode(),
-        X_TWILIO_SIGNATURE=sign(f"https://sessions.example.com{SMS_URL}", params),
-    )
+    status, _, _ = post_sms(signed_for="https://sessions.example.com")
     assert status.startswith("400")
     assert not Message.objects.exists()
 
