@@ -363,14 +363,10 @@ def _build(model: type[_M], **values: Any) -> _M:
     return instance
 
 
-# `get_kind_display()` rebuilds its choices dict on every call: this is on every new session's path.
-_KIND_LABEL: dict[str, str] = {str(kind): str(label) for kind, label in ChannelKind.choices}
-
-
 def _log_opened(channel: Channel, session: Session, contact: Contact) -> None:
     log.info(
         "Created new %s session %s for %s",
-        _KIND_LABEL.get(channel.kind, channel.kind),
+        ChannelKind(channel.kind).label,  # not get_kind_display(), which rebuilds its choices each call
         session.pk,
         mask_phone(contact.phone) if contact.phone else f"contact {contact.pk}",
     )
