@@ -112,7 +112,16 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     _db.setdefault("TEST", {})["NAME"] = str(DATA_DIR / "test-db.sqlite3")
-elif _db["ENGINE"] != "django.db.backends.postgresql":
+elif _db["ENGINE"] == "django.db.backends.postgresql":
+    _options = _db.setdefault("OPTIONS", {})
+    # Parameters travel apart from the SQL text (the extended query protocol): the ingest call's
+    # JSON rows are neither quoted into the statement by psycopg nor lexed back out by the server,
+    # ~0.1 ms less per inbound message in all (docs/ingest.md). No named prepared statements
+    # (`prepare_threshold` None): none can outlive a migration that changes a function's result,
+    # and a PgBouncer in transaction mode needs no extra setting.
+    _options.setdefault("server_side_binding", True)
+    _options.setdefault("prepare_threshold", None)
+else:
     raise ImproperlyConfigured("DATABASE_URL must be a postgres:// or sqlite:// URL")
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -61,3 +61,20 @@ def test_a_text_on_a_remembered_channel_takes_at_most_7_queries(
     with django_assert_max_num_queries(budget(7, on_postgresql=1)):
         assert send_sms(client, "+15551234567", "Again").status_code == 200
     assert Message.objects.filter(content="Again").exists()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's binding of parameters")
+def test_parameters_are_bound_by_the_server_and_no_statement_stays_prepared(client):
+    """The ingest call's JSON rows travel as parameters (not quoted into the SQL), and nothing is
+    prepared under a name: a named statement would outlive a migration that changes the function's
+    result, and would need settings of its own behind a PgBouncer in transaction mode."""
+    import psycopg
+
+    for number in range(8):  # beyond psycopg's default threshold (5) for preparing a statement
+        assert send_sms(client, f"+1555123456{number}", "Hello").status_code == 200
+    raw = connection.connection
+    assert not isinstance(raw.cursor(), psycopg.ClientCursor)
+    assert raw.prepare_threshold is None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements")
+        assert cursor.fetchone()[0] == 0

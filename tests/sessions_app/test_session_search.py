@@ -3,6 +3,8 @@ order, and (PostgreSQL) that the search document the triggers keep is current af
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 from django.db import connection
 
@@ -229,3 +231,18 @@ def test_a_joining_message_with_new_words_writes_its_session_once():
     assert _session_rows_updated() - updated_before == 1
     assert joined.session.pk == first.session.pk
     assert found("cracked") == {first.session.pk}
+
+
+@postgres_only
+@pytest.mark.parametrize(
+    "phone", ["+15550004242", "+44 20 7946-0958", "whatsapp:+4915112345678", "7", "", None]
+)
+def test_the_phone_suffixes_are_those_of_the_first_definition(phone):
+    first = importlib.import_module("sessions_app.migrations.0012_search_phone_plpgsql").SQL
+    body = first.split("AS $$", 1)[1].rsplit("$$", 1)[0].replace("phone", "%(phone)s")
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT ({body})::text, session_search_phone(%(phone)s)::text", {"phone": phone})
+        expected, actual = cursor.fetchone()
+    assert actual == expected
+    if phone and len(phone) > 2:
+        assert "'" + phone[-2:] + "'" in actual  # the last two digits find it
