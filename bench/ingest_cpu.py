@@ -1,0 +1,269 @@
+"""CPU per inbound SMS, ours against the yardstick, with both apps called in-process.
+
+    .venv/bin/python bench/ingest_cpu.py --redis-url redis://127.0.0.1:6379/10
+
+`bench/ingest.py` measures throughput through gunicorn and wrk, which swings by a third between
+identical runs on a shared machine. This script takes the server and the load generator out and
+counts CPU instead: each app's WSGI callable is called with ready-made requests (ours signed, as
+Twilio would), and each run reports the Python process's CPU (`time.process_time`, its threads
+included) and its PostgreSQL backend's (`/proc`) per request. First `--pairs` alternating runs of
+one process each, on emptied tables; then `--processes` of each app at once, as under
+`gunicorn -w 4` on two cores, alternating too; the ratio of the two throughputs there is what the
+ingest benchmark's ratio tends to. Databases `bench_cpu` and `bench_cpu_ref` are dropped and created again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+OURS_DB, REF_DB = "bench_cpu", "bench_cpu_ref"
+ORIGIN = "http://127.0.0.1:18199"  # never served: only what the signatures are computed for
+WARM_UP = 200
+
+
+def environ(path: str, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
+    return {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "SCRIPT_NAME": "",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "18199",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_HOST": "127.0.0.1:18199",
+        "CONTENT_TYPE": "application/x-www-form-urlencoded",
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.url_scheme": "http",
+        "wsgi.errors": sys.stderr,
+        **headers,
+    }
+
+
+def call(application: Callable[..., Any], env: dict[str, Any]) -> None:
+    statuses: list[str] = []
+    response = application(env, lambda status, headers, exc_info=None: statuses.append(status))
+    b"".join(response)
+    getattr(response, "close", lambda: None)()
+    if not statuses[0].startswith("200"):
+        raise RuntimeError(f"{env['PATH_INFO']} answered {statuses[0]}")
+
+
+def measure(
+    application: Callable[..., Any], requests: Iterable[dict[str, Any]], count: int
+) -> dict[str, float]:
+    from benchenv import process_cpu_seconds
+    from django.db import connection
+
+    requests = iter(requests)
+    for _ in range(WARM_UP):
+        call(application, next(requests))
+    pid = connection.connection.info.backend_pid
+    backend, python, wall = process_cpu_seconds(pid), time.process_time(), time.perf_counter()
+    for _ in range(count):
+        call(application, next(requests))
+    return {
+        "python_ms": (time.process_time() - python) / count * 1000,
+        "postgres_ms": (process_cpu_seconds(pid) - backend) / count * 1000,
+        "wall_ms": (time.perf_counter() - wall) / count * 1000,
+    }
+
+
+def child_ours(count: int, seed: int, token: str) -> dict[str, float]:
+    from ingest import SMS_PATH, signed_sms_bodies  # bench/ingest.py: the same requests as wrk's
+
+    from config.wsgi import application
+
+    requests = (
+        environ(SMS_PATH, body.encode(), {"HTTP_X_TWILIO_SIGNATURE": signature})
+        for body, signature in signed_sms_bodies(count + WARM_UP, token, ORIGIN, seed)
+    )
+    return measure(application, requests, count)
+
+
+def child_reference(count: int, seed: int, reference: Path) -> dict[str, float]:
+    sys.path.insert(0, str(reference))
+    import refapp  # type: ignore[import-not-found]
+
+    rng = random.Random(seed)
+
+    def requests() -> Iterable[dict[str, Any]]:
+        for n in range(count + WARM_UP):  # as the yardstick's post.lua builds them
+            body = urllib.parse.urlencode(
+                {
+                    "From": f"+1555{rng.randint(1, 100_000):07d}",
+                    "To": "+15005550006",
+                    "Body": "hello there",
+                    "MessageSid": f"SM{seed:08x}{n:024x}",
+                    "AccountSid": "AC123",
+                    "NumMedia": "0",
+                }
+            )
+            yield environ("/sms", body.encode(), {})
+
+    return measure(refapp.application, requests(), count)
+
+
+def psql(admin_url: str, database: str, sql: str) -> None:
+    url = urllib.parse.urlsplit(admin_url)._replace(path=f"/{database}").geturl()
+    subprocess.run(["psql", url, "-qXv", "ON_ERROR_STOP=1", "-c", sql], check=True, capture_output=True)
+
+
+def database_url(admin_url: str, database: str) -> str:
+    return urllib.parse.urlsplit(admin_url)._replace(path=f"/{database}").geturl()
+
+
+def start(which: str, args: argparse.Namespace, env: dict[str, str], seed: int) -> subprocess.Popen[str]:
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        which,
+        "--requests",
+        str(args.requests),
+        "--seed",
+        str(seed),
+    ]
+    command += ["--reference", str(args.reference)]
+    # Its log (a line per message) goes to a file, as a served process's goes to a pipe someone reads.
+    log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - the process writes it until `results` closes it
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+    process.log = log  # type: ignore[attr-defined]
+    return process
+
+
+def results(processes: list[subprocess.Popen[str]]) -> list[dict[str, float]]:
+    out = []
+    for process in processes:
+        stdout, _ = process.communicate()
+        log = process.log  # type: ignore[attr-defined]
+        if process.returncode:
+            log.seek(0)
+            sys.stderr.write("".join(log.readlines()[-20:]))
+            raise SystemExit(f"a measuring process failed (exit {process.returncode})")
+        log.close()
+        out.append(json.loads(stdout.strip().splitlines()[-1]))
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--requests", type=int, default=3000, help="measured requests per process")
+    parser.add_argument("--pairs", type=int, default=3, help="alternating one-process runs of each app")
+    parser.add_argument("--processes", type=int, default=4, help="processes of each app at once")
+    parser.add_argument("--redis-url", default="", help="REDIS_URL for our app, as in production")
+    parser.add_argument("--admin-url", default="postgres://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--reference", type=Path, default=ROOT.parent / "shared" / "bench" / "reference")
+    parser.add_argument("--child", choices=["ours", "reference"], help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=1, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    sys.path.insert(0, str(HERE))
+    sys.path.insert(0, str(ROOT))
+
+    if args.child == "ours":
+        print(json.dumps(child_ours(args.requests, args.seed, os.environ["TWILIO_AUTH_TOKEN"])))
+        return 0
+    if args.child == "reference":
+        print(json.dumps(child_reference(args.requests, args.seed, args.reference)))
+        return 0
+
+    from ingest import product_env
+
+    for database in (OURS_DB, REF_DB):
+        psql(args.admin_url, "postgres", f'DROP DATABASE IF EXISTS "{database}"')
+        psql(args.admin_url, "postgres", f'CREATE DATABASE "{database}"')
+    data_dir = Path(tempfile.mkdtemp(prefix="bench-ingest-cpu-"))
+    ours_env = {
+        **os.environ,
+        **product_env(database_url(args.admin_url, OURS_DB), ORIGIN, str(data_dir), args.redis_url),
+        "LOG_LEVEL": "INFO",  # as served: one log line per message
+    }
+    if not args.redis_url:
+        ours_env.pop("REDIS_URL", None)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=ours_env, check=True
+    )
+    ref_env = {**os.environ, "PGDATABASE": REF_DB}
+    subprocess.run(
+        ["psql", database_url(args.admin_url, REF_DB), "-qX", "-f", str(args.reference / "schema.sql")],
+        check=True,
+        capture_output=True,
+    )
+
+    def empty() -> None:
+        psql(
+            args.admin_url,
+            OURS_DB,
+            "TRUNCATE sessions_app_message, sessions_app_session, sessions_app_contact CASCADE",
+        )
+        psql(args.admin_url, REF_DB, "TRUNCATE msg, sess")
+
+    def row(name: str, runs: list[dict[str, float]]) -> str:
+        def span(key: str) -> str:
+            values = [run[key] for run in runs]
+            return f"{min(values):.2f} to {max(values):.2f}" if len(values) > 1 else f"{values[0]:.2f}"
+
+        return f"  {name:<30} Python {span('python_ms')} ms, PostgreSQL {span('postgres_ms')} ms"
+
+    ours: list[dict[str, float]] = []
+    ref: list[dict[str, float]] = []
+    for pair in range(args.pairs):
+        empty()
+        ours += results([start("ours", args, ours_env, seed=100 + pair)])
+        empty()
+        ref += results([start("reference", args, ref_env, seed=100 + pair)])
+    # Alternated too: the machine's speed drifts over minutes, and both apps should see the same drift.
+    ours_many: list[list[dict[str, float]]] = []
+    ref_many: list[list[dict[str, float]]] = []
+    for pair in range(args.pairs):
+        seeds = range(1000 * (pair + 2), 1000 * (pair + 2) + args.processes)
+        empty()
+        ours_many.append(results([start("ours", args, ours_env, seed) for seed in seeds]))
+        empty()
+        ref_many.append(results([start("reference", args, ref_env, seed) for seed in seeds]))
+    for database in (OURS_DB, REF_DB):
+        psql(args.admin_url, "postgres", f'DROP DATABASE IF EXISTS "{database}"')
+
+    def total(runs: list[dict[str, float]]) -> float:
+        return statistics.median(run["python_ms"] + run["postgres_ms"] for run in runs)
+
+    def rate(runs: list[dict[str, float]]) -> float:
+        return sum(1000 / run["wall_ms"] for run in runs)
+
+    print(f"CPU per inbound SMS, {args.requests} requests per process (after {WARM_UP} to warm up)")
+    print(f"one process at a time, {args.pairs} alternating pairs:")
+    print(row("ours", ours))
+    print(row("yardstick", ref))
+    print(f"  CPU ratio yardstick / ours (medians): {total(ref) / total(ours):.2f}")
+    print(f"{args.processes} processes of each at once, {args.pairs} alternating rounds:")
+    for name, rounds in (("ours", ours_many), ("yardstick", ref_many)):
+        rates = ", ".join(f"{rate(runs):,.0f}" for runs in rounds)
+        print(row(name, [run for runs in rounds for run in runs]) + f"; requests/s in all: {rates}")
+    ratios = [rate(o) / rate(r) for o, r in zip(ours_many, ref_many, strict=True)]
+    best = max(rate(runs) for runs in ours_many) / max(rate(runs) for runs in ref_many)
+    print(
+        f"  throughput ratio ours / yardstick: {', '.join(f'{r:.2f}' for r in ratios)} by round, "
+        f"{best:.2f} best against best"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
