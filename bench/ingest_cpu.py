@@ -19,6 +19,7 @@ import io
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -240,6 +241,7 @@ def main() -> int:
         ref_many.append(results([start("reference", args, ref_env, seed) for seed in seeds]))
     for database in (OURS_DB, REF_DB):
         psql(args.admin_url, "postgres", f'DROP DATABASE IF EXISTS "{database}"')
+    shutil.rmtree(data_dir, ignore_errors=True)
 
     def total(runs: list[dict[str, float]]) -> float:
         return statistics.median(run["python_ms"] + run["postgres_ms"] for run in runs)
