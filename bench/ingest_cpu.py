@@ -120,44 +120,28 @@ def child_reference(count: int, seed: int, reference: Path) -> dict[str, float]:
     return measure(refapp.application, requests(), count)
 
 
-def psql(admin_url: str, database: str, sql: str) -> None:
-    url = urllib.parse.urlsplit(admin_url)._replace(path=f"/{database}").geturl()
-    subprocess.run(["psql", url, "-qXv", "ON_ERROR_STOP=1", "-c", sql], check=True, capture_output=True)
+Started = tuple[subprocess.Popen[str], Path]
 
 
-def database_url(admin_url: str, database: str) -> str:
-    return urllib.parse.urlsplit(admin_url)._replace(path=f"/{database}").geturl()
-
-
-def start(which: str, args: argparse.Namespace, env: dict[str, str], seed: int) -> subprocess.Popen[str]:
-    command = [
-        sys.executable,
-        __file__,
-        "--child",
-        which,
-        "--requests",
-        str(args.requests),
-        "--seed",
-        str(seed),
-    ]
-    command += ["--reference", str(args.reference)]
+def start(which: str, args: argparse.Namespace, env: dict[str, str], seed: int, logs: Path) -> Started:
+    command = [sys.executable, __file__, "--child", which, "--requests", str(args.requests)]
+    command += ["--seed", str(seed), "--reference", str(args.reference)]
     # Its log (a line per message) goes to a file, as a served process's goes to a pipe someone reads.
-    log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - the process writes it until `results` closes it
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
-    process.log = log  # type: ignore[attr-defined]
-    return process
+    log = logs / f"{which}-{seed}.log"
+    with log.open("w") as handle:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=handle, text=True
+        )
+    return process, log
 
 
-def results(processes: list[subprocess.Popen[str]]) -> list[dict[str, float]]:
+def results(started: list[Started]) -> list[dict[str, float]]:
     out = []
-    for process in processes:
+    for process, log in started:
         stdout, _ = process.communicate()
-        log = process.log  # type: ignore[attr-defined]
         if process.returncode:
-            log.seek(0)
-            sys.stderr.write("".join(log.readlines()[-20:]))
+            sys.stderr.write("".join(log.read_text().splitlines(keepends=True)[-20:]))
             raise SystemExit(f"a measuring process failed (exit {process.returncode})")
-        log.close()
         out.append(json.loads(stdout.strip().splitlines()[-1]))
     return out
 
@@ -185,7 +169,7 @@ def main() -> int:
         print(json.dumps(child_reference(args.requests, args.seed, args.reference)))
         return 0
 
-    from ingest import product_env
+    from ingest import product_env, psql
 
     for database in (OURS_DB, REF_DB):
         psql(args.admin_url, "postgres", f'DROP DATABASE IF EXISTS "{database}"')
@@ -193,7 +177,12 @@ def main() -> int:
     data_dir = Path(tempfile.mkdtemp(prefix="bench-ingest-cpu-"))
     ours_env = {
         **os.environ,
-        **product_env(database_url(args.admin_url, OURS_DB), ORIGIN, str(data_dir), args.redis_url),
+        **product_env(
+            urllib.parse.urlsplit(args.admin_url)._replace(path=f"/{OURS_DB}").geturl(),
+            ORIGIN,
+            str(data_dir),
+            args.redis_url,
+        ),
         "LOG_LEVEL": "INFO",  # as served: one log line per message
     }
     if not args.redis_url:
@@ -202,11 +191,7 @@ def main() -> int:
         [sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=ours_env, check=True
     )
     ref_env = {**os.environ, "PGDATABASE": REF_DB}
-    subprocess.run(
-        ["psql", database_url(args.admin_url, REF_DB), "-qX", "-f", str(args.reference / "schema.sql")],
-        check=True,
-        capture_output=True,
-    )
+    psql(args.admin_url, REF_DB, (args.reference / "schema.sql").read_text())
 
     def empty() -> None:
         psql(
@@ -227,18 +212,18 @@ def main() -> int:
     ref: list[dict[str, float]] = []
     for pair in range(args.pairs):
         empty()
-        ours += results([start("ours", args, ours_env, seed=100 + pair)])
+        ours += results([start("ours", args, ours_env, 100 + pair, data_dir)])
         empty()
-        ref += results([start("reference", args, ref_env, seed=100 + pair)])
+        ref += results([start("reference", args, ref_env, 100 + pair, data_dir)])
     # Alternated too: the machine's speed drifts over minutes, and both apps should see the same drift.
     ours_many: list[list[dict[str, float]]] = []
     ref_many: list[list[dict[str, float]]] = []
     for pair in range(args.pairs):
         seeds = range(1000 * (pair + 2), 1000 * (pair + 2) + args.processes)
         empty()
-        ours_many.append(results([start("ours", args, ours_env, seed) for seed in seeds]))
+        ours_many.append(results([start("ours", args, ours_env, seed, data_dir) for seed in seeds]))
         empty()
-        ref_many.append(results([start("reference", args, ref_env, seed) for seed in seeds]))
+        ref_many.append(results([start("reference", args, ref_env, seed, data_dir) for seed in seeds]))
     for database in (OURS_DB, REF_DB):
         psql(args.admin_url, "postgres", f'DROP DATABASE IF EXISTS "{database}"')
     shutil.rmtree(data_dir, ignore_errors=True)
