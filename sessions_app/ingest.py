@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+import orjson
 from django.db import IntegrityError, connection, models, transaction
 from django.db.models import F
 from django.db.models.signals import post_delete, post_save
@@ -520,8 +521,8 @@ def _columns(model: type[models.Model]) -> list[tuple[str, str, bool, Callable[[
     ]
 
 
-def _row_json(instance: models.Model) -> str:
-    """`instance` as the JSON object `jsonb_populate_record` reads: column → value as stored."""
+def _row_values(instance: models.Model) -> dict[str, Any]:
+    """`instance` as the object `jsonb_populate_record` reads: column → value as stored."""
     values = {}
     fields = instance.__dict__  # every concrete field of an instance built here is set, so no descriptors
     for column, attname, primary_key, stored in _columns(type(instance)):
@@ -529,7 +530,20 @@ def _row_json(instance: models.Model) -> str:
         if primary_key and value is None:
             continue  # the database assigns it
         values[column] = value if stored is None or value is None else stored(value)
-    return json.dumps(values, default=_json_value)
+    return values
+
+
+def _row_json(instance: models.Model) -> str:
+    return _json_text(_row_values(instance))
+
+
+def _json_text(values: dict[str, Any]) -> str:
+    try:
+        # orjson writes datetimes and UUIDs as `_json_value` does, in a fifth of the time of the
+        # standard library's encoder: a few percent of an inbound message's CPU (docs/ingest.md).
+        return orjson.dumps(values).decode()
+    except TypeError:  # a type it does not know, or an integer beyond 64 bits
+        return json.dumps(values, default=_json_value)
 
 
 def record_phone_message(

@@ -78,3 +78,32 @@ def test_parameters_are_bound_by_the_server_and_no_statement_stays_prepared(clie
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_prepared_statements")
         assert cursor.fetchone()[0] == 0
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the ingest function's shortcut")
+def test_a_new_numbers_first_text_takes_no_pair_lock_and_later_ones_do():
+    """Nothing can exist for a contact created in this transaction (migration 0013), so its first
+    message skips the lock, the redelivery check and the session lookup; the next one takes them."""
+    from sessions_app.ingest import InboundMessage, record_phone_message
+
+    def advisory_locks_held() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+            )
+            return cursor.fetchone()[0]
+
+    def text(external_id: str):
+        return record_phone_message(
+            kind="sms",
+            to="+15005550006",
+            from_phone="+15557654321",
+            inbound=InboundMessage(content="Hello", provider="twilio", external_id=external_id),
+        )
+
+    first = text("SM1")  # the test's transaction holds every lock until it ends
+    assert first.created_session and advisory_locks_held() == 0
+    assert text("SM1").duplicate and advisory_locks_held() == 1
+    joined = text("SM2")
+    assert not joined.created_session and joined.session.pk == first.session.pk
+    assert Session.objects.get().message_count == 2

@@ -63,3 +63,26 @@ def test_rows_built_for_ingest_hold_what_djangos_constructor_would():
     session = _build(Session, channel=channel, contact=contact)
     assert session.channel is channel and session.channel_id == 7 and session.contact_id == 9
     assert _build(Session).metadata == {} and _build(Session).metadata is not _build(Session).metadata
+
+
+def test_the_rows_sent_to_the_function_read_as_the_standard_librarys_encoding_would():
+    """`_row_json` uses orjson for speed; what PostgreSQL reads must not change with the encoder.
+    An integer beyond 64 bits, which orjson refuses, takes the standard library's path."""
+    import json
+    from datetime import UTC, datetime
+
+    from sessions_app.ingest import _build, _json_text, _json_value, _row_values
+    from sessions_app.models import Channel
+
+    now = datetime(2026, 11, 23, 12, 0, 0, 5, tzinfo=UTC)
+    channel = Channel(pk=7, kind="sms", address="+15005550006")
+    contact = Contact(pk=9, phone="+15551234567", whatsapp_profile_name="Zoë")
+    rows = [
+        _build(Contact, phone="+15551234567", whatsapp_profile_name="Zoë ✓", created_at=now, updated_at=now),
+        _build(Session, channel=channel, contact=contact, title="SMS from +1", metadata={"a": [1, 2.5]}),
+        _build(Message, content='say "hi"\n', media=[{"url": "https://x/1", "n": 2**70}], created_at=now),
+    ]
+    for row in rows:
+        values = _row_values(row)  # once: the metadata's ciphertext differs each time
+        assert json.loads(_json_text(values)) == json.loads(json.dumps(values, default=_json_value))
+    assert '"n": 1180591620717411303424' in _json_text(_row_values(rows[2]))  # the fallback's spacing

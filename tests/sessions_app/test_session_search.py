@@ -233,6 +233,35 @@ def test_a_joining_message_with_new_words_writes_its_session_once():
     assert found("cracked") == {first.session.pk}
 
 
+def _message_trigger_calls() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions "
+            "WHERE funcname = 'session_search_on_message_insert'"
+        )
+        return int(cursor.fetchone()[0])
+
+
+@postgres_only
+def test_ingest_skips_the_message_trigger_and_every_other_insert_still_fires_it():
+    """Ingest writes the document itself (migration 0013); the flag it raises for its own insert
+    is lowered again, so a message stored later in the same transaction still reaches it."""
+    from sessions_app.ingest import InboundMessage, record_phone_message
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL track_functions = 'pl'")  # counts calls for this transaction's view
+    opened = record_phone_message(
+        kind="sms", to="+15005550006", from_phone="+15557654321", inbound=InboundMessage(content="Broken")
+    )
+    record_phone_message(
+        kind="sms", to="+15005550006", from_phone="+15557654321", inbound=InboundMessage(content="Cracked")
+    )
+    assert _message_trigger_calls() == 0
+    MessageFactory(session=opened.session, content="Replacement ordered")
+    assert _message_trigger_calls() == 1
+    assert found("replacement") == found("broken") == found("cracked") == {opened.session.pk}
+
+
 @postgres_only
 @pytest.mark.parametrize(
     "phone", ["+15550004242", "+44 20 7946-0958", "whatsapp:+4915112345678", "7", "", None]
