@@ -95,3 +95,55 @@ def test_the_lean_handler_refuses_middleware_whose_hooks_it_would_skip(monkeypat
     )
     with pytest.raises(TypeError, match="CsrfViewMiddleware needs process_view"):
         webhook_handler.WebhookHandler()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"From=%2B15551234567&Body=hello+there&NumMedia=0",
+        b"a=1&a=2&b=&c&=x&d=%E2%9C%93+ok&e=%ZZ&f=a%26b%3Dc",
+        "Body=caf\u00e9".encode("iso-8859-1"),  # not UTF-8: read as Latin-1, as Django does
+        b"Body=one;two&x=1;y=2",
+    ],
+)
+def test_the_lean_handler_reads_a_form_exactly_as_django_does(body):
+    from django.http import QueryDict
+
+    fast, django = webhook_handler.form_data(body), QueryDict(body, encoding="utf-8")
+    assert dict(fast.lists()) == dict(django.lists())
+    assert fast.encoding == django.encoding
+    with pytest.raises(AttributeError, match="immutable"):
+        fast["new"] = "value"
+
+
+def test_a_form_with_too_many_fields_is_a_400_through_the_lean_handler(settings):
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 5
+    params = {**sms_params("+15551234567", "Hello"), **{f"Extra{n}": "x" for n in range(5)}}
+    body = urllib.parse.urlencode(params).encode()
+    status, _, _ = call("POST", SMS_URL, body, X_TWILIO_SIGNATURE=sign("http://testserver" + SMS_URL, params))
+    assert status.startswith("400")
+    assert not Message.objects.exists()
+
+
+def test_the_lean_handler_resolves_each_webhook_as_django_does():
+    from django.urls import resolve
+
+    from webhooks.urls import urlpatterns
+
+    handler = webhook_handler.WebhookHandler()
+    for pattern in urlpatterns:
+        path = f"/webhooks/{pattern.pattern}"
+        request = handler.request_class(
+            {"REQUEST_METHOD": "POST", "PATH_INFO": path, "wsgi.input": io.BytesIO(b"")}
+        )
+        match, expected = handler.resolve_request(request), resolve(path)
+        assert (match.func, match.url_name, match.args, match.kwargs) == (
+            expected.func,
+            expected.url_name,
+            expected.args,
+            expected.kwargs,
+        )
+        assert request.resolver_match is match
+    status, _, _ = call("POST", "/webhooks/twilio/nothing-here/")
+    assert status.startswith("404")
