@@ -12,6 +12,14 @@
   ran an UPDATE that changed nothing. The function now marks its own insert with a
   transaction-local setting that the trigger's WHEN clause reads; every other message insert (ORM,
   API, outbound replies, staff) fires the trigger as before.
+- **A session opened for a new contact gets its document from the call itself.** The session insert
+  trigger would read back the contact and the messages this call has just written (two queries)
+  to compute what the call can compute from the rows it holds; the same flag keeps the trigger
+  out. A session opened for a contact seen before still gets its document from the trigger, which
+  reads the contact as staff may have edited it.
+- **A new session's row is not sent back.** It is the row Python built and sent; returning it only to
+  be parsed and dropped cost the client about 3 % of an inbound message's CPU (six timestamps).
+  Its columns come back NULL.
 """
 
 import importlib
@@ -60,24 +68,57 @@ CREATE_FUNCTION = (
     + _tail
 )
 MESSAGE_INSERT = "    INSERT INTO sessions_app_message ("
-MESSAGE_INSERTED = "    RETURNING id INTO mid;\n"
 CREATE_FUNCTION = _replace_once(
     CREATE_FUNCTION,
     MESSAGE_INSERT,
     f"    PERFORM set_config('{INGEST_FLAG}', 'on', true);\n{MESSAGE_INSERT}",
 )
-CREATE_FUNCTION = _replace_once(
-    CREATE_FUNCTION,
-    MESSAGE_INSERTED,
-    f"{MESSAGE_INSERTED}    PERFORM set_config('{INGEST_FLAG}', 'off', true);\n",
-)
 
-# A new session's row is the one Python built and sent: returning it only to be parsed and dropped
-# cost the client about 3 % of an inbound message's CPU (six timestamps). Its columns come back NULL.
 CREATE_FUNCTION = _replace_once(
     CREATE_FUNCTION,
     "FROM jsonb_populate_record(NULL::sessions_app_session, p_session) n\n        RETURNING * INTO s;\n",
     "FROM jsonb_populate_record(NULL::sessions_app_session, p_session) n;\n        s := NULL;\n",
+)
+CREATE_FUNCTION = _replace_once(
+    CREATE_FUNCTION,
+    "    END IF;\n\n    RETURN QUERY SELECT outcome, gap, cid, mid,",
+    f"    END IF;\n    PERFORM set_config('{INGEST_FLAG}', 'off', true);\n\n    RETURN QUERY SELECT outcome, gap, cid, mid,",
+)
+# A session opened for a contact this call created: its document is computed from the rows this
+# call holds, exactly as session_search_fields would read them back (the new contact, the one
+# message). The session insert trigger would find them with two more queries.
+CREATE_FUNCTION = _replace_once(CREATE_FUNCTION, "    mid bigint;\n", "    mid bigint;\n    document tsvector;\n")
+CREATE_FUNCTION = _replace_once(
+    CREATE_FUNCTION,
+    "    IF outcome NOT IN ('named', 'reused') THEN\n        INSERT INTO sessions_app_session (",
+    f"""    IF outcome NOT IN ('named', 'reused') THEN
+        IF created_contact THEN
+            document := session_search_words(concat_ws(' ', p_session->>'title', p_session->>'description'))
+                || session_search_words(concat_ws(' ', p_contact->>'display_name',
+                                                  p_contact->>'whatsapp_profile_name',
+                                                  p_contact->>'external_user_id'))
+                || session_search_phone(p_contact->>'phone')
+                || session_search_words(p_message->>'content');
+        ELSE  -- the insert trigger computes it, reading the contact as it is now
+            PERFORM set_config('{INGEST_FLAG}', 'off', true);
+        END IF;
+        INSERT INTO sessions_app_session (search_document, """,
+)
+CREATE_FUNCTION = _replace_once(
+    CREATE_FUNCTION,
+    "        SELECT n.id, n.external_id,",
+    "        SELECT coalesce(document, ''), n.id, n.external_id,",
+)
+
+SESSION_TRIGGER = """
+DROP TRIGGER session_search_insert ON sessions_app_session;
+CREATE TRIGGER session_search_insert BEFORE INSERT ON sessions_app_session
+    FOR EACH ROW{when} EXECUTE FUNCTION session_search_on_session();
+"""
+_OLD_SESSION_TRIGGER = SESSION_TRIGGER.format(when="")
+assert _OLD_SESSION_TRIGGER.split("\n", 2)[2] in search.TRIGGERS
+NEW_SESSION_TRIGGER = SESSION_TRIGGER.format(
+    when=f" WHEN (current_setting('{INGEST_FLAG}', true) IS DISTINCT FROM 'on')"
 )
 
 MESSAGE_TRIGGER = """
@@ -96,12 +137,14 @@ def forward(apps, schema_editor):  # type: ignore[no-untyped-def]
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute(CREATE_FUNCTION)
         schema_editor.execute(NEW_TRIGGER)
+        schema_editor.execute(NEW_SESSION_TRIGGER)
 
 
 def backward(apps, schema_editor):  # type: ignore[no-untyped-def]
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute(with_words.CREATE_FUNCTION)
         schema_editor.execute(_OLD_TRIGGER)
+        schema_editor.execute(_OLD_SESSION_TRIGGER)
 
 
 class Migration(migrations.Migration):

@@ -275,3 +275,55 @@ def test_the_phone_suffixes_are_those_of_the_first_definition(phone):
     assert actual == expected
     if phone and len(phone) > 2:
         assert "'" + phone[-2:] + "'" in actual  # the last two digits find it
+
+
+def _session_document(session_id) -> tuple[str, str]:
+    """(the stored document, the one session_search_fields computes from the rows now)"""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT search_document::text, "
+            "session_search_fields(title, description, contact_id, id)::text "
+            "FROM sessions_app_session WHERE id = %s",
+            [session_id],
+        )
+        return cursor.fetchone()
+
+
+def _session_trigger_calls() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions "
+            "WHERE funcname = 'session_search_on_session'"
+        )
+        return int(cursor.fetchone()[0])
+
+
+@postgres_only
+def test_a_session_opened_for_a_new_contact_gets_the_document_the_trigger_would_compute(settings):
+    """Ingest computes it from the rows it holds (migration 0013); a contact seen before, maybe
+    edited since, gets it from the trigger, which reads the contact."""
+    from sessions_app.ingest import InboundMessage, record_phone_message
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL track_functions = 'pl'")
+
+    def whatsapp(content: str):
+        return record_phone_message(
+            kind="whatsapp",
+            to="+15005550006",
+            from_phone="+447700900123",
+            inbound=InboundMessage(content=content),
+            whatsapp_id="447700900123",
+            profile_name="Zoë O'Brien-Smith",
+        )
+
+    first = whatsapp("My order #4242 hasn't arrived; e-mail ana@example.com")
+    assert first.created_session and _session_trigger_calls() == 0
+    stored, computed = _session_document(first.session.pk)
+    assert stored == computed and "'4242'" in stored and "'obrien'" not in stored and "'brien'" in stored
+    Contact.objects.filter(pk=first.session.contact_id).update(display_name="Zoe Concierge")
+    Session.objects.filter(pk=first.session.pk).update(status="closed")
+    second = whatsapp("Hello again")
+    assert second.created_session and _session_trigger_calls() == 1
+    stored, computed = _session_document(second.session.pk)
+    assert stored == computed and "'concierge'" in stored
