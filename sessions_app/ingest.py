@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import orjson
-from django.db import IntegrityError, connection, models, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, models, transaction
 from django.db.models import F
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
@@ -451,7 +451,7 @@ def _record_with_function(
         _row_json(session),
         _row_json(message),
     ]
-    with connection.cursor() as cursor:
+    with connection.cursor() as cursor:  # `connection` is the default database's, DEFAULT_DB_ALIAS
         cursor.execute(_CALL, params)
         row = cursor.fetchone()
     outcome, gap, contact_id, message_id, *session_values = row
@@ -463,7 +463,7 @@ def _record_with_function(
     if contact is None:
         assert sender is not None
         contact = Contact.from_db(
-            connection.alias,
+            DEFAULT_DB_ALIAS,
             ["id", "phone", "external_user_id"],
             [contact_id, sender.phone, ""],
         )
@@ -477,16 +477,16 @@ def _record_with_function(
     if created:
         session.contact = contact
         session._state.adding = False
-        session._state.db = connection.alias
+        session._state.db = DEFAULT_DB_ALIAS
         _log_opened(channel, session, contact)
     else:
-        session = Session.from_db(connection.alias, _RETURNED_SESSION_FIELDS, session_values)
+        session = Session.from_db(DEFAULT_DB_ALIAS, _RETURNED_SESSION_FIELDS, session_values)
         session.channel = channel
         session.contact = contact
     message.pk = message_id
     message.session = session
     message._state.adding = False
-    message._state.db = connection.alias
+    message._state.db = DEFAULT_DB_ALIAS
     announce_message(session, message, created_session=created, reply_owed=inbound.expects_reply)
     return IngestResult(session, message, created_session=created, duplicate=False)
 
