@@ -59,7 +59,7 @@ def form_data(body: bytes) -> QueryDict:
     lists: dict[str, list[str]] = {}
     for key, value in pairs:
         lists.setdefault(key, []).append(value)
-    form = QueryDict(mutable=True)
+    form = QueryDict(mutable=True, encoding="utf-8")  # as Django reads a form body, whatever DEFAULT_CHARSET
     dict.update(form, lists)  # a MultiValueDict keeps each key's values as a list in the dict itself
     form._mutable = False
     return form
@@ -82,8 +82,8 @@ class WebhookRequest(WSGIRequest):
 
 @functools.lru_cache(maxsize=32)
 def _resolved(urlconf: str, path: str) -> ResolverMatch:
-    # Webhook routes capture nothing, so a path always resolves to the same match; failures raise
-    # and are not kept, so unknown paths cannot fill this.
+    # A path resolves to the same match for as long as the URL configuration (the key) is the same.
+    # Bounded, and failures raise and are not kept, so unknown paths cannot fill it.
     return get_resolver(urlconf).resolve(path)
 
 

@@ -1,4 +1,4 @@
-"""Two shortcuts in the ingest function for work it can prove is void (PostgreSQL only; docs/ingest.md).
+"""Four shortcuts in the ingest function for work it can prove is void (PostgreSQL only; docs/ingest.md).
 
 - **A contact this call created has nothing yet.** Until this transaction commits, no other
   transaction can see the new contact row, and one that tries to create the same contact waits on
@@ -29,7 +29,8 @@ from django.db import migrations
 with_words = importlib.import_module("sessions_app.migrations.0009_ingest_search")
 search = importlib.import_module("sessions_app.migrations.0008_search")
 
-# The setting the function turns on around its own message insert (and off again straight after).
+# Raised by the function from its message insert until it returns (lowered before its session insert
+# when the trigger is to compute the document); the triggers' WHEN clauses read it.
 INGEST_FLAG = "sessions_app.ingest_writes_search"
 
 
