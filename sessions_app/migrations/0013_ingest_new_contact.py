@@ -43,7 +43,7 @@ CREATE_FUNCTION = with_words.CREATE_FUNCTION
 CREATE_FUNCTION = _replace_once(
     CREATE_FUNCTION,
     "    mid bigint;\n",
-    "    mid bigint;\n    created_contact boolean := false;\n",
+    "    mid bigint;\n    created_contact boolean := false;\n    document tsvector;\n",
 )
 CREATE_FUNCTION = _replace_once(
     CREATE_FUNCTION,
@@ -88,7 +88,6 @@ CREATE_FUNCTION = _replace_once(
 # A session opened for a contact this call created: its document is computed from the rows this
 # call holds, exactly as session_search_fields would read them back (the new contact, the one
 # message). The session insert trigger would find them with two more queries.
-CREATE_FUNCTION = _replace_once(CREATE_FUNCTION, "    mid bigint;\n", "    mid bigint;\n    document tsvector;\n")
 CREATE_FUNCTION = _replace_once(
     CREATE_FUNCTION,
     "    IF outcome NOT IN ('named', 'reused') THEN\n        INSERT INTO sessions_app_session (",

@@ -233,13 +233,26 @@ def test_a_joining_message_with_new_words_writes_its_session_once():
     assert found("cracked") == {first.session.pk}
 
 
-def _message_trigger_calls() -> int:
+def _count_function_calls() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL track_functions = 'pl'")  # for this transaction's statistics view
+
+
+def _calls(function: str) -> int:
+    """How often `function` ran in this transaction (after `_count_function_calls`)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions "
-            "WHERE funcname = 'session_search_on_message_insert'"
+            "SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions WHERE funcname = %s", [function]
         )
         return int(cursor.fetchone()[0])
+
+
+def _message_trigger_calls() -> int:
+    return _calls("session_search_on_message_insert")
+
+
+def _session_trigger_calls() -> int:
+    return _calls("session_search_on_session")
 
 
 @postgres_only
@@ -248,8 +261,7 @@ def test_ingest_skips_the_message_trigger_and_every_other_insert_still_fires_it(
     is lowered again, so a message stored later in the same transaction still reaches it."""
     from sessions_app.ingest import InboundMessage, record_phone_message
 
-    with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL track_functions = 'pl'")  # counts calls for this transaction's view
+    _count_function_calls()
     opened = record_phone_message(
         kind="sms", to="+15005550006", from_phone="+15557654321", inbound=InboundMessage(content="Broken")
     )
@@ -289,23 +301,13 @@ def _session_document(session_id) -> tuple[str, str]:
         return cursor.fetchone()
 
 
-def _session_trigger_calls() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions "
-            "WHERE funcname = 'session_search_on_session'"
-        )
-        return int(cursor.fetchone()[0])
-
-
 @postgres_only
-def test_a_session_opened_for_a_new_contact_gets_the_document_the_trigger_would_compute(settings):
+def test_a_session_opened_for_a_new_contact_gets_the_document_the_trigger_would_compute():
     """Ingest computes it from the rows it holds (migration 0013); a contact seen before, maybe
     edited since, gets it from the trigger, which reads the contact."""
     from sessions_app.ingest import InboundMessage, record_phone_message
 
-    with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL track_functions = 'pl'")
+    _count_function_calls()
 
     def whatsapp(content: str):
         return record_phone_message(
