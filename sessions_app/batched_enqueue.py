@@ -12,6 +12,10 @@ follow each other closely the thread lingers a moment to gather more.
 Nothing is lost by queuing in memory: the work is already owed in the database (`reply_state`), and
 `recover_owed_work` queues whatever never reached a worker (a process that died, a broker outage),
 exactly as it did when a direct publish failed. docs/tasks.md has the trade-offs.
+
+Under gunicorn the workers hand their items to one publish relay process instead
+(`publish_relay.py`), which adds them to its own queue of the same name: one publisher for the whole
+server. What the relay cannot take is published here, by the worker's own thread.
 """
 
 from __future__ import annotations
@@ -22,11 +26,20 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
+
+from sessions_app import publish_relay
 
 log = logging.getLogger(__name__)
 
 Item = TypeVar("Item")
+
+# By name, for the publish relay, which adds the items it receives to its own queue of that name.
+_queues: dict[str, BatchedEnqueue[Any]] = {}
+
+
+def registered_queues() -> dict[str, BatchedEnqueue[Any]]:
+    return dict(_queues)
 
 
 class BatchedEnqueue(Generic[Item]):
@@ -42,11 +55,15 @@ class BatchedEnqueue(Generic[Item]):
         self._pid: int | None = None  # the process whose thread runs; a forked child starts its own
         self._busy = False
         self._last_send = float("-inf")
+        _queues[name] = self
 
     def add(self, item: Item) -> None:
         self.add_all((item,))
 
     def add_all(self, items: Iterable[Item]) -> None:
+        items = list(items)
+        if publish_relay.forward(self.name, items):
+            return
         with self._wake:
             if self._pid != os.getpid():
                 self._start()

@@ -24,8 +24,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextlib.contextmanager
-def gunicorn(workers: int = 4) -> Iterator[str]:
-    """Serve `config.wsgi:application` with `workers` sync workers; yields the origin."""
+def gunicorn(workers: int = 4, env_overrides: dict[str, str] | None = None) -> Iterator[str]:
+    """Serve `config.wsgi:application` with `workers` sync workers; yields the origin.
+
+    Started from the project's root, as the README starts it, so `gunicorn.conf.py` applies (the
+    publish relay runs beside the workers)."""
     port = free_port()
     origin = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="gunicorn-test-") as data_dir:
@@ -45,6 +48,7 @@ def gunicorn(workers: int = 4) -> Iterator[str]:
         }
         if settings.REDIS_URL:
             env["REDIS_URL"] = settings.REDIS_URL
+        env.update(env_overrides or {})
         log_path = Path(data_dir) / "gunicorn.log"
         with log_path.open("wb") as log_file:
             process = subprocess.Popen(
