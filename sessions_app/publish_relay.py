@@ -41,7 +41,7 @@ import orjson
 
 log = logging.getLogger("sessions_app.publish_relay")  # also when run as __main__
 
-# The pipe's write end, as a file descriptor number: set by the master, inherited by its workers.
+# The pipe's write end as "<fd>:<inode>": set by the master, inherited by the workers it forks.
 RELAY_FD_VARIABLE = "SESSIONS_PUBLISH_RELAY_FD"
 # POSIX guarantees atomic pipe writes up to PIPE_BUF (512 bytes at least; 4,096 on Linux).
 LINE_LIMIT = getattr(select, "PIPE_BUF", 512)
@@ -69,20 +69,25 @@ def _write_fd() -> int | None:
     return _writer[2]
 
 
+def relay_variable(write_fd: int) -> str:
+    return f"{write_fd}:{os.fstat(write_fd).st_ino}"
+
+
 def _inherited_write_fd(value: str) -> int | None:
-    if not value.isdigit():
+    fd_text, _, inode_text = value.partition(":")
+    if not (fd_text.isdigit() and inode_text.isdigit()):
         return None
-    fd = int(value)
+    fd = int(fd_text)
     try:
-        # A descriptor inherited by something the master did not fork (an exec'd program keeps the
-        # variable but not the pipe) may be another file by now: only a pipe opened for writing is ours.
-        mode = os.fstat(fd).st_mode
+        # A program the master did not fork (an exec'd one keeps the variable but not the pipe) may
+        # hold another file under that number: only the very pipe, open for writing, is ours.
+        status = os.fstat(fd)
         flags = fcntl.fcntl(fd, fcntl.F_GETFL)
     except OSError:
         return None
-    if not stat.S_ISFIFO(mode) or flags & os.O_ACCMODE != os.O_WRONLY:
+    if not stat.S_ISFIFO(status.st_mode) or flags & os.O_ACCMODE != os.O_WRONLY:
         return None
-    return fd
+    return fd if status.st_ino == int(inode_text) else None
 
 
 def forward(queue_name: str, items: list[Any]) -> bool:
@@ -131,7 +136,7 @@ def start() -> None:
     )
     os.close(read_fd)  # the relay is its only reader, so its exit shows as a broken pipe
     # Workers are forked, not exec'd, so they inherit the descriptor whatever its inheritable flag.
-    os.environ[RELAY_FD_VARIABLE] = str(write_fd)
+    os.environ[RELAY_FD_VARIABLE] = relay_variable(write_fd)
     _master_write_fd = write_fd
 
 

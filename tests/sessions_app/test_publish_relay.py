@@ -19,7 +19,7 @@ from twilio.request_validator import RequestValidator
 
 from sessions_app import publish_relay
 from sessions_app.batched_enqueue import BatchedEnqueue
-from sessions_app.publish_relay import RELAY_FD_VARIABLE, Relay, forward
+from sessions_app.publish_relay import RELAY_FD_VARIABLE, Relay, forward, relay_variable
 from tests.gunicorn_server import gunicorn
 from tests.sessions_app.test_batched_enqueue import Recorder
 from tests.twilio_helpers import new_sid, sms_params
@@ -52,7 +52,7 @@ def pipe(monkeypatch) -> Iterator[tuple[int, int]]:
     read_fd, write_fd = os.pipe()
     write_fd = renumbered(write_fd)
     os.set_blocking(write_fd, False)
-    monkeypatch.setenv(RELAY_FD_VARIABLE, str(write_fd))
+    monkeypatch.setenv(RELAY_FD_VARIABLE, relay_variable(write_fd))
     yield read_fd, write_fd
     for fd in (read_fd, write_fd):
         with contextlib.suppress(OSError):
@@ -139,12 +139,18 @@ def test_when_the_relay_is_gone_the_worker_says_so_once_and_publishes_everything
     assert caplog.text.count("The publish relay is gone") == 1
 
 
-@pytest.mark.parametrize("which", ["read-end", "regular-file"])
-def test_a_variable_that_does_not_name_a_pipe_s_write_end_is_ignored(monkeypatch, tmp_path, which):
+@pytest.mark.parametrize("which", ["read-end", "regular-file", "another-pipe", "no-inode"])
+def test_a_variable_that_does_not_name_the_pipe_s_write_end_is_ignored(monkeypatch, tmp_path, which):
     read_fd, write_fd = (renumbered(fd) for fd in os.pipe())
     other = renumbered(os.open(tmp_path / "file", os.O_WRONLY | os.O_CREAT))
+    value = {
+        "read-end": f"{read_fd}:{os.fstat(read_fd).st_ino}",
+        "regular-file": f"{other}:{os.fstat(other).st_ino}",
+        "another-pipe": f"{write_fd}:{os.fstat(write_fd).st_ino + 1}",  # the number reused since
+        "no-inode": str(write_fd),
+    }[which]
     try:
-        monkeypatch.setenv(RELAY_FD_VARIABLE, str(read_fd if which == "read-end" else other))
+        monkeypatch.setenv(RELAY_FD_VARIABLE, value)
         assert not forward("test", [1])
     finally:
         for fd in (read_fd, write_fd, other):
@@ -207,6 +213,20 @@ def _relay_pid(port: str) -> int | None:
     return None
 
 
+def _wait_until_dead(pid: int, timeout: float = 10) -> None:
+    """Until `pid` has exited (gone, or a zombie its parent has not reaped yet)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return
+        if state in ("Z", "X"):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"process {pid} did not exit")
+
+
 def _post_sms(origin: str, from_phone: str) -> None:
     url = f"{origin}/webhooks/twilio/sms/"
     params = sms_params(from_phone, "Hello", MessageSid=new_sid("SM"))
@@ -215,9 +235,11 @@ def _post_sms(origin: str, from_phone: str) -> None:
     assert response.status_code == 200, response.text
 
 
-def _next_task_origin(broker: redis.Redis, timeout: float = 30) -> int:
+def _next_task_origin(broker: redis.Redis, timeout: float = 30, missing_ok: bool = False) -> int | None:
     """The pid of the process that published the next reply task (Celery's `origin` header)."""
     popped = broker.brpop(["celery"], timeout=timeout)
+    if popped is None and missing_ok:
+        return None
     assert popped is not None, "no reply task reached the broker"
     headers = json.loads(popped[1])["headers"]
     assert headers["task"] == "sessions_app.tasks.produce_replies_task"
@@ -245,8 +267,15 @@ def test_under_gunicorn_the_relay_publishes_the_workers_tasks_and_they_take_over
         assert _next_task_origin(broker) == relay
 
         os.kill(relay, signal.SIGKILL)
-        _post_sms(origin, "+15557770002")  # the worker finds the pipe broken
-        publisher = _next_task_origin(broker)
+        _wait_until_dead(relay)
+        # The workers find the pipe broken and publish themselves. (A line already in the pipe when
+        # the relay died dies with it; the reply it carried stays owed and recovery re-queues it.)
+        for n in range(5):
+            _post_sms(origin, f"+155577710{n:02d}")
+            publisher = _next_task_origin(broker, timeout=10, missing_ok=True)
+            if publisher is not None:
+                break
+        assert publisher is not None, "no worker published after the relay died"
         assert publisher != relay
         assert "gunicorn" in _cmdline(publisher)
 
