@@ -25,7 +25,6 @@ Gunicorn starts it from `gunicorn.conf.py` (`on_starting`) and stops it on exit;
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import logging
 import os
@@ -174,10 +173,8 @@ class Relay:
             if parent_pid is not None and os.getppid() != parent_pid:
                 log.warning("The gunicorn master is gone; the publish relay stops")
                 break
-            try:
-                ready, _, _ = select.select([self.read_fd], [], [], 0.5)
-            except InterruptedError:
-                continue
+            # A signal (a stop request) interrupts neither call: Python retries both (PEP 475).
+            ready, _, _ = select.select([self.read_fd], [], [], 0.5)
             if ready:
                 if not self._read_available():
                     break  # end of file: no worker and no master holds the write end any more
@@ -185,15 +182,8 @@ class Relay:
         self._drain()
 
     def _read_available(self) -> bool:
-        """Take in what the pipe holds now; False at end of file."""
-        try:
-            data = os.read(self.read_fd, PIPE_SIZE)
-        except BlockingIOError:
-            return True
-        except OSError as exc:
-            if exc.errno == errno.EINTR:
-                return True
-            raise
+        """Take in what the pipe holds (called when it is readable); False at end of file."""
+        data = os.read(self.read_fd, PIPE_SIZE)
         if not data:
             return False
         self._take(data)
@@ -201,10 +191,8 @@ class Relay:
 
     def _drain(self) -> None:
         # A stop request leaves what workers already wrote in the pipe: take that in too.
-        os.set_blocking(self.read_fd, False)
-        while self._read_available():
-            if not select.select([self.read_fd], [], [], 0)[0]:
-                break
+        while select.select([self.read_fd], [], [], 0)[0] and self._read_available():
+            pass
 
     def _take(self, data: bytes) -> None:
         lines = (self._partial + data).split(b"\n")
