@@ -233,6 +233,11 @@ LOGGING["filters"] = {"mask_phone_numbers": {"()": "sessions_app.logfilters.Mask
 cast("dict[str, dict[str, Any]]", LOGGING["handlers"])["console"]["filters"] = ["mask_phone_numbers"]
 # The Twilio SDK logs API requests (numbers, message text) at INFO; keep it to warnings.
 cast("dict[str, Any]", LOGGING["loggers"])["twilio"] = {"level": "WARNING"}
+# No format here or in Celery's worker prints a record's caller or thread, so they are not
+# collected: every inbound message logs a line, and finding the caller walks the stack (the logging
+# HOWTO's "Optimization" section lists both switches). The process name stays: Celery prints it.
+logging._srcfile = None  # type: ignore[attr-defined]
+logging.logThreads = False
 
 # --- HTTPS (README "Production") ------------------------------------------------------------------
 # With DEBUG off and an https PUBLIC_BASE_URL, secure defaults; each can be relaxed by its variable.

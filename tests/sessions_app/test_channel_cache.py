@@ -90,3 +90,17 @@ def test_the_ttl_is_bounded_also_when_the_clock_goes_back(client, django_capture
         with CaptureQueriesContext(connection) as captured:
             committed_sms(client, django_capture_on_commit_callbacks, "An hour earlier, says the clock")
     assert len(channel_queries(captured)) >= 1
+
+
+def test_a_remembered_channel_is_handed_out_as_a_copy(client, django_capture_on_commit_callbacks):
+    from sessions_app.ingest import cached_channel
+
+    committed_sms(client, django_capture_on_commit_callbacks, "Hello")
+    first = cached_channel("sms", OUR_NUMBER)
+    assert first is not None and first._state.db == "default" and not first._state.adding
+    first.name = "changed by a caller"
+    first._state.fields_cache["x"] = object()
+    second = cached_channel("sms", OUR_NUMBER)
+    assert second is not None and second is not first
+    assert second.name != "changed by a caller" and second.pk == first.pk
+    assert second._state is not first._state and "x" not in second._state.fields_cache

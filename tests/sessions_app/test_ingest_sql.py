@@ -86,3 +86,47 @@ def test_the_rows_sent_to_the_function_read_as_the_standard_librarys_encoding_wo
         values = _row_values(row)  # once: the metadata's ciphertext differs each time
         assert json.loads(_json_text(values)) == json.loads(json.dumps(values, default=_json_value))
     assert '"n": 1180591620717411303424' in _json_text(_row_values(rows[2]))  # the fallback's spacing
+
+
+def test_instances_loaded_for_ingest_hold_what_from_db_would():
+    """`ingest._instance` skips the constructor: same values, same deferred fields, same state."""
+    from datetime import UTC, datetime
+
+    from django.db import DEFAULT_DB_ALIAS
+
+    from sessions_app.ingest import _RETURNED_SESSION_FIELDS, _instance
+
+    now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    values = [
+        "0b0d3c9e-1c1a-4bde-9a43-0d7d8f1f2a10", None, "sms", "B1", "", 4, "", "SMS from +1", "active",
+        "", 3, now, now, now, now, now, now,
+    ]  # fmt: skip
+    assert len(values) == len(_RETURNED_SESSION_FIELDS)
+    loaded = _instance(Session, _RETURNED_SESSION_FIELDS, values, db=DEFAULT_DB_ALIAS)
+    expected = Session.from_db(DEFAULT_DB_ALIAS, list(_RETURNED_SESSION_FIELDS), values)
+    assert loaded.__dict__.keys() - {"_state"} == expected.__dict__.keys() - {"_state"}
+    assert all(getattr(loaded, name) == getattr(expected, name) for name in _RETURNED_SESSION_FIELDS)
+    assert loaded.get_deferred_fields() == expected.get_deferred_fields()
+    assert "metadata" in loaded.get_deferred_fields()
+    assert (loaded._state.db, loaded._state.adding) == (DEFAULT_DB_ALIAS, False)
+
+
+def test_init_signal_listeners_still_see_every_instance_ingest_builds():
+    """Should anyone listen to a model's `pre_init`/`post_init`, ingest goes through the constructor."""
+    from django.db.models.signals import post_init
+
+    from sessions_app.ingest import _build, _instance
+
+    seen = []
+
+    def listener(sender, instance, **kwargs):
+        seen.append(type(instance))
+
+    post_init.connect(listener, sender=Contact)
+    try:
+        _build(Contact, phone="+15551234567")
+        _instance(Contact, ("id", "phone"), (1, "+15551234567"), db="default")
+        _build(Message, content="not listened to")
+    finally:
+        post_init.disconnect(listener, sender=Contact)
+    assert seen == [Contact, Contact]

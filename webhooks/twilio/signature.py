@@ -30,6 +30,14 @@ log = logging.getLogger(__name__)
 _KNOWN_ALGORITHMS = frozenset({HMAC_SHA1, HMAC_SHA256})
 
 
+def _meta_key(header: str) -> str:
+    return "HTTP_" + header.upper().replace("-", "_")
+
+
+_SIGNATURE_META = _meta_key(SIGNATURE_HEADER)
+_SIGNATURE_SETTINGS_META = _meta_key(SIGNATURE_SETTINGS_HEADER)
+
+
 @functools.lru_cache(maxsize=4)
 def _validator(auth_token: str) -> RequestValidator:
     return RequestValidator(auth_token)
@@ -43,7 +51,8 @@ def signed_url(request: HttpRequest) -> str:
 
 
 def has_valid_signature(request: HttpRequest) -> bool:
-    signature = request.headers.get(SIGNATURE_HEADER, "")
+    # From META, as WSGI gives it: `request.headers` would first build a mapping of every header.
+    signature = request.META.get(_SIGNATURE_META, "")
     if not signature:
         log.warning("Rejected %s: no %s header", request.path, SIGNATURE_HEADER)
         return False
@@ -51,7 +60,7 @@ def has_valid_signature(request: HttpRequest) -> bool:
         log.error("Rejected %s: TWILIO_AUTH_TOKEN is not set, so no signature can be checked", request.path)
         return False
     validator = _validator(settings.TWILIO_AUTH_TOKEN)
-    algorithm = get_signature_algorithm(request.headers.get(SIGNATURE_SETTINGS_HEADER, ""))
+    algorithm = get_signature_algorithm(request.META.get(_SIGNATURE_SETTINGS_META, ""))
     url = signed_url(request)
     # The SDK's `validate` always computes two signatures, of the URL with and without its port,
     # because Twilio signs the URL as it was configured, either way. The URL as we have it is one
