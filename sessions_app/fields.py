@@ -1,4 +1,4 @@
-"""`EncryptedJSONField`: a JSON value stored as a Fernet token in a text column.
+"""`EncryptedJSONField`: a JSON value stored encrypted (sessions_app/crypto.py) in a text column.
 
 To code it behaves like `models.JSONField` (admin form, DRF serializer field, `instance.metadata`
 is a dict); the database only ever sees ciphertext. Because the column is opaque, nothing can
@@ -47,7 +47,7 @@ class EncryptedJSONField(models.JSONField):
     description = "A JSON value, encrypted at rest"
 
     def get_internal_type(self) -> str:
-        return "TextField"  # the column holds a Fernet token (url-safe base64 text)
+        return "TextField"  # the column holds a token (ASCII text: sessions_app/crypto.py)
 
     def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
         if value is None:

@@ -526,7 +526,7 @@ def _stored_form(field: models.Field[Any, Any]) -> Callable[[Any], Any] | None:
     """How `field`'s value is stored, when that is not the Python value itself (JSON can carry
     strings, numbers, lists and dicts as they are; datetimes and UUIDs become text on the way)."""
     if isinstance(field, EncryptedJSONField):
-        return field.get_prep_value  # the Fernet token
+        return field.get_prep_value  # the encrypted token
     if isinstance(field, models.JSONField):
         return None  # a nested JSON value, which jsonb_populate_record takes as is
     if isinstance(field, models.DateTimeField | models.UUIDField | models.ForeignKey):

@@ -1,16 +1,20 @@
 """Session metadata is encrypted at rest, transparently to the ORM; keys rotate; bad keys are loud."""
 
+import base64
 import io
 import json
+from typing import Any
 
 import pytest
+from cryptography.exceptions import InvalidTag
 from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.core.exceptions import FieldError
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import override_settings
 
-from sessions_app.crypto import DecryptionError
+from sessions_app.crypto import DecryptionError, decrypt_json, encrypt_json, is_current
 from sessions_app.fields import EncryptedValueError
 from sessions_app.models import Session
 from tests.factories import SessionFactory
@@ -34,6 +38,15 @@ def raw_for(session: Session) -> str:
     return raw_metadata()[session.pk.hex]
 
 
+def opens_with(key: str, token: str) -> Any:
+    """The value inside `token` when `key` is the only one configured; None when it does not open."""
+    with override_settings(FIELD_ENCRYPTION_KEYS=[key]):
+        try:
+            return decrypt_json(token)
+        except DecryptionError:
+            return None
+
+
 def test_the_column_holds_only_ciphertext_and_the_orm_sees_the_dict(client):
     assert send_sms(client, "+15551234567", "Hello").status_code == 200
     session = Session.objects.get()
@@ -41,7 +54,7 @@ def test_the_column_holds_only_ciphertext_and_the_orm_sees_the_dict(client):
     session.save(update_fields=["metadata"])
 
     raw = raw_for(session)
-    assert raw.startswith("gAAAAA")  # a Fernet token
+    assert raw.startswith("v2:")  # AES-256-GCM (sessions_app/crypto.py)
     for plaintext in ["+15551234567", "5551234567", "fromNumber", "firstMessageAt", "penicillin", "{"]:
         assert plaintext not in raw
     fresh = Session.objects.get()
@@ -70,8 +83,8 @@ def test_an_old_key_still_decrypts_and_the_newest_encrypts():
     with override_settings(FIELD_ENCRYPTION_KEYS=[NEW_KEY, OLD_KEY]):
         assert Session.objects.get(pk=old.pk).metadata == {"era": "old"}
         new = SessionFactory(metadata={"era": "new"})
-    assert json.loads(Fernet(NEW_KEY).decrypt(raw_for(new).encode())) == {"era": "new"}
-    assert json.loads(Fernet(OLD_KEY).decrypt(raw_for(old).encode())) == {"era": "old"}
+    assert opens_with(NEW_KEY, raw_for(new)) == {"era": "new"} and opens_with(OLD_KEY, raw_for(new)) is None
+    assert opens_with(OLD_KEY, raw_for(old)) == {"era": "old"} and opens_with(NEW_KEY, raw_for(old)) is None
 
 
 def test_reencrypt_moves_every_row_to_the_newest_key_in_resumable_batches():
@@ -102,13 +115,7 @@ def test_reencrypt_resumes_after_a_given_id():
         sessions = sorted((SessionFactory(metadata={"n": n}) for n in range(4)), key=lambda s: s.pk)
     with override_settings(FIELD_ENCRYPTION_KEYS=[NEW_KEY, OLD_KEY]):
         call_command("reencrypt_metadata", "--after", str(sessions[1].pk), stdout=io.StringIO())
-    on_new = []
-    for session in sessions:
-        try:
-            Fernet(NEW_KEY).decrypt(raw_for(session).encode())
-            on_new.append(True)
-        except Exception:
-            on_new.append(False)
+    on_new = [opens_with(NEW_KEY, raw_for(session)) is not None for session in sessions]
     assert on_new == [False, False, True, True]
 
 
@@ -168,3 +175,47 @@ def test_staff_edit_metadata_in_admin_and_it_is_stored_encrypted(client):
     assert Session.objects.get(pk=session.pk).metadata == {"cartId": "c-42", "currentView": "checkout"}
     raw = raw_for(session)
     assert "cartId" not in raw and "checkout" not in raw
+
+
+def test_values_written_as_fernet_tokens_still_read_and_reencrypt_moves_them_to_the_current_form():
+    """Before v2, metadata was stored as Fernet tokens under the same configured keys."""
+    with override_settings(FIELD_ENCRYPTION_KEYS=[NEW_KEY]):
+        session = SessionFactory(metadata={})
+        fernet_token = Fernet(NEW_KEY).encrypt(json.dumps({"era": "fernet"}).encode()).decode("ascii")
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {Session._meta.db_table} SET metadata = %s",  # noqa: S608
+                [fernet_token],
+            )
+        assert Session.objects.get(pk=session.pk).metadata == {"era": "fernet"}
+        assert not is_current(fernet_token)  # under the newest key, but in the old form
+        out = io.StringIO()
+        call_command("reencrypt_metadata", stdout=out)
+        assert out.getvalue().splitlines()[-1] == "Done: 1 re-encrypted, 0 already on the newest key."
+        assert raw_for(session).startswith("v2:") and is_current(raw_for(session))
+        assert Session.objects.get(pk=session.pk).metadata == {"era": "fernet"}
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["v2:", "v2:not base64!", "v2:" + "A" * 8, "v2:" + "A" * 64, "gAAAAAnot-a-token", "plain text"],
+)
+def test_a_malformed_value_is_a_decryption_error_not_a_crash(token):
+    with pytest.raises(DecryptionError, match="no key in FIELD_ENCRYPTION_KEYS opens this value"):
+        decrypt_json(token)
+    assert not is_current(token)
+
+
+def test_the_current_form_is_authenticated_under_a_derived_key():
+    with override_settings(FIELD_ENCRYPTION_KEYS=[NEW_KEY]):
+        token = encrypt_json({"a": 1})
+        raw = bytearray(base64.urlsafe_b64decode(token[3:]))
+        assert len(raw) == 12 + len(b'{"a":1}') + 16  # nonce, ciphertext, tag
+        for position in (0, 12, len(raw) - 1):  # the nonce, the ciphertext, the tag
+            altered = bytearray(raw)
+            altered[position] ^= 1
+            with pytest.raises(DecryptionError):
+                decrypt_json("v2:" + base64.urlsafe_b64encode(bytes(altered)).decode())
+        # Not the configured key's own bytes: that key alone does not open it.
+        with pytest.raises(InvalidTag):
+            AESGCM(base64.urlsafe_b64decode(NEW_KEY)).decrypt(bytes(raw[:12]), bytes(raw[12:]), None)
