@@ -267,29 +267,43 @@ def fail_lost_deliveries() -> int:
     )
 
 
-def say_replies(session_id: Any, inbound_id: int | None, *, wait: float) -> list[str]:
+# Set on a voice reply when it is spoken: the inbound turn whose answer carried it.
+SPOKEN_FOR = "spokenFor"
+
+
+def say_replies(
+    session_id: Any, inbound_id: int | None, *, wait: float, redelivered: bool = False
+) -> list[str]:
     """Voice: the replies to speak on this turn, oldest first, each handed out once.
 
     Waits up to `wait` seconds for the reply to `inbound_id`; replies not ready in time are spoken
-    on the caller's next turn.
+    on the caller's next turn. A redelivered turn (Twilio retries a request whose answer it did not
+    get, so the caller heard none of it) gets the replies its first delivery handed out again,
+    before any that became ready since.
     """
     from sessions_app.replies import wait_for_reply
 
     if inbound_id is not None and wait > 0:
         wait_for_reply(inbound_id, wait)
+    outbound = Message.objects.filter(session_id=session_id, direction=Direction.OUTBOUND)
     with transaction.atomic():
         unspoken = list(
-            Message.objects.select_for_update()
-            .filter(
-                session_id=session_id,
-                direction=Direction.OUTBOUND,
-                delivery_status=DeliveryStatus.NONE,
-                role__in=[Role.AGENT, Role.STAFF],
-            )
+            outbound.select_for_update()
+            .filter(delivery_status=DeliveryStatus.NONE, role__in=[Role.AGENT, Role.STAFF])
             .order_by("created_at", "id")
         )
-        Message.objects.filter(pk__in=[m.pk for m in unspoken]).update(delivery_status=DeliveryStatus.SENT)
-    return [m.content for m in unspoken if m.content]
+        for message in unspoken:
+            message.delivery_status = DeliveryStatus.SENT
+            message.metadata = {**message.metadata, SPOKEN_FOR: inbound_id}
+        Message.objects.bulk_update(unspoken, ["delivery_status", "metadata"])
+    spoken_before: list[Message] = []
+    if redelivered and inbound_id is not None:
+        spoken_before = list(
+            outbound.filter(**{f"metadata__{SPOKEN_FOR}": inbound_id})
+            .exclude(pk__in=[m.pk for m in unspoken])
+            .order_by("created_at", "id")
+        )
+    return [m.content for m in [*spoken_before, *unspoken] if m.content]
 
 
 def on_message_recorded(sender: Any, message_id: int, reply_owed: bool, **kwargs: Any) -> None:

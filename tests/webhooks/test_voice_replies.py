@@ -32,3 +32,17 @@ def test_a_reply_that_was_not_ready_is_spoken_on_the_next_turn_once(client):
     assert spoken(second).startswith(ACKNOWLEDGEMENT)
     third = say_turn(client, call, 3, "Bye")
     assert ACKNOWLEDGEMENT not in spoken(third)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_redelivered_turn_gets_the_reply_its_first_delivery_spoke(client):
+    KeywordAnswer.objects.create(keyword="appointment", answer="We have a slot at ten tomorrow.")
+    call = new_sid("CA")
+    first = say_turn(client, call, 1, "I need an appointment")
+    # Twilio did not get that answer (a timeout), so the caller heard nothing: it sends the turn again.
+    again = say_turn(client, call, 1, "I need an appointment")
+    assert spoken(again) == spoken(first)
+    assert spoken(first).startswith("We have a slot at ten tomorrow.")
+    assert Message.objects.filter(role=Role.AGENT).count() == 1
+    # Handed out for turn 1 only: the next turn does not repeat it.
+    assert "slot at ten" not in spoken(say_turn(client, call, 2, "Thanks"))

@@ -114,8 +114,11 @@ def voice_gather(request: HttpRequest) -> HttpResponse:
         kind=ChannelKind.VOICE, to=call.to, from_phone=call.from_phone, inbound=inbound
     )
     # The agent's answer to this turn if it comes within the bounded wait, plus any earlier answer
-    # that missed its own turn; otherwise it is spoken on the next turn.
-    replies = say_replies(result.session.pk, result.message.pk, wait=settings.VOICE_REPLY_WAIT)
+    # that missed its own turn; otherwise it is spoken on the next turn. A redelivered turn is
+    # answered as its first delivery was.
+    replies = say_replies(
+        result.session.pk, result.message.pk, wait=settings.VOICE_REPLY_WAIT, redelivered=result.duplicate
+    )
     return twiml(str(_gather(VoiceResponse(), turn + 1, " ".join([*replies, NEXT_PROMPT]))))
 
 
