@@ -31,7 +31,9 @@ class ChannelAdmin(admin.ModelAdmin):
         "archive_after",
         "is_active",
     ]
-    list_editable = ["reuse_window", "is_active"]
+    # Abandon-after beside the reuse window: each limits the other (Channel.clean), and the form
+    # must hold the field that a refusal is reported on.
+    list_editable = ["reuse_window", "abandon_after", "is_active"]
     list_filter = ["kind", "is_active"]
     search_fields = ["address", "name"]
 
