@@ -24,9 +24,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextlib.contextmanager
-def gunicorn(workers: int = 4, env_overrides: dict[str, str] | None = None) -> Iterator[str]:
-    """Serve `config.wsgi:application` with `workers` sync workers; yields the origin.
+def gunicorn(
+    workers: int = 4, env_overrides: dict[str, str] | None = None, threads: int = 1
+) -> Iterator[str]:
+    """Serve `config.wsgi:application` with `workers` worker processes; yields the origin.
 
+    Sync workers (the README's production layout) by default; with `threads` > 1, gunicorn's
+    threaded workers, each thread handling one request at a time on its own database connection.
     Started from the project's root, as the README starts it, so `gunicorn.conf.py` applies (the
     publish relay runs beside the workers)."""
     port = free_port()
@@ -59,8 +63,11 @@ def gunicorn(workers: int = 4, env_overrides: dict[str, str] | None = None) -> I
                     "config.wsgi:application",
                     "--workers",
                     str(workers),
-                    "--worker-class",
-                    "sync",
+                    *(
+                        ["--worker-class", "gthread", "--threads", str(threads)]
+                        if threads > 1
+                        else ["--worker-class", "sync"]
+                    ),
                     "--bind",
                     f"127.0.0.1:{port}",
                     "--backlog",

@@ -4,7 +4,10 @@ Twilio retries and people type fast, so the first messages of a conversation can
 gunicorn workers at the same instant. Each worker then finds no session for the pair; only the
 per-pair lock in `ingest.record_inbound_message` makes the later ones wait and join the first one's
 session. An in-process test cannot show that (one process, one connection), so these serve the
-product under gunicorn with several sync workers and release many clients together.
+product under gunicorn with several worker processes and release many clients together: once with
+sync workers (the production layout: four requests race at a time), and once with threaded workers,
+where every one of the clients' requests is handled at the same moment on its own database
+connection, in four processes.
 
 Two starting points: a number we have never seen (the contact row is created in the race too, and
 its unique index already makes the later inserts wait), and a number we know from before with no
@@ -73,17 +76,19 @@ def deliveries_for(from_phone: str, count: int, redeliveries: int) -> list[Deliv
     return deliveries
 
 
-@pytest.fixture
-def server() -> Iterator[str]:
-    with gunicorn(workers=4) as origin:
-        _warm_up(origin)
+@pytest.fixture(params=[1, CLIENTS // 4], ids=["4-sync-workers", f"4-workers-of-{CLIENTS // 4}-threads"])
+def server(request: pytest.FixtureRequest) -> Iterator[str]:
+    with gunicorn(workers=4, threads=request.param) as origin:
+        _warm_up(origin, CLIENTS if request.param > 1 else 8)
         yield origin
 
 
-def _warm_up(origin: str) -> None:
+def _warm_up(origin: str, clients: int) -> None:
     """One request per connection until every worker has loaded its views and opened its database
     connection, so the measured rounds start with all workers equally ready."""
-    post_together(origin, [Delivery(new_number(), "SM" + secrets.token_hex(16), "warm-up") for _ in range(8)])
+    post_together(
+        origin, [Delivery(new_number(), "SM" + secrets.token_hex(16), "warm-up") for _ in range(clients)]
+    )
 
 
 def post_together(origin: str, deliveries: list[Delivery]) -> list[int]:
