@@ -7,12 +7,13 @@ class SessionsAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from config.security import log_https_settings
+        from config.security import log_https_settings, log_twilio_settings
         from sessions_app import outbound, replies
         from sessions_app.events import message_recorded, session_status_changed, sessions_swept
         from sessions_app.realtime import broadcast
 
         log_https_settings()
+        log_twilio_settings()
         # In this order: a socket sees a message before the reply it causes.
         message_recorded.connect(broadcast.on_message_recorded, dispatch_uid="realtime.broadcast_message")
         session_status_changed.connect(broadcast.on_status_changed, dispatch_uid="realtime.broadcast_status")

@@ -110,3 +110,18 @@ def test_the_https_redirect_spares_twilio_webhooks():
     assert client.get("/admin/login/").status_code == 301
     response = client.post("/webhooks/twilio/sms/", {"Body": "x"})
     assert response.status_code == 403  # reached the signature check: not redirected
+
+
+def test_it_warns_once_at_start_when_no_twilio_auth_token_is_set(tmp_path):
+    warning = "[WARNING] config.security: TWILIO_AUTH_TOKEN is not set: every Twilio webhook will be refused"
+    without = run(["manage.py", "check"], {**PRODUCTION, "DATA_DIR": str(tmp_path)})
+    assert without.returncode == 0, without.stderr
+    assert [line for line in without.stderr.splitlines() if line.startswith(warning)] != []
+    assert len([line for line in without.stderr.splitlines() if "TWILIO_AUTH_TOKEN" in line]) == 1
+    token = secrets.token_hex(16)
+    with_token = run(
+        ["manage.py", "check"], {**PRODUCTION, "DATA_DIR": str(tmp_path), "TWILIO_AUTH_TOKEN": token}
+    )
+    assert with_token.returncode == 0, with_token.stderr
+    assert "TWILIO_AUTH_TOKEN" not in with_token.stderr
+    assert token not in with_token.stderr + with_token.stdout
