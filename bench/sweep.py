@@ -84,7 +84,7 @@ def save_template(url: str, generated_at: float) -> None:
         conn.execute(f"COMMENT ON DATABASE \"{name}_template\" IS '{generated_at}'")
 
 
-def generate(sessions: int, contacts: int) -> int:
+def generate(sessions: int, contacts: int, last_write_order: bool = False) -> int:
     from django.db import connection
 
     from sessions_app.models import Channel
@@ -119,6 +119,10 @@ def generate(sessions: int, contacts: int) -> int:
             """,
             [channel.pk, first_contact, contacts, empty_metadata_token(), sessions],
         )
+        if last_write_order:
+            # As ingest leaves a table: each message rewrites its session's row at the end, so rows
+            # lie in the order of their last activity (docs/sweep.md, "Stop 15").
+            cursor.execute("CLUSTER sessions_app_session USING session_recent")
         cursor.execute("VACUUM ANALYZE sessions_app_session")
         cursor.execute("VACUUM ANALYZE sessions_app_contact")
     return channel.pk
@@ -164,6 +168,13 @@ def main() -> None:
         help="keep the generated sessions in <database>_template and start later runs from a copy of "
         "it (migrated to the current schema first; the migration's time is printed)",
     )
+    parser.add_argument(
+        "--last-write-order",
+        action="store_true",
+        help="lay the sessions out in the order of their last activity, as ingest leaves a table, "
+        "instead of due and not due interleaved (with --template, give each layout a database name "
+        "of its own: the template is kept per name)",
+    )
     args = parser.parse_args()
     url = os.environ.get("DATABASE_URL", "")
     if not url.startswith("postgres"):
@@ -186,7 +197,7 @@ def main() -> None:
     else:
         call_command("migrate", verbosity=0)
         t0, generated_at = time.perf_counter(), time.time()
-        generate(args.sessions, args.contacts)
+        generate(args.sessions, args.contacts, args.last_write_order)
         print(f"generated {args.sessions:,} sessions in {time.perf_counter() - t0:.1f}s")
         if args.template:
             connection.close()
