@@ -15,10 +15,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from sessions_app.agents.summary import summarise
 from sessions_app.contacts import contact_for_external_user
 from sessions_app.ingest import InboundMessage, IngestResult, channel_for, record_inbound_message
 from sessions_app.models import Channel, ChannelKind, Contact, Session, SessionStatus
-from sessions_app.summary import summarize
 
 METADATA_MAX_BYTES = 16_384
 EDITABLE_FIELDS = frozenset(
@@ -119,8 +119,13 @@ def link_mission(session: Session, mission_id: str) -> Session:
 
 
 def refresh_summary(session: Session, *, fallback_title: str = "", fallback_description: str = "") -> Session:
-    """Store a title and description generated from the conversation (see `summary.py`)."""
-    summary = summarize(session, fallback_title=fallback_title, fallback_description=fallback_description)
+    """Store a title and description generated from the conversation by the agent backend, or the
+    deterministic fallback (`agents/summary.py`).
+
+    Call it outside a transaction: the backend's answer can take up to AGENT_TIMEOUT, and no row is
+    locked while it is awaited; the write itself is one short transaction.
+    """
+    summary = summarise(session, fallback_title=fallback_title, fallback_description=fallback_description)
     return update_session(session, title=summary.title, description=summary.description)
 
 
@@ -177,6 +182,8 @@ def open_summarized_session(
             channel, contact, external_id=external_id, title=title, description=description
         )
         if created:
+            # A new session has no messages: its summary is the fallback, and no backend is asked
+            # while this transaction is open.
             session = refresh_summary(
                 session, fallback_title=title or "New conversation", fallback_description=description
             )

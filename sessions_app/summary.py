@@ -1,6 +1,7 @@
 """A session's title and description from its conversation: deterministic, no model.
 
-The agent work may replace this with a generated summary; callers only rely on `summarize`.
+The fallback of `sessions_app.agents.summary.summarise`, which asks the agent backend first; call
+that one.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Titles and descriptions of sessions (the sessions list of seed 000), written from the conversation.
 
 `summarise(session)` asks the configured agent backend when it can summarise (the `openai` backend
-does, with one chat completion asking for JSON) and otherwise, or when that fails, falls back to a
-deterministic summary built from the messages themselves, so a caller always gets an answer and
-the same conversation always gets the same fallback.
+does, with one chat completion asking for JSON) and otherwise, or when that fails, falls back to the
+deterministic summary of `sessions_app/summary.py`, so a caller always gets an answer and the same
+conversation always gets the same fallback. A session with no messages yet has nothing to summarise:
+it gets the fallback (the client's own title and description) without asking the backend.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from dataclasses import dataclass
 
 from sessions_app.agents import AgentError, get_backend
 from sessions_app.agents.openai import OpenAIAgent, chat_messages
-from sessions_app.models import Role, Session
+from sessions_app.models import Session
+from sessions_app.summary import summarize
 
 log = logging.getLogger(__name__)
 
@@ -39,34 +41,30 @@ def _shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def fallback_summary(session: Session) -> Summary:
-    """Deterministic: the first thing the contact said as the title, a count and the last words."""
-    messages = list(session.messages.order_by("created_at", "id").only("role", "content"))
-    said = [m.content for m in messages if m.role == Role.CONTACT and m.content.strip()]
-    title = _shorten(said[0], TITLE_LENGTH) if said else (session.title or "New conversation")
-    if not messages:
-        return Summary(title=title, description="No messages yet.", source="fallback")
-    description = f"{len(messages)} message{'s' if len(messages) != 1 else ''}"
-    if said:
-        description += f"; last from the contact: “{_shorten(said[-1], DESCRIPTION_LENGTH - 60)}”"
-    return Summary(title=title, description=description + ".", source="fallback")
+def fallback_summary(
+    session: Session, *, fallback_title: str = "", fallback_description: str = ""
+) -> Summary:
+    """The deterministic summary (`sessions_app.summary.summarize`)."""
+    summary = summarize(session, fallback_title=fallback_title, fallback_description=fallback_description)
+    return Summary(summary.title, summary.description, "fallback")
 
 
-def summarise(session: Session) -> Summary:
+def summarise(session: Session, *, fallback_title: str = "", fallback_description: str = "") -> Summary:
     """A title and description for `session`; never raises for a backend failure."""
     backend = get_backend()
     if isinstance(backend, OpenAIAgent):
         history = list(reversed(session.messages.order_by("-created_at", "-id")[:HISTORY_LENGTH]))
-        try:
-            text, _ = backend.complete(chat_messages(session, history, PROMPT))
-            data = json.loads(text.strip().removeprefix("```json").removesuffix("```"))
-            title, description = str(data["title"]).strip(), str(data["description"]).strip()
-            if title:
-                return Summary(
-                    _shorten(title, TITLE_LENGTH), _shorten(description, DESCRIPTION_LENGTH), "openai"
+        if history:
+            try:
+                text, _ = backend.complete(chat_messages(session, history, PROMPT))
+                data = json.loads(text.strip().removeprefix("```json").removesuffix("```"))
+                title, description = str(data["title"]).strip(), str(data["description"]).strip()
+                if title:
+                    return Summary(
+                        _shorten(title, TITLE_LENGTH), _shorten(description, DESCRIPTION_LENGTH), "openai"
+                    )
+            except (AgentError, ValueError, KeyError, TypeError) as exc:
+                log.warning(
+                    "Summary of session %s from the agent failed (%s); using the fallback", session.pk, exc
                 )
-        except (AgentError, ValueError, KeyError, TypeError) as exc:
-            log.warning(
-                "Summary of session %s from the agent failed (%s); using the fallback", session.pk, exc
-            )
-    return fallback_summary(session)
+    return fallback_summary(session, fallback_title=fallback_title, fallback_description=fallback_description)

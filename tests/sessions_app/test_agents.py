@@ -1,3 +1,6 @@
+import base64
+import json
+
 import pytest
 import time_machine
 from django.utils import timezone
@@ -8,6 +11,7 @@ from sessions_app.agents.openai import OpenAIAgent
 from sessions_app.agents.summary import fallback_summary, summarise
 from sessions_app.models import KeywordAnswer, Message, ReplyState, Role, Session
 from sessions_app.replies import produce_reply, recover_owed_replies
+from tests.factories import MessageFactory, SessionFactory
 from tests.http_stub import Reply, running_stub
 from tests.twilio_helpers import send_sms
 
@@ -178,8 +182,59 @@ def test_summarise_falls_back_to_a_deterministic_summary(client, settings, opena
     summary = summarise(session)
     assert summary == fallback_summary(session)
     assert summary.title == "My order #42 never arrived"
-    assert summary.description == "2 messages; last from the contact: “Can you check?”."
+    assert summary.description == "2 messages. Latest: Can you check?"
     assert summary.source == "fallback"
+
+
+def test_summarise_does_not_ask_the_agent_about_a_session_with_no_messages(openai_agent):
+    session = SessionFactory(title="")
+    summary = summarise(session, fallback_title="Planning", fallback_description="Q3 roadmap")
+    assert (summary.title, summary.description, summary.source) == ("Planning", "Q3 roadmap", "fallback")
+    assert openai_agent.requests == []
+
+
+SESSIONS_WEBHOOK_AUTH = "Basic " + base64.b64encode(b"app:s3cret-webhook-password").decode()
+
+
+def seed_000(client, settings, **body):
+    settings.SESSIONS_WEBHOOK_USERNAME = "app"
+    settings.SESSIONS_WEBHOOK_PASSWORD = "s3cret-webhook-password"
+    user = {"phoneNumber": "+31612345678", "name": "User Name", "companyName": "Company Name"}
+    return client.post(
+        "/webhook/sessions",
+        json.dumps({**user, **body}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=SESSIONS_WEBHOOK_AUTH,
+    )
+
+
+def test_seed_000s_update_answers_with_the_title_and_description_the_agent_wrote(
+    client, settings, openai_agent
+):
+    seed_000(client, settings, method="create", sessionId="session_1")
+    session = Session.objects.get(external_id="session_1")
+    MessageFactory(session=session, content="My order #42 never arrived")
+    content = '{"title": "Missing order #42", "description": "The contact reports order 42 missing."}'
+    openai_agent.replies = [Reply(body={**COMPLETION, "choices": [{"message": {"content": content}}]})]
+    data = seed_000(client, settings, method="update", sessionId="session_1").json()["data"]
+    assert (data["title"], data["description"]) == (
+        "Missing order #42",
+        "The contact reports order 42 missing.",
+    )
+    session.refresh_from_db()
+    assert session.title == "Missing order #42"
+    assert "My order #42 never arrived" in json.dumps(openai_agent.requests[-1].json())
+
+
+def test_seed_000s_update_falls_back_to_the_deterministic_summary_when_the_agent_fails(
+    client, settings, openai_agent
+):
+    seed_000(client, settings, method="create", sessionId="session_1")
+    MessageFactory(session=Session.objects.get(external_id="session_1"), content="My order #42 never arrived")
+    openai_agent.default = Reply(status=500, body={})
+    data = seed_000(client, settings, method="update", sessionId="session_1").json()["data"]
+    assert data["title"] == "My order #42 never arrived"
+    assert data["description"] == "1 message. Latest: My order #42 never arrived"
 
 
 def test_summarise_uses_the_agent_when_it_answers(client, openai_agent):
