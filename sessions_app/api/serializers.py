@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
 from sessions_app.models import Channel, ChannelKind, Contact, Direction, Message, Session
@@ -44,6 +45,19 @@ class ContactSerializer(serializers.ModelSerializer):
 
 
 class ChannelSerializer(serializers.ModelSerializer):
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # The model's own rule (a reuse window no longer than abandon-after), which admin forms run
+        # through `full_clean` and DRF does not: checked on the channel as it would be saved.
+        current = {}
+        if self.instance is not None:
+            current = {f.attname: getattr(self.instance, f.attname) for f in Channel._meta.concrete_fields}
+        channel = Channel(**{**current, **attrs})
+        try:
+            channel.clean()
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict) from None
+        return attrs
+
     class Meta:
         model = Channel
         fields = [

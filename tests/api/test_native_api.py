@@ -250,3 +250,22 @@ def test_repeatable_filters_select_no_distinct(api, staff_token):
     with CaptureQueriesContext(connection) as queries:
         ids(api.get("/api/v1/sessions/?status=closed&status=resolved&channel=web", auth=staff_token))
     assert not any("DISTINCT" in q["sql"].upper() for q in queries.captured_queries)
+
+
+def test_staff_cannot_give_a_channel_a_reuse_window_longer_than_its_abandon_after(api, staff_token, settings):
+    settings.SESSION_ABANDON_AFTER = 1800
+    channel = ChannelFactory(reuse_window=None, abandon_after=None)
+    path = f"/api/v1/channels/{channel.pk}/"
+    refused = api.patch(path, {"reuse_window": 3600}, auth=staff_token)
+    assert refused.status_code == 400
+    assert "must not be longer than abandon-after" in refused.content.decode()
+    assert "reuse_window" in refused.content.decode()
+    channel.refresh_from_db()
+    assert channel.reuse_window is None
+    both = api.patch(path, {"reuse_window": 3600, "abandon_after": 7200}, auth=staff_token)
+    assert both.status_code == 200, both.content
+    channel.refresh_from_db()
+    assert (channel.reuse_window, channel.abandon_after) == (3600, 7200)
+    own_limit = api.patch(path, {"reuse_window": 9000}, auth=staff_token)
+    assert own_limit.status_code == 400
+    assert "abandon_after" in own_limit.content.decode()
