@@ -24,3 +24,9 @@ def log_twilio_settings() -> None:
             "TWILIO_AUTH_TOKEN is not set: every Twilio webhook will be refused (403), "
             "because no signature can be checked"
         )
+    elif settings.TWILIO_ACCOUNT_SID and not settings.PUBLIC_BASE_URL:
+        # Twilio needs an absolute URL to call back; without one, sent replies stay "queued".
+        log.warning(
+            "PUBLIC_BASE_URL is not set: replies are sent without a status callback, so their "
+            "delivery status stays queued"
+        )

@@ -199,8 +199,8 @@ def test_the_contact_search_finds_a_contact_by_phone(staff_client):
     assert shown(staff_client.get(CONTACTS, {"q": "4242"})) == {contact}
 
 
-def session_form_data(response) -> dict:
-    """What the session's change page would send back unchanged: its own fields and every inline's
+def change_form_data(response) -> dict:
+    """What a change page would send back unchanged: its own fields and every inline's
     management form."""
     data = {}
     for field in response.context["adminform"].form:
@@ -227,7 +227,7 @@ def test_a_post_cannot_alter_delete_or_add_messages_of_a_session(staff_client):
     message = MessageFactory(content="original text")
     session = message.session
     path = f"{CHANGELIST}{session.pk}/change/"
-    data = session_form_data(staff_client.get(path))
+    data = change_form_data(staff_client.get(path))
     data.update(
         {
             "title": "renamed by staff",
@@ -252,3 +252,15 @@ def test_a_post_cannot_alter_delete_or_add_messages_of_a_session(staff_client):
     assert message.content == "original text"
     assert message.role == Role.CONTACT
     assert list(Message.objects.filter(session=session)) == [message]
+
+
+def test_a_channels_own_abandon_and_archive_thresholds_are_set_on_its_page(staff_client):
+    channel = ChannelFactory(reuse_window=None, abandon_after=None, archive_after=None)
+    page = f"{CHANNELS}{channel.pk}/change/"
+    data = change_form_data(staff_client.get(page))
+    data.update({"abandon_after": "600", "archive_after": "86400", "is_active": "on"})
+    response = staff_client.post(page, data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    channel.refresh_from_db()
+    assert (channel.abandon_after, channel.archive_after) == (600, 86400)
+    assert (channel.effective_abandon_after, channel.effective_archive_after) == (600, 86400)

@@ -125,3 +125,13 @@ def test_it_warns_once_at_start_when_no_twilio_auth_token_is_set(tmp_path):
     assert with_token.returncode == 0, with_token.stderr
     assert "TWILIO_AUTH_TOKEN" not in with_token.stderr
     assert token not in with_token.stderr + with_token.stdout
+
+
+def test_it_warns_at_start_when_sending_is_on_but_twilio_could_not_call_back(tmp_path):
+    env = {**PRODUCTION, "DATA_DIR": str(tmp_path), "TWILIO_AUTH_TOKEN": secrets.token_hex(16)}
+    env["TWILIO_ACCOUNT_SID"] = "AC" + "0" * 32
+    warning = "PUBLIC_BASE_URL is not set: replies are sent without a status callback"
+    assert warning not in run(["manage.py", "check"], env).stderr
+    without_origin = run(["manage.py", "check"], {**env, "PUBLIC_BASE_URL": ""})
+    assert without_origin.returncode == 0, without_origin.stderr
+    assert warning in without_origin.stderr
