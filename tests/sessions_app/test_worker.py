@@ -23,6 +23,7 @@ from twilio.request_validator import RequestValidator
 from config.celery_app import app as celery_app
 from sessions_app.models import Message, ReplyState, Role, Session
 from sessions_app.tasks import produce_reply_task
+from tests.http_stub import HttpStub, Reply, running_stub
 from tests.twilio_helpers import new_sid, send_sms, sms_params
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -135,6 +136,52 @@ def test_a_real_worker_answers_once_even_when_the_task_is_delivered_twice(
         stop(worker)
     assert Message.objects.filter(role=Role.AGENT).count() == 1
     assert Session.objects.get().message_count == 2
+
+
+@pytest.fixture
+def model() -> Iterator[HttpStub]:
+    """A stand-in for an OpenAI-compatible API, reachable by the worker process over loopback."""
+    yield from running_stub()
+
+
+def test_a_failed_reply_is_retried_by_the_worker_after_its_backoff(
+    client, tmp_path, publishing_to_the_broker, model
+):
+    """The production path of a retry: the worker's task re-queues the reply on the broker with a
+    countdown (eager tests run the retry at once, so only a real worker shows the wait)."""
+    model.replies = [
+        Reply(status=503, body={"error": {"message": "overloaded"}}),
+        Reply(body={"id": "chatcmpl-retried", "choices": [{"message": {"content": "Back again."}}]}),
+    ]
+    celery_app.control.purge()
+    send_sms(client, "+15551113333", "Hello")
+    inbound = Message.objects.get(role=Role.CONTACT)
+    env = process_env(tmp_path, os.environ["REDIS_URL"])
+    env.update(
+        AGENT_BACKEND="openai",
+        AGENT_URL=model.url + "/v1",
+        AGENT_API_KEY="sk-test-not-a-secret",
+        AGENT_MODEL="test-model",
+        AGENT_STREAM="false",
+        TASK_RETRY_BACKOFF="2",  # the first retry waits 1-2 s
+        TASK_MAX_ATTEMPTS="3",
+    )
+    log = tmp_path / "worker.log"
+    worker = start(worker_command(), env, log)
+    try:
+        wait_until(
+            lambda: Message.objects.filter(pk=inbound.pk, reply_state=ReplyState.DONE).exists(),
+            60,
+            "the retried reply",
+            [log],
+        )
+    finally:
+        stop(worker)
+    first, second = model.requests
+    assert second.received_at - first.received_at >= 1.0
+    reply = Message.objects.get(role=Role.AGENT)
+    assert (reply.content, reply.metadata["responseId"]) == ("Back again.", "chatcmpl-retried")
+    assert Message.objects.get(pk=inbound.pk).reply_attempts == 2
 
 
 def signed_post(path: str, params: dict[str, str]) -> requests.Response:
