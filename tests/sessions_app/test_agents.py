@@ -69,6 +69,20 @@ def test_the_openai_backend_answers_with_the_conversation_as_context(
     assert body["messages"][0]["role"] == "system"
 
 
+def test_the_openai_backend_is_given_the_sessions_earlier_messages_and_its_replies_in_order(
+    client, openai_agent, django_capture_on_commit_callbacks
+):
+    second = {**COMPLETION, "choices": [{"message": {"role": "assistant", "content": "Yes, at 10."}}]}
+    openai_agent.replies = [Reply(body=COMPLETION), Reply(body=second)]
+    texts_in(client, "When do you open?", "And on Sundays?", callbacks=django_capture_on_commit_callbacks)
+    conversation = [m for m in openai_agent.requests[1].json()["messages"] if m["role"] != "system"]
+    assert conversation == [
+        {"role": "user", "content": "When do you open?"},
+        {"role": "assistant", "content": "We open at 9."},
+        {"role": "user", "content": "And on Sundays?"},
+    ]
+
+
 @pytest.mark.parametrize(
     ("reply", "reason"),
     [
