@@ -178,6 +178,8 @@ def deliver_message(message_id: int) -> str:
         sent = twilio_client().messages.create(**options)
     except TwilioRestException as exc:
         reason = f"Twilio error {exc.code or exc.status}: {exc.msg}"
+        # Other 4xx answers (a bad number, a blocked recipient) would fail the same way again; 429
+        # is Twilio asking us to slow down, which the backoff does.
         if exc.status >= 500 or exc.status == 429:
             return _retry_or_fail(message, reason)
         return _finish(message, DeliveryStatus.FAILED, reason)
