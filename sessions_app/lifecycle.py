@@ -170,6 +170,13 @@ SELECT count(*) FROM recorded
 """
 
 
+def batch_sql(channel_filter: str = "") -> str:
+    """The batch statement for PostgreSQL, with `channel_filter` (SQL text, or "") added to the claim."""
+    return _BATCH_SQL.format(
+        session=Session._meta.db_table, change=StatusChange._meta.db_table, channel_filter=channel_filter
+    )
+
+
 def _batch_postgresql(
     sources: list[str],
     to_status: str,
@@ -195,9 +202,7 @@ def _batch_postgresql(
     if exclude_channel_ids:
         channel_filter += " AND NOT (channel_id = ANY(%(exclude_ids)s))"
         params["exclude_ids"] = list(exclude_channel_ids)
-    sql = _BATCH_SQL.format(
-        session=Session._meta.db_table, change=StatusChange._meta.db_table, channel_filter=channel_filter
-    )
+    sql = batch_sql(channel_filter)
     # Don't wait for the WAL flush at commit when the batch is a transaction of its own: a batch lost
     # in a crash is lost whole, StatusChange rows with their moves, and is simply due again at the
     # next sweep (docs/sweep.md). Inside a caller's transaction the caller decides.

@@ -20,7 +20,8 @@ class Summary:
     description: str
 
 
-def _clip(text: str, limit: int) -> str:
+def clip(text: str, limit: int) -> str:
+    """`text` on one line, cut to `limit` characters with an ellipsis."""
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
@@ -32,11 +33,11 @@ def summarize(session: Session, *, fallback_title: str = "", fallback_descriptio
     )
     if first is None:
         return Summary(
-            title=_clip(fallback_title or session.title or "New conversation", 255),
-            description=_clip(fallback_description or session.description, 2000),
+            title=clip(fallback_title or session.title or "New conversation", 255),
+            description=clip(fallback_description or session.description, 2000),
         )
     last = session.messages.exclude(content="").order_by("-created_at", "-id").first()
     count = session.messages.count()
-    latest = _clip(last.content, DESCRIPTION_LENGTH) if last else ""
+    latest = clip(last.content, DESCRIPTION_LENGTH) if last else ""
     noun = "message" if count == 1 else "messages"
-    return Summary(title=_clip(first.content, TITLE_LENGTH), description=f"{count} {noun}. Latest: {latest}")
+    return Summary(title=clip(first.content, TITLE_LENGTH), description=f"{count} {noun}. Latest: {latest}")

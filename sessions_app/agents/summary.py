@@ -16,12 +16,10 @@ from dataclasses import dataclass
 from sessions_app.agents import AgentError, get_backend
 from sessions_app.agents.openai import OpenAIAgent, chat_messages
 from sessions_app.models import Session
-from sessions_app.summary import summarize
+from sessions_app.summary import DESCRIPTION_LENGTH, TITLE_LENGTH, clip, summarize
 
 log = logging.getLogger(__name__)
 
-TITLE_LENGTH = 60
-DESCRIPTION_LENGTH = 200
 HISTORY_LENGTH = 30
 PROMPT = (
     "Summarise this conversation for a support inbox. Answer with JSON only: "
@@ -34,11 +32,6 @@ class Summary:
     title: str
     description: str
     source: str  # "openai" or "fallback"
-
-
-def _shorten(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def fallback_summary(
@@ -60,9 +53,7 @@ def summarise(session: Session, *, fallback_title: str = "", fallback_descriptio
                 data = json.loads(text.strip().removeprefix("```json").removesuffix("```"))
                 title, description = str(data["title"]).strip(), str(data["description"]).strip()
                 if title:
-                    return Summary(
-                        _shorten(title, TITLE_LENGTH), _shorten(description, DESCRIPTION_LENGTH), "openai"
-                    )
+                    return Summary(clip(title, TITLE_LENGTH), clip(description, DESCRIPTION_LENGTH), "openai")
             except (AgentError, ValueError, KeyError, TypeError) as exc:
                 log.warning(
                     "Summary of session %s from the agent failed (%s); using the fallback", session.pk, exc

@@ -10,7 +10,7 @@ from django.db import connection, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from sessions_app.lifecycle import transition_sessions_batch
+from sessions_app.lifecycle import batch_sql, transition_sessions_batch
 from sessions_app.models import Channel, ChannelKind, Session, SessionStatus, StatusChange
 from sessions_app.sweep import sweep_sessions
 from tests.factories import ChannelFactory, SessionFactory
@@ -297,11 +297,7 @@ def test_a_batch_does_not_wait_for_its_wal_flush_but_leaves_the_connection_as_it
 
 def _claim_plan(source: str, before, limit: int) -> str:
     """The plan of one batch statement of `transition_sessions_batch` for `source`."""
-    from sessions_app.lifecycle import _BATCH_SQL
-
-    sql = _BATCH_SQL.format(
-        session=Session._meta.db_table, change=StatusChange._meta.db_table, channel_filter=""
-    )
+    sql = batch_sql()
     params = {
         "source": source,
         "before": before,

@@ -105,6 +105,25 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str, logs: l
     pytest.fail(f"timed out after {timeout}s waiting for {what}\n{tails}")
 
 
+def run_worker_until_answered(
+    inbound: Message, env: dict[str, str], tmp_path: Path, linger: float = 0
+) -> None:
+    """Run a real worker until `inbound`'s reply is done (failing after 60 s), then `linger` seconds
+    more for any work still queued, and stop it."""
+    log = tmp_path / "worker.log"
+    worker = start(worker_command(), env, log)
+    try:
+        wait_until(
+            lambda: Message.objects.filter(pk=inbound.pk, reply_state=ReplyState.DONE).exists(),
+            60,
+            "the reply",
+            [log],
+        )
+        time.sleep(linger)
+    finally:
+        stop(worker)
+
+
 @pytest.fixture
 def publishing_to_the_broker() -> Iterator[None]:
     """This process publishes to the real broker instead of running tasks inline."""
@@ -122,18 +141,8 @@ def test_a_real_worker_answers_once_even_when_the_task_is_delivered_twice(
     send_sms(client, "+15551112222", "Hello")  # queued on commit to the real broker
     inbound = Message.objects.get(role=Role.CONTACT)
     produce_reply_task.delay(inbound.pk)  # a redelivery of the same work
-    log = tmp_path / "worker.log"
-    worker = start(worker_command(), process_env(tmp_path, os.environ["REDIS_URL"]), log)
-    try:
-        wait_until(
-            lambda: Message.objects.filter(pk=inbound.pk, reply_state=ReplyState.DONE).exists(),
-            60,
-            "the reply",
-            [log],
-        )
-        time.sleep(1)  # let the second delivery run too
-    finally:
-        stop(worker)
+    # Linger: the second delivery runs too.
+    run_worker_until_answered(inbound, process_env(tmp_path, os.environ["REDIS_URL"]), tmp_path, linger=1)
     assert Message.objects.filter(role=Role.AGENT).count() == 1
     assert Session.objects.get().message_count == 2
 
@@ -166,17 +175,7 @@ def test_a_failed_reply_is_retried_by_the_worker_after_its_backoff(
         TASK_RETRY_BACKOFF="2",  # the first retry waits 1-2 s
         TASK_MAX_ATTEMPTS="3",
     )
-    log = tmp_path / "worker.log"
-    worker = start(worker_command(), env, log)
-    try:
-        wait_until(
-            lambda: Message.objects.filter(pk=inbound.pk, reply_state=ReplyState.DONE).exists(),
-            60,
-            "the retried reply",
-            [log],
-        )
-    finally:
-        stop(worker)
+    run_worker_until_answered(inbound, env, tmp_path)
     first, second = model.requests
     assert second.received_at - first.received_at >= 1.0
     reply = Message.objects.get(role=Role.AGENT)
