@@ -8,7 +8,7 @@ class SessionsAppConfig(AppConfig):
 
     def ready(self) -> None:
         from config.security import log_https_settings, log_twilio_settings
-        from sessions_app import outbound, replies
+        from sessions_app import checks, outbound, replies  # noqa: F401 - checks: registers them
         from sessions_app.events import message_recorded, session_status_changed, sessions_swept
         from sessions_app.realtime import broadcast
 

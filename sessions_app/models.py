@@ -126,19 +126,28 @@ class Channel(models.Model):
     def effective_archive_after(self) -> int:
         return settings.SESSION_ARCHIVE_AFTER if self.archive_after is None else self.archive_after
 
-    def clean(self) -> None:
-        # The same rule settings.py enforces globally: a session must not be abandoned while a new
-        # message could still join it.
+    def reuse_window_conflict(self) -> str | None:
+        """Why this channel's reuse window outlasts its abandon-after, or None when it does not.
+
+        The same rule settings.py enforces globally: a session must not be abandoned while a new
+        message could still join it (0 disables abandonment, so never conflicts). `clean` refuses
+        such a save; the `sessions_app.W001` check and the sweep report rows that a settings
+        change made conflict later (sessions_app/checks.py).
+        """
         abandon = self.effective_abandon_after
         reuse = int(self.effective_reuse_window.total_seconds())
         if abandon and reuse > abandon:
-            field = "abandon_after" if self.abandon_after is not None else "reuse_window"
-            raise ValidationError(
-                {
-                    field: f"The reuse window ({reuse}s) must not be longer than abandon-after ({abandon}s): "
-                    "a session would be abandoned while it could still be reused."
-                }
+            return (
+                f"The reuse window ({reuse}s) must not be longer than abandon-after ({abandon}s): "
+                "a session would be abandoned while it could still be reused."
             )
+        return None
+
+    def clean(self) -> None:
+        conflict = self.reuse_window_conflict()
+        if conflict:
+            field = "abandon_after" if self.abandon_after is not None else "reuse_window"
+            raise ValidationError({field: conflict})
 
 
 class Contact(models.Model):

@@ -148,6 +148,18 @@ def _drain_in_thread(*args: Any) -> SweepResult:
         connection.close()  # this thread's own connection
 
 
+# Channels already reported by this process: the sweep runs every minute, the warning once.
+_warned_conflicts: set[int] = set()
+
+
+def _warn_about_conflicts(channels: list[Channel]) -> None:
+    """Log each channel a settings change left conflicting (check `sessions_app.W001`, checks.py)."""
+    for channel in channels:
+        if channel.pk not in _warned_conflicts and (conflict := channel.reuse_window_conflict()):
+            _warned_conflicts.add(channel.pk)
+            log.warning("Channel id %s (%s): %s Fix it in admin (Channels).", channel.pk, channel, conflict)
+
+
 def sweep_sessions(*, batch_size: int | None = None, parallel: int | None = None) -> SweepResult:
     """Run one full sweep now; safe to run concurrently with another sweep and with ingest.
 
@@ -160,8 +172,10 @@ def sweep_sessions(*, batch_size: int | None = None, parallel: int | None = None
         workers = 1  # SQLite has one writer; inside a transaction other connections would not see it
     now = timezone.now()
     result = SweepResult()
-    # Few rows: one per Twilio number or chat surface.
-    overridden = list(Channel.objects.exclude(abandon_after=None, archive_after=None))
+    # Few rows: one per Twilio number or chat surface. Those with only a reuse window of their own
+    # join no step below; they are loaded for the warning.
+    overridden = list(Channel.objects.exclude(abandon_after=None, archive_after=None, reuse_window=None))
+    _warn_about_conflicts(overridden)
     for step in _steps():
         own = [c for c in overridden if step.override(c) is not None]
         groups: list[tuple[int, list[int] | None, list[int]]] = [(step.default, None, [c.pk for c in own])]
