@@ -320,6 +320,8 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 SESSION_SWEEP_BATCH_SIZE = env.get_int("SESSION_SWEEP_BATCH_SIZE", 5000, minimum=1)
 # Connections one sweep drains a large backlog on (PostgreSQL only).
 SESSION_SWEEP_PARALLEL = env.get_int("SESSION_SWEEP_PARALLEL", 2, minimum=1, maximum=16)
+# How often the lifecycle sweep runs (seconds; beat schedules it).
+SESSION_SWEEP_INTERVAL = env.get_int("SESSION_SWEEP_INTERVAL", 60, minimum=1)
 # How often the recovery task looks for replies and deliveries that never reached a worker, and how
 # old such work must be before it is re-queued (so work whose task is merely in flight is left alone).
 TASK_RECOVERY_INTERVAL = env.get_int("TASK_RECOVERY_INTERVAL", 60, minimum=1)
@@ -330,7 +332,10 @@ TASK_MAX_ATTEMPTS = env.get_int("TASK_MAX_ATTEMPTS", 5, minimum=1, maximum=20)
 TASK_RETRY_BACKOFF = env.get_int("TASK_RETRY_BACKOFF", 2, minimum=0)
 TASK_RETRY_BACKOFF_MAX = env.get_int("TASK_RETRY_BACKOFF_MAX", 60, minimum=0)
 CELERY_BEAT_SCHEDULE = {
-    "sweep-sessions": {"task": "sessions_app.tasks.sweep_sessions_task", "schedule": 60.0},
+    "sweep-sessions": {
+        "task": "sessions_app.tasks.sweep_sessions_task",
+        "schedule": float(SESSION_SWEEP_INTERVAL),
+    },
     "recover-owed-work": {
         "task": "sessions_app.tasks.recover_owed_work",
         "schedule": float(TASK_RECOVERY_INTERVAL),
