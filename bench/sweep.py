@@ -4,7 +4,9 @@
 
 Reports one full sweep's rate (transitions a second), its longest single statement, and the
 throughput of the ingest path (`record_phone_message`, the webhooks' service) in processes running
-while the sweep runs, with the count of errors and of messages missing afterwards. The database
+while the sweep runs, with the count of errors and of messages missing afterwards. Then the same
+statement on a yardstick (a session table with only what that statement needs, the same rows),
+under the same ingest load, and the sweep's rate as a ratio of the yardstick's. The database
 named in DATABASE_URL is dropped and created again: give it one of its own.
 """
 
@@ -16,6 +18,7 @@ import os
 import sys
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -128,6 +131,94 @@ def generate(sessions: int, contacts: int, last_write_order: bool = False) -> in
     return channel.pk
 
 
+# The yardstick: the least a session table can be for this sweep, so that the sweep's rate can be
+# quoted against what this server does with the same statement in the same run (as bench/ingest.py
+# quotes ingest against ../shared/bench/reference). It has only the columns the batch statement reads
+# and writes, its one claim index, and a StatusChange table with its foreign key and its one index:
+# every index more, every wider row, is what the real table adds on top.
+YARDSTICK_SESSIONS = "bench_yardstick_session"
+YARDSTICK_CHANGES = "bench_yardstick_statuschange"
+
+
+def build_yardstick(sessions: int) -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {YARDSTICK_CHANGES}, {YARDSTICK_SESSIONS}")
+        cursor.execute(
+            f"""
+            CREATE TABLE {YARDSTICK_SESSIONS} (id uuid PRIMARY KEY, channel_id integer NOT NULL,
+                status varchar(16) NOT NULL, last_activity_at timestamptz NOT NULL,
+                status_changed_at timestamptz NOT NULL, updated_at timestamptz NOT NULL)
+            """
+        )
+        cursor.execute(
+            f"""
+            CREATE TABLE {YARDSTICK_CHANGES} (id bigserial PRIMARY KEY,
+                session_id uuid NOT NULL REFERENCES {YARDSTICK_SESSIONS} (id) DEFERRABLE INITIALLY DEFERRED,
+                from_status varchar(16) NOT NULL, to_status varchar(16) NOT NULL,
+                actor varchar(150) NOT NULL, reason varchar(255) NOT NULL, created_at timestamptz NOT NULL)
+            """
+        )
+        # The same rows as generate(): even ones due, odd ones not, interleaved.
+        cursor.execute(
+            f"""
+            INSERT INTO {YARDSTICK_SESSIONS}
+            SELECT gen_random_uuid(), 1, 'active', t, t, t
+            FROM (
+                SELECT now() - CASE WHEN i %% 2 = 0 THEN interval '2 hours' ELSE interval '1 minute' END
+                    - (i %% 1000) * interval '1 millisecond' AS t
+                FROM generate_series(1, %s) AS i
+            ) AS rows
+            """,
+            [sessions],
+        )
+        cursor.execute(f"CREATE INDEX ON {YARDSTICK_SESSIONS} (status, last_activity_at DESC, id DESC)")
+        cursor.execute(f"CREATE INDEX ON {YARDSTICK_CHANGES} (session_id, created_at)")
+        cursor.execute(f"VACUUM ANALYZE {YARDSTICK_SESSIONS}")
+
+
+def sweep_yardstick(url: str, batch: int, parallel: int, before) -> tuple[int, float, float]:  # type: ignore[no-untyped-def]
+    """Drain the yardstick's due rows with the sweep's own statement, fixed full batches, on `parallel`
+    connections; returns (moved, seconds, PostgreSQL CPU seconds)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import psycopg
+    from django.utils import timezone
+
+    from sessions_app.lifecycle import batch_sql
+
+    sql = batch_sql(session_table=YARDSTICK_SESSIONS, change_table=YARDSTICK_CHANGES)
+    params = {
+        "source": "active",
+        "to": "abandoned",
+        "before": before,
+        "now": timezone.now(),
+        "actor": "system:sweep",
+        "reason": "yardstick",
+        "limit": batch,
+    }
+
+    def drain() -> tuple[int, float]:
+        moved = 0
+        with psycopg.connect(url, autocommit=True) as conn:
+            pid = conn.info.backend_pid
+            cpu = process_cpu_seconds(pid)
+            while True:
+                with conn.transaction():
+                    conn.execute("SET LOCAL synchronous_commit = off")
+                    count = conn.execute(sql, params).fetchone()[0]  # type: ignore[index]
+                moved += count
+                if count < batch:
+                    return moved, process_cpu_seconds(pid) - cpu
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        parts = [future.result() for future in [pool.submit(drain) for _ in range(parallel)]]
+    elapsed = time.perf_counter() - start
+    return sum(p[0] for p in parts), elapsed, sum(p[1] for p in parts)
+
+
 def ingest_worker(url: str, data_dir: str, index: int, contacts: int, stop, results) -> None:
     os.environ["DATABASE_URL"] = url
     django_setup(data_dir)
@@ -186,6 +277,7 @@ def main() -> None:
     from django.core.management import call_command
     from django.db import DEFAULT_DB_ALIAS, connection, connections
     from django.db.backends.signals import connection_created
+    from django.utils import timezone
 
     from sessions_app.models import Message, Session, StatusChange
     from sessions_app.sweep import sweep_sessions
@@ -239,6 +331,7 @@ def main() -> None:
 
         conn._commit = timed_commit
 
+    build_yardstick(args.sessions)
     ctx = mp.get_context("spawn")
     stop, results = ctx.Event(), ctx.Queue()
     workers = [
@@ -266,6 +359,11 @@ def main() -> None:
     python_cpu = time.process_time() - python_cpu
     connection.execute_wrappers.remove(timed)
     during = bench_messages.count() - before
+    # The yardstick next, under the same ingest load, with the same cutoff, batch size and connections.
+    batch = args.batch or settings.SESSION_SWEEP_BATCH_SIZE
+    parallel = args.parallel or settings.SESSION_SWEEP_PARALLEL
+    cutoff = timezone.now() - timedelta(seconds=settings.SESSION_ABANDON_AFTER)
+    yard_moved, yard_elapsed, yard_cpu = sweep_yardstick(url, batch, parallel, cutoff)
     stop.set()
     stats = [results.get(timeout=60) for _ in workers]
     for worker in workers:
@@ -290,6 +388,15 @@ def main() -> None:
             f"  CPU per transition: {database_cpu / moved * 1e6:.0f} µs in PostgreSQL "
             f"({len(backend_cpu)} backend(s)), {python_cpu / moved * 1e6:.0f} µs in Python"
         )
+    if yard_moved:
+        yard_rate = yard_moved / yard_elapsed
+        print(
+            f"yardstick (the same statement on a table with only the columns and the one index it needs; "
+            f"same batch size, connections and ingest load): {yard_moved:,} in {yard_elapsed:.2f}s, "
+            f"{yard_rate:,.0f} transitions/s, {yard_cpu / yard_moved * 1e6:.0f} µs of PostgreSQL CPU each"
+        )
+        if moved:
+            print(f"  the sweep's rate against the yardstick's: {moved / elapsed / yard_rate:.2f}")
     sent = sum(s[1] for s in stats)
     errors = sum(s[2] for s in stats)
     stored = bench_messages.count()

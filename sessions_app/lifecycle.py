@@ -170,10 +170,15 @@ SELECT count(*) FROM recorded
 """
 
 
-def batch_sql(channel_filter: str = "") -> str:
-    """The batch statement for PostgreSQL, with `channel_filter` (SQL text, or "") added to the claim."""
+def batch_sql(channel_filter: str = "", *, session_table: str = "", change_table: str = "") -> str:
+    """The batch statement for PostgreSQL, with `channel_filter` (SQL text, or "") added to the claim.
+
+    Other tables than the models' are for the sweep benchmark's yardstick (bench/sweep.py), which
+    runs this very statement on the least a session table can be."""
     return _BATCH_SQL.format(
-        session=Session._meta.db_table, change=StatusChange._meta.db_table, channel_filter=channel_filter
+        session=session_table or Session._meta.db_table,
+        change=change_table or StatusChange._meta.db_table,
+        channel_filter=channel_filter,
     )
 
 
