@@ -13,7 +13,7 @@ from django.db.models import QuerySet
 from rest_framework.exceptions import ValidationError
 
 from sessions_app import session_search
-from sessions_app.models import ChannelKind, Session, SessionStatus
+from sessions_app.models import ChannelKind, Session, SessionQuerySet, SessionStatus
 from sessions_app.phones import InvalidPhoneNumber, normalize_phone
 
 Q_MIN_LENGTH = 2
@@ -67,6 +67,7 @@ class SessionFilter(django_filters.FilterSet):
     status = django_filters.MultipleChoiceFilter(
         choices=SessionStatus.choices,
         distinct=False,
+        method="filter_status",
         help_text="Repeat for several: ?status=active&status=closed",
     )
     contact_phone = django_filters.CharFilter(method="filter_contact_phone", max_length=32)
@@ -93,6 +94,12 @@ class SessionFilter(django_filters.FilterSet):
         except InvalidPhoneNumber as exc:
             raise ValidationError({"contact_phone": [str(exc)]}) from None
         return queryset.filter(contact__phone=phone)
+
+    def filter_status(self, queryset: QuerySet[Session], name: str, value: list[str]) -> QuerySet[Session]:
+        # Several statuses: a page is read as one index range per status, merged (SessionQuerySet).
+        if isinstance(queryset, SessionQuerySet):
+            return queryset.in_statuses(value)
+        return queryset.filter(status__in=value)
 
     def filter_q(self, queryset: QuerySet[Session], name: str, value: Any) -> QuerySet[Session]:
         return search_sessions(queryset, value)

@@ -166,12 +166,13 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID] | None:
 
 
 def _filtered(filters: ListFilters, *, channel: bool = True, search: bool = True) -> QuerySet[Session]:
-    qs = Session.objects.all()
+    # Several statuses: one index range per status, merged, when a page is read (SessionQuerySet).
+    qs: QuerySet[Session] = (
+        Session.objects.in_statuses(filters.statuses) if filters.statuses else Session.objects.all()
+    )
     if channel and filters.channel:
         kinds = TAB_BY_KEY[filters.channel].kinds
         qs = qs.filter(channel_kind=kinds[0]) if len(kinds) == 1 else qs.filter(channel_kind__in=kinds)
-    if filters.statuses:
-        qs = qs.filter(status__in=filters.statuses)
     if filters.business:
         qs = qs.filter(business_id=filters.business)
     if filters.date_from:

@@ -13,7 +13,7 @@ from django.utils import timezone
 from sessions_app.lifecycle import batch_sql, transition_sessions_batch
 from sessions_app.models import Channel, ChannelKind, Session, SessionStatus, StatusChange
 from sessions_app.sweep import sweep_sessions
-from tests.factories import ChannelFactory, SessionFactory
+from tests.factories import ChannelFactory, SessionFactory, sessions_ended_oldest_first
 from tests.twilio_helpers import send_sms
 
 pytestmark = pytest.mark.django_db
@@ -323,26 +323,9 @@ def test_the_claim_walks_only_sessions_in_the_source_status_however_many_older_o
         pytest.skip("reads PostgreSQL's plans")
     channel = ChannelFactory()
     now = timezone.now()
-    with connection.cursor() as cursor:
-        # Written oldest first, as ingest writes them: position follows last activity. The ended half
-        # mixes two statuses, one sorting before 'active' and one after, as a real table's mix does,
-        # so the status column's own order says little about position.
-        cursor.execute(
-            """
-            INSERT INTO sessions_app_session (id, channel_id, channel_kind, business_id, location_id,
-                agent_id, title, description, thumbnail_url, status, metadata, mission_id,
-                message_count, last_activity_at, status_changed_at, created_at, updated_at)
-            SELECT gen_random_uuid(), %s, 'sms', '', '', '', '', '', '', s, %s, '', 1, t, t, t, t
-            FROM (
-                SELECT CASE WHEN i > 30000 THEN 'active'
-                    WHEN i %% 2 = 0 THEN 'abandoned' ELSE 'archived' END AS s,
-                    %s::timestamptz - (60000 - i) * interval '1 second' AS t
-                FROM generate_series(1, 60000) AS i
-            ) AS rows
-            """,
-            [channel.pk, Session._meta.get_field("metadata").get_prep_value({}), now],
-        )
-        cursor.execute("ANALYZE sessions_app_session")
+    # The ended half mixes two statuses, one sorting before 'active' and one after, as a real
+    # table's mix does, so the status column's own order says little about position.
+    sessions_ended_oldest_first(channel, now, ended=(S.ABANDONED, S.ARCHIVED))
     plan = _claim_plan(S.ACTIVE, now - timedelta(hours=2), 5000)
     assert "session_status_recent" in plan, plan
     assert "Filter" not in plan.split("CTE moved")[0], plan
