@@ -87,6 +87,16 @@ def save_template(url: str, generated_at: float) -> None:
         conn.execute(f"COMMENT ON DATABASE \"{name}_template\" IS '{generated_at}'")
 
 
+# Rows `i` and their last activity `t`, to select from with `%s` = how many: even rows quiet for two
+# hours (due for abandonment), odd rows a minute ago (not due), interleaved. The sweep's table, its
+# yardstick and bench/sweep_designs.py's tables all hold these rows.
+GENERATED_TIMES = """
+    SELECT i, now() - CASE WHEN i %% 2 = 0 THEN interval '2 hours' ELSE interval '1 minute' END
+        - (i %% 1000) * interval '1 millisecond' AS t
+    FROM generate_series(1, %s) AS i
+"""
+
+
 def generate(sessions: int, contacts: int, last_write_order: bool = False) -> int:
     from django.db import connection
 
@@ -105,20 +115,15 @@ def generate(sessions: int, contacts: int, last_write_order: bool = False) -> in
         )
         cursor.execute("SELECT min(id) FROM sessions_app_contact")
         first_contact = cursor.fetchone()[0]
-        # Even rows: quiet for two hours (due for abandonment); odd rows: a minute ago (not due).
         cursor.execute(
-            """
+            f"""
             INSERT INTO sessions_app_session (id, channel_id, channel_kind, contact_id, business_id,
                 location_id, agent_id, title, description, thumbnail_url, status, metadata, mission_id,
                 message_count, first_message_at, last_message_at, last_activity_at, status_changed_at,
                 created_at, updated_at)
             SELECT gen_random_uuid(), %s, 'sms', %s + (i %% %s), '', '', '', 'SMS', '', '', 'active',
                 %s, '', 1, t, t, t, t, t, t
-            FROM (
-                SELECT i, now() - CASE WHEN i %% 2 = 0 THEN interval '2 hours' ELSE interval '1 minute' END
-                    - (i %% 1000) * interval '1 millisecond' AS t
-                FROM generate_series(1, %s) AS i
-            ) AS rows
+            FROM ({GENERATED_TIMES}) AS rows
             """,
             [channel.pk, first_contact, contacts, empty_metadata_token(), sessions],
         )
@@ -160,16 +165,12 @@ def build_yardstick(sessions: int) -> None:
                 actor varchar(150) NOT NULL, reason varchar(255) NOT NULL, created_at timestamptz NOT NULL)
             """
         )
-        # The same rows as generate(): even ones due, odd ones not, interleaved.
+        # The same rows as generate().
         cursor.execute(
             f"""
             INSERT INTO {YARDSTICK_SESSIONS}
             SELECT gen_random_uuid(), 1, 'active', t, t, t
-            FROM (
-                SELECT now() - CASE WHEN i %% 2 = 0 THEN interval '2 hours' ELSE interval '1 minute' END
-                    - (i %% 1000) * interval '1 millisecond' AS t
-                FROM generate_series(1, %s) AS i
-            ) AS rows
+            FROM ({GENERATED_TIMES}) AS rows
             """,
             [sessions],
         )

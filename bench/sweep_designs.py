@@ -31,6 +31,7 @@ import time
 from urllib.parse import urlsplit
 
 import psycopg
+from sweep import GENERATED_TIMES
 
 SESSIONS = 1_000_000
 BATCH = 5000
@@ -38,12 +39,7 @@ DESIGNS = ("yardstick", "no-record", "real-width", "hot", "hot-record", "hot-his
 
 ROWS = f"""
 INSERT INTO s (id, status, last_activity_at, status_changed_at, updated_at)
-SELECT gen_random_uuid(), 'active', t, t, t
-FROM (
-    SELECT now() - CASE WHEN i % 2 = 0 THEN interval '2 hours' ELSE interval '1 minute' END
-        - (i % 1000) * interval '1 millisecond' AS t
-    FROM generate_series(1, {SESSIONS}) AS i
-) AS rows
+SELECT gen_random_uuid(), 'active', t, t, t FROM ({GENERATED_TIMES}) AS rows
 """
 REAL_WIDTH = [
     "ALTER TABLE s ADD COLUMN contact_id integer, ADD COLUMN channel_id integer DEFAULT 1,"
@@ -108,7 +104,7 @@ def build(url: str, design: str) -> None:
             " from_status varchar(16) NOT NULL, to_status varchar(16) NOT NULL, actor varchar(150) NOT NULL,"
             " reason varchar(255) NOT NULL, created_at timestamptz NOT NULL)"
         )
-        conn.execute(ROWS)  # type: ignore[arg-type]
+        conn.execute(ROWS, [SESSIONS])  # type: ignore[arg-type]
         if design == "real-width":
             for sql in REAL_WIDTH:
                 conn.execute(sql)  # type: ignore[arg-type]

@@ -5,7 +5,7 @@ through the shared `sessions_app.session_search` (what matches and how it stays 
 from __future__ import annotations
 
 from datetime import UTC
-from typing import Any
+from typing import Any, cast
 
 import django_filters
 from django import forms
@@ -97,9 +97,7 @@ class SessionFilter(django_filters.FilterSet):
 
     def filter_status(self, queryset: QuerySet[Session], name: str, value: list[str]) -> QuerySet[Session]:
         # Several statuses: a page is read as one index range per status, merged (SessionQuerySet).
-        if isinstance(queryset, SessionQuerySet):
-            return queryset.in_statuses(value)
-        return queryset.filter(status__in=value)
+        return cast(SessionQuerySet, queryset).in_statuses(value)
 
     def filter_q(self, queryset: QuerySet[Session], name: str, value: Any) -> QuerySet[Session]:
         return search_sessions(queryset, value)
