@@ -17,7 +17,12 @@ with SKIP LOCKED, update by id, record), with `synchronous_commit = off` as the 
   index entry; the claim walks the last-activity index from a moving lower bound (keyset), since
   there is no status index to walk; fillfactor 70 so the new version fits on its page;
 - `hot-record`: `hot` plus the StatusChange rows (foreign key and index, as the yardstick);
-- `hot-history`: `hot` with each change appended to a jsonb list on the session row instead.
+- `hot-history`: `hot` with each change appended to a jsonb list on the session row instead;
+- `real-group`: `real-width` with the index on a status group (a stored generated column, "open"
+  for active and abandoned) instead of the status, as migration 0014 has it: heap-only changes
+  with the real width and indexes, the claim walking the group from a moving lower bound (keyset);
+  fillfactor 70, StatusChange rows with their foreign key (docs/sweep.md, "Stop 17");
+- `real-group-nofk`: the same without the foreign key on the StatusChange rows.
 
 The database named in DATABASE_URL is dropped and created again: give it one of its own.
 """
@@ -35,7 +40,21 @@ from sweep import GENERATED_TIMES
 
 SESSIONS = 1_000_000
 BATCH = 5000
-DESIGNS = ("yardstick", "no-record", "real-width", "hot", "hot-record", "hot-history")
+DESIGNS = (
+    "yardstick",
+    "no-record",
+    "real-width",
+    "hot",
+    "hot-record",
+    "hot-history",
+    "real-group",
+    "real-group-nofk",
+)
+RECORDED = ("yardstick", "real-width", "hot-record", "real-group", "real-group-nofk")
+GROUP = (
+    "ALTER TABLE s ADD COLUMN status_group varchar(16) GENERATED ALWAYS AS"
+    " (CASE WHEN status IN ('active', 'abandoned') THEN 'open' ELSE status END) STORED"
+)
 
 ROWS = f"""
 INSERT INTO s (id, status, last_activity_at, status_changed_at, updated_at)
@@ -62,6 +81,11 @@ CLAIM_BY_STATUS = """
 picked AS (SELECT id, last_activity_at FROM s
     WHERE status >= 'active' AND status <= 'active' AND last_activity_at < now() - interval '30 minutes'
     ORDER BY status DESC, last_activity_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"""
+CLAIM_BY_GROUP = """
+picked AS (SELECT id, last_activity_at FROM s
+    WHERE status_group >= 'open' AND status_group <= 'open' AND last_activity_at >= %(after)s
+        AND last_activity_at < now() - interval '30 minutes' AND status = 'active'
+    ORDER BY status_group DESC, last_activity_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"""
 CLAIM_BY_TIME = """
 picked AS (SELECT id, last_activity_at FROM s
     WHERE last_activity_at >= %(after)s AND last_activity_at < now() - interval '30 minutes'
@@ -82,14 +106,14 @@ SELECT (SELECT count(*) FROM moved), (SELECT max(last_activity_at) FROM picked)"
 
 def statement(design: str) -> str:
     hot = design.startswith("hot")
-    claim = CLAIM_BY_TIME if hot else CLAIM_BY_STATUS
+    claim = CLAIM_BY_GROUP if "group" in design else CLAIM_BY_TIME if hot else CLAIM_BY_STATUS
     move = MOVE.format(history=HISTORY if design == "hot-history" else "")
-    tail = RECORD if design in ("yardstick", "real-width", "hot-record") else NO_RECORD
+    tail = RECORD if design in RECORDED else NO_RECORD
     return f"WITH {claim}, {move} {tail}"
 
 
 def build(url: str, design: str) -> None:
-    hot = design.startswith("hot")
+    hot = design.startswith("hot") or "group" in design
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS c, s")
         conn.execute(
@@ -100,19 +124,28 @@ def build(url: str, design: str) -> None:
         )
         conn.execute(
             "CREATE TABLE c (id bigserial PRIMARY KEY,"
-            " session_id uuid NOT NULL REFERENCES s (id) DEFERRABLE INITIALLY DEFERRED,"
-            " from_status varchar(16) NOT NULL, to_status varchar(16) NOT NULL, actor varchar(150) NOT NULL,"
-            " reason varchar(255) NOT NULL, created_at timestamptz NOT NULL)"
+            + (
+                " session_id uuid NOT NULL,"
+                if design.endswith("nofk")
+                else " session_id uuid NOT NULL REFERENCES s (id) DEFERRABLE INITIALLY DEFERRED,"
+            )
+            + " from_status varchar(16) NOT NULL, to_status varchar(16) NOT NULL,"
+            " actor varchar(150) NOT NULL, reason varchar(255) NOT NULL, created_at timestamptz NOT NULL)"
         )
         conn.execute(ROWS, [SESSIONS])  # type: ignore[arg-type]
-        if design == "real-width":
+        if "group" in design:
+            conn.execute(GROUP)  # type: ignore[arg-type]
+        if design.startswith("real"):
             for sql in REAL_WIDTH:
                 conn.execute(sql)  # type: ignore[arg-type]
-        conn.execute(
-            "CREATE INDEX ON s (last_activity_at DESC, id DESC)"
-            if hot
-            else "CREATE INDEX ON s (status, last_activity_at DESC, id DESC)"
-        )
+        if "group" in design:
+            conn.execute("CREATE INDEX ON s (status_group, last_activity_at DESC, id DESC)")
+        else:
+            conn.execute(
+                "CREATE INDEX ON s (last_activity_at DESC, id DESC)"
+                if hot
+                else "CREATE INDEX ON s (status, last_activity_at DESC, id DESC)"
+            )
         conn.execute("CREATE INDEX ON c (session_id, created_at)")
         conn.execute("VACUUM ANALYZE s")
         conn.execute("CHECKPOINT")

@@ -41,6 +41,7 @@ from django.utils import timezone
 from sessions_app.events import announce_message
 from sessions_app.fields import EncryptedJSONField
 from sessions_app.models import (
+    OPEN_GROUP,
     Channel,
     ChannelKind,
     Contact,
@@ -175,7 +176,10 @@ def _lock_pair(channel: Channel, contact: Contact) -> None:
 def _reusable_session(
     channel: Channel, contact: Contact, now: datetime, preferred_session_id: Any | None
 ) -> Session | None:
-    active = Session.objects.filter(channel=channel, contact=contact, status=SessionStatus.ACTIVE)
+    # The group lets `session_open_reuse_lookup` serve it: the index knows groups, not statuses.
+    active = Session.objects.filter(
+        channel=channel, contact=contact, status_group=OPEN_GROUP, status=SessionStatus.ACTIVE
+    )
     if preferred_session_id is not None:
         # A client naming its session (the chat APIs) keeps it while it is active, whatever the gap.
         preferred = active.filter(pk=preferred_session_id).first()
@@ -326,13 +330,19 @@ class _Layout:
     per_row_defaults: tuple[tuple[int, str, Callable[[], Any]], ...]  # callables: uuid4, now, dict
 
 
+def _stored_fields(model: type[models.Model]) -> list[models.Field[Any, Any]]:
+    # Not the generated ones (`Session.status_group`): the database computes them, and an instance
+    # built here leaves them deferred, loaded if someone reads them.
+    return [field for field in model._meta.concrete_fields if not field.generated]
+
+
 @functools.cache
 def _layout(model: type[models.Model]) -> _Layout:
     index: dict[str, int] = {}
     relations: set[str] = set()
     defaults: list[Any] = []
     per_row: list[tuple[int, str, Callable[[], Any]]] = []
-    for position, model_field in enumerate(model._meta.concrete_fields):
+    for position, model_field in enumerate(_stored_fields(model)):
         index[model_field.attname] = position
         if model_field.is_relation:
             relations.add(model_field.name)
@@ -376,7 +386,7 @@ def _instance(model: type[_M], attnames: Sequence[str], values: Sequence[Any], *
     """
     if pre_init.has_listeners(model) or post_init.has_listeners(model):
         if db is None:
-            return model(*values)
+            return model(**dict(zip(attnames, values, strict=True)))
         return model.from_db(db, list(attnames), list(values))
     instance = model.__new__(model)
     # Straight into the instance's dict, as the constructor's setattr does: the fields' descriptors
@@ -540,7 +550,7 @@ def _stored_form(field: models.Field[Any, Any]) -> Callable[[Any], Any] | None:
 def _columns(model: type[models.Model]) -> list[tuple[str, str, bool, Callable[[Any], Any] | None]]:
     return [
         (str(field.column), field.attname, field.primary_key, _stored_form(field))
-        for field in model._meta.concrete_fields
+        for field in _stored_fields(model)
     ]
 
 

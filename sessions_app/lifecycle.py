@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import connection, transaction
 from django.utils import timezone
 
 from sessions_app.events import session_status_changed, sessions_swept
-from sessions_app.models import Session, SessionStatus, StatusChange
+from sessions_app.models import Session, SessionStatus, StatusChange, SweepMark, status_group
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,11 @@ def transition_session(session: Session, to_status: str, *, actor: str, reason: 
         StatusChange.objects.create(
             session=current, from_status=from_status, to_status=to_status, actor=actor, reason=reason[:255]
         )
+        # A session reopened (or closed) long after its last activity lands behind where the sweep's
+        # next drain of its new status would start: move that start back to it (SweepMark).
+        SweepMark.objects.filter(source=to_status, swept_before__gt=current.last_activity_at).update(
+            swept_before=current.last_activity_at
+        )
         log.info("Session %s: %s → %s by %s", current.pk, from_status, to_status, actor)
         transaction.on_commit(
             lambda: session_status_changed.send(
@@ -98,31 +103,42 @@ def transition_sessions_batch(
     inactive_before: datetime,
     actor: str,
     reason: str = "",
+    inactive_since: datetime | None = None,
     channel_ids: Sequence[int] | None = None,
     exclude_channel_ids: Sequence[int] = (),
     limit: int = 5000,
-) -> dict[str, int]:
+) -> MovedCounts:
     """Move at most `limit` sessions in `from_statuses` whose last activity is before `inactive_before`
-    to `to_status`, recording one `StatusChange` each; returns how many moved from each source status
-    (only the statuses something moved from).
+    (and not before `inactive_since`, when given) to `to_status`, oldest first, recording one
+    `StatusChange` each; returns how many moved from each source status (only the statuses something
+    moved from).
 
     The set-based sibling of `transition_session`, for the lifecycle sweep: the same
     `ALLOWED_TRANSITIONS` decide which source statuses may move, and each statement is its own
     short transaction. Rows another transaction holds (an inbound message bumping the session right now)
     are skipped, not waited for, and the status and time predicates are re-checked on the locked
     rows, so a session that just received a message is never moved. Call it until the counts add
-    up to fewer than `limit`.
+    up to fewer than `limit`, each time from the `reached` of the call before.
     """
     if to_status not in SessionStatus.values:
         raise ValueError(f"unknown status {to_status!r}; one of {', '.join(SessionStatus.values)}")
     to_status = str(to_status)
     sources = sources_for(to_status, from_statuses)
     if not sources or (channel_ids is not None and not channel_ids):
-        return {}
+        return MovedCounts()
     now = timezone.now()
     batch = _batch_postgresql if connection.vendor == "postgresql" else _batch_portable
     moved = batch(
-        sources, to_status, inactive_before, actor, reason, channel_ids, exclude_channel_ids, limit, now
+        sources,
+        to_status,
+        inactive_since or BEGINNING,
+        inactive_before,
+        actor,
+        reason,
+        channel_ids,
+        exclude_channel_ids,
+        limit,
+        now,
     )
     total = sum(moved.values())
     if total:
@@ -137,37 +153,53 @@ def _announce(count: int, to_status: str) -> None:
     sessions_swept.send(sender=Session, count=count, to_status=to_status)
 
 
-# One statement per source status: claim the oldest due rows, walking the (status, last_activity_at)
-# index and skipping any row another transaction holds; move exactly the claimed rows (by primary
-# key, so the plan cannot degrade into a scan); write their StatusChange rows. FOR UPDATE re-checks
-# the status and time predicates on the newest version of each row as it locks it, and the lock
-# lasts until the statement commits, so nothing can change a claimed row in between. Only the count
-# comes back: the ids are not needed, and a backlog's worth of them is most of the client's work.
+# One statement per source status: claim the oldest due rows, walking the (status group, last
+# activity) index and skipping any row another transaction holds; move exactly the claimed rows (by
+# primary key, so the plan cannot degrade into a scan); write their StatusChange rows. FOR UPDATE
+# re-checks the status and time predicates on the newest version of each row as it locks it, and
+# the lock lasts until the statement commits, so nothing can change a claimed row in between.
+# Only the count and the newest claimed last activity come back: the caller's next batch starts
+# there (keyset), and the ids themselves are most of the client's work at a backlog's size.
 #
-# The status is a range of one value and leads the ORDER BY so that only `session_status_recent`
-# can deliver the order. With `status = …` the planner may walk `session_recent` (last activity
-# alone) from its oldest end and filter on the status instead: it takes status and age to be
-# independent, while the oldest sessions are exactly the ones that ended, so every batch would read
-# past all of them (1.6 s a batch with 400,000 ended; docs/sweep.md, stop 15).
+# The index knows the status group, not the status: active and abandoned sessions share "open", so
+# that the sweep's change of status is a heap-only update (docs/sweep.md, "Stop 17"). Within the
+# group the status is a filter, and the range [since, before) on last activity keeps the walk off
+# the abandoned sessions that earlier sweeps left behind it (sweep.py keeps `since`).
+#
+# The group is a range of one value and leads the ORDER BY so that only `session_group_recent` can
+# deliver the order. With `status_group = …` the planner may walk `session_recent` (last activity
+# alone) from its oldest end and filter instead: it takes group and age to be independent, while the
+# oldest sessions are exactly the ones that ended (1.6 s a batch with 400,000 ended; stop 15).
 _BATCH_SQL = """
 WITH picked AS (
-    SELECT id FROM {session}
-    WHERE status >= %(source)s AND status <= %(source)s AND last_activity_at < %(before)s {channel_filter}
-    ORDER BY status DESC, last_activity_at, id
+    SELECT ctid, id, last_activity_at FROM {session}
+    WHERE status_group >= %(group)s AND status_group <= %(group)s AND status = %(source)s
+      AND last_activity_at >= %(since)s AND last_activity_at < %(before)s {channel_filter}
+    ORDER BY status_group DESC, last_activity_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ), moved AS (
     UPDATE {session}
     SET status = %(to)s, status_changed_at = %(now)s, updated_at = %(now)s
-    WHERE id = ANY(ARRAY(SELECT id FROM picked))
+    WHERE ctid = ANY(ARRAY(SELECT ctid FROM picked))
     RETURNING id
 ), recorded AS (
     INSERT INTO {change} (session_id, from_status, to_status, actor, reason, created_at)
     SELECT id, %(source)s, %(to)s, %(actor)s, %(reason)s, %(now)s FROM moved
     RETURNING 1
 )
-SELECT count(*) FROM recorded
+SELECT (SELECT count(*) FROM recorded), (SELECT max(last_activity_at) FROM picked)
 """
+
+# The start of time for a claim with no lower bound: a real timestamp (psycopg sends no -infinity).
+BEGINNING = datetime(1, 1, 1, tzinfo=UTC)
+
+
+class MovedCounts(dict[str, int]):
+    """How many sessions moved from each source status; `reached` is the newest last activity among
+    the sessions claimed (for a call with one source status), where the next batch may start."""
+
+    reached: datetime | None = None
 
 
 def batch_sql(channel_filter: str = "", *, session_table: str = "", change_table: str = "") -> str:
@@ -185,6 +217,7 @@ def batch_sql(channel_filter: str = "", *, session_table: str = "", change_table
 def _batch_postgresql(
     sources: list[str],
     to_status: str,
+    since: datetime,
     before: datetime,
     actor: str,
     reason: str,
@@ -192,9 +225,10 @@ def _batch_postgresql(
     exclude_channel_ids: Sequence[int],
     limit: int,
     now: datetime,
-) -> dict[str, int]:
+) -> MovedCounts:
     channel_filter = ""
     params: dict[str, Any] = {
+        "since": since,
         "before": before,
         "to": to_status,
         "now": now,
@@ -212,7 +246,7 @@ def _batch_postgresql(
     # in a crash is lost whole, StatusChange rows with their moves, and is simply due again at the
     # next sweep (docs/sweep.md). Inside a caller's transaction the caller decides.
     relaxed = not connection.in_atomic_block
-    moved: dict[str, int] = {}
+    moved = MovedCounts()
     left = limit
     for source in sources:
         if left <= 0:
@@ -220,17 +254,20 @@ def _batch_postgresql(
         with transaction.atomic(), connection.cursor() as cursor:
             if relaxed:
                 cursor.execute("SET LOCAL synchronous_commit = off")
-            cursor.execute(sql, {**params, "source": source, "limit": left})
-            count = cursor.fetchone()[0]
+            cursor.execute(sql, {**params, "source": source, "group": status_group(source), "limit": left})
+            count, reached = cursor.fetchone()
         if count:
             moved[source] = count
             left -= count
+        if len(sources) == 1:
+            moved.reached = reached
     return moved
 
 
 def _batch_portable(
     sources: list[str],
     to_status: str,
+    since: datetime,
     before: datetime,
     actor: str,
     reason: str,
@@ -238,18 +275,23 @@ def _batch_portable(
     exclude_channel_ids: Sequence[int],
     limit: int,
     now: datetime,
-) -> dict[str, int]:
+) -> MovedCounts:
     # SQLite: the IMMEDIATE transaction holds the database's write lock from its first statement,
     # so nothing changes between the select and the update.
-    due = Session.objects.filter(status__in=sources, last_activity_at__lt=before)
+    due = Session.objects.filter(status__in=sources, last_activity_at__gte=since, last_activity_at__lt=before)
     if channel_ids is not None:
         due = due.filter(channel_id__in=channel_ids)
     if exclude_channel_ids:
         due = due.exclude(channel_id__in=exclude_channel_ids)
+    moved = MovedCounts()
     with transaction.atomic():
-        rows = list(due.select_for_update(skip_locked=True).values_list("id", "status")[:limit])
+        rows = list(
+            due.select_for_update(skip_locked=True)
+            .order_by("last_activity_at", "id")
+            .values_list("id", "status", "last_activity_at")[:limit]
+        )
         if not rows:
-            return {}
+            return moved
         ids = [row[0] for row in rows]
         Session.objects.filter(pk__in=ids, status__in=sources, last_activity_at__lt=before).update(
             status=to_status, status_changed_at=now, updated_at=now
@@ -263,9 +305,10 @@ def _batch_portable(
                 reason=reason[:255],
                 created_at=now,
             )
-            for session_id, from_status in rows
+            for session_id, from_status, _ in rows
         )
-    moved: dict[str, int] = {}
-    for _, from_status in rows:
+    for _, from_status, _ in rows:
         moved[from_status] = moved.get(from_status, 0) + 1
+    if len(sources) == 1:
+        moved.reached = rows[-1][2]
     return moved

@@ -40,6 +40,16 @@ class SessionStatus(models.TextChoices):
     ARCHIVED = "archived", "Archived"
 
 
+# The statuses the sweep moves between without touching an index (see `Session.status_group`).
+OPEN_GROUP = "open"
+OPEN_STATUSES = (SessionStatus.ACTIVE.value, SessionStatus.ABANDONED.value)
+
+
+def status_group(status: str) -> str:
+    """The value `Session.status_group` holds for `status`: the indexes' view of it."""
+    return OPEN_GROUP if status in OPEN_STATUSES else str(status)
+
+
 class Direction(models.TextChoices):
     INBOUND = "inbound", "Inbound"
     OUTBOUND = "outbound", "Outbound"
@@ -206,8 +216,8 @@ class Contact(models.Model):
         )
 
 
-# The orderings a merged status page can be served in: the order of `session_status_recent` within
-# one status, either way round (DRF's cursor pages backwards by reversing it).
+# The orderings a merged status page can be served in: the order of `session_group_recent` within
+# one status group, either way round (DRF's cursor pages backwards by reversing it).
 _MERGEABLE_ORDERINGS = {
     ("-last_activity_at",): True,
     ("-last_activity_at", "-id"): True,
@@ -217,30 +227,36 @@ _MERGEABLE_ORDERINGS = {
 
 
 class SessionQuerySet(models.QuerySet["Session"]):
-    """Sessions, with a status filter that stays one index range per status however many are asked.
+    """Sessions, with a status filter that stays one index range per status group however many
+    statuses are asked.
 
-    `status IN (a, b)` ordered by last activity cannot be served by `session_status_recent` in
-    order: PostgreSQL 15 does not merge one ordered scan per value, so it either sorts every match or
-    walks `session_recent` and filters, reading past every newer session of another status (637 ms
-    for a page at a million sessions, docs/sweep.md "Stop 16"). `in_statuses` marks the queryset so
-    that a page of it (a slice, ordered by last activity) is read as one slice per status, each an
-    equality on the status walking that index in order, merged here. Anything else (counts, values,
-    other orderings, unsliced reads) runs the plain `IN` query.
+    The indexes know a session's `status_group`, not its status (active and abandoned share "open"),
+    so `in_statuses` filters on both: the group picks the index range of `session_group_recent`, the
+    status the rows within it. A group IN (a, b) ordered by last activity cannot be served by that
+    index in order: PostgreSQL 15 does not merge one ordered scan per value, so it either sorts every
+    match or walks `session_recent` and filters, reading past every newer session of another status
+    (637 ms for a page at a million sessions, docs/sweep.md "Stop 16"). So a page (a slice, ordered by
+    last activity) of several groups is read as one slice per group, each an equality on the group
+    walking that index in order, merged here. Anything else (counts, values, other orderings,
+    unsliced reads) runs the plain query.
     """
 
-    _merge_statuses: tuple[str, ...] = ()
+    _merge_groups: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def in_statuses(self, statuses: Sequence[str]) -> SessionQuerySet:
         statuses = tuple(dict.fromkeys(str(s) for s in statuses))
-        clone = self.filter(status__in=statuses)
-        if len(statuses) > 1:
-            clone._merge_statuses = statuses
+        by_group: dict[str, list[str]] = {}
+        for status in statuses:
+            by_group.setdefault(status_group(status), []).append(status)
+        clone = self.filter(status_group__in=list(by_group), status__in=statuses)
+        if len(by_group) > 1:
+            clone._merge_groups = tuple((group, tuple(members)) for group, members in by_group.items())
         return clone
 
     # Django's private QuerySet hooks, which django-stubs does not describe: hence `Any` below.
     def _clone(self) -> Any:
         clone: Any = super()._clone()  # type: ignore[misc]
-        clone._merge_statuses = self._merge_statuses
+        clone._merge_groups = self._merge_groups
         return clone
 
     def _fetch_all(self) -> None:
@@ -261,7 +277,7 @@ class SessionQuerySet(models.QuerySet["Session"]):
     def _merged_page_applies(self) -> bool:
         query = self.query
         return (
-            bool(self._merge_statuses)
+            bool(self._merge_groups)
             and self._iterable_class is ModelIterable
             and query.high_mark is not None
             and self._page_ordering() in _MERGEABLE_ORDERINGS
@@ -274,12 +290,15 @@ class SessionQuerySet(models.QuerySet["Session"]):
         newest_first = _MERGEABLE_ORDERINGS[self._page_ordering()]
         base: Any = self._chain()  # type: ignore[attr-defined]
         base.query.clear_limits()
-        base._merge_statuses = ()
+        base._merge_groups = ()
         base._prefetch_related_lookups = ()
         base = base.order_by(*(("-last_activity_at", "-id") if newest_first else ("last_activity_at", "id")))
-        # Each slice holds the first `high` of its status in the page's order, so the merged first
+        # Each slice holds the first `high` of its group in the page's order, so the merged first
         # `high` are the first `high` of all of them.
-        slices = [list(base.filter(status=status)[:high]) for status in self._merge_statuses]
+        slices = [
+            list(base.filter(status_group=group, status__in=members)[:high])
+            for group, members in self._merge_groups
+        ]
         merged = heapq.merge(*slices, key=lambda s: (s.last_activity_at, s.pk), reverse=newest_first)
         return list(islice(merged, low, high))
 
@@ -318,6 +337,18 @@ class Session(models.Model):
     description = models.TextField(blank=True)
     thumbnail_url = models.CharField(max_length=1000, blank=True)
     status = models.CharField(max_length=16, choices=SessionStatus.choices, default=SessionStatus.ACTIVE)
+    # What the indexes know of the status (docs/sweep.md, "Stop 17"): active and abandoned sessions
+    # share the group "open", every other status is a group of its own. No index mentions `status`
+    # itself, so the sweep's active → abandoned change leaves every indexed value as it was, and
+    # PostgreSQL writes it as a heap-only update: no entry in any of the table's indexes.
+    status_group = models.GeneratedField(
+        expression=models.Case(
+            models.When(status__in=OPEN_STATUSES, then=models.Value(OPEN_GROUP)),
+            default=models.F("status"),
+        ),
+        output_field=models.CharField(max_length=16),
+        db_persist=True,
+    )
     # Encrypted at rest (docs/data-protection.md); nothing may filter on what is inside it.
     metadata = EncryptedJSONField(default=dict, blank=True)
     mission_id = models.CharField(max_length=128, blank=True)
@@ -334,15 +365,16 @@ class Session(models.Model):
     class Meta:
         ordering = ["-last_activity_at", "-id"]
         indexes = [
-            # The reuse rule: newest active session of a (channel, contact) pair.
+            # The reuse rule: newest active session of a (channel, contact) pair, among its open ones
+            # (active or abandoned: the index cannot tell them apart, see `status_group`).
             models.Index(
                 fields=["channel", "contact", "-last_message_at"],
-                condition=Q(status="active"),
-                name="session_reuse_lookup",
+                condition=Q(status_group=OPEN_GROUP),
+                name="session_open_reuse_lookup",
             ),
             models.Index(fields=["-last_activity_at", "-id"], name="session_recent"),
             models.Index(fields=["channel_kind", "-last_activity_at", "-id"], name="session_kind_recent"),
-            models.Index(fields=["status", "-last_activity_at", "-id"], name="session_status_recent"),
+            models.Index(fields=["status_group", "-last_activity_at", "-id"], name="session_group_recent"),
             # Partial: only API sessions have a business or an owner, and filters always name one, so the
             # Twilio sessions (most of the table) cost no entry here on every rewrite (docs/sweep.md).
             models.Index(
@@ -442,9 +474,14 @@ class StatusChange(models.Model):
     """One row per status transition: who or what moved a session, when, from what, to what."""
 
     # Indexed by `status_change_session` (session, created_at) only: a second index on session alone
-    # would be one more entry to write per transition for nothing.
+    # would be one more entry to write per transition for nothing. No foreign key constraint in the
+    # database: every row is written either by `transition_session` on the session row it holds
+    # locked or by the sweep's statement from the very rows it just updated, and sessions are only
+    # ever deleted through the ORM, whose CASCADE deletes their changes first (tests/sessions_app/
+    # test_sweep.py). The constraint's per-row check at commit cost the sweep about a quarter of its
+    # time per transition (docs/sweep.md, "Stop 17").
     session = models.ForeignKey(
-        Session, on_delete=models.CASCADE, related_name="status_changes", db_index=False
+        Session, on_delete=models.CASCADE, related_name="status_changes", db_index=False, db_constraint=False
     )
     from_status = models.CharField(max_length=16, choices=SessionStatus.choices)
     to_status = models.CharField(max_length=16, choices=SessionStatus.choices)
@@ -458,6 +495,24 @@ class StatusChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.from_status} → {self.to_status}"
+
+
+class SweepMark(models.Model):
+    """How far the lifecycle sweep has been through one source status of one channel scope.
+
+    The indexes cannot tell an active session from an abandoned one (`Session.status_group`), so a
+    sweep looking for quiet active sessions would walk past every abandoned one still waiting to be
+    archived. Instead each drain starts a little before where the last one finished (sweep.py), and
+    from the beginning again once an hour or whenever a session enters the source status with its
+    last activity already behind the mark (`lifecycle.transition_session` lowers the mark)."""
+
+    key = models.CharField(max_length=200, primary_key=True)
+    source = models.CharField(max_length=16, choices=SessionStatus.choices)
+    swept_before = models.DateTimeField(help_text="Sessions of this scope quiet before this were looked at.")
+    full_pass_at = models.DateTimeField(help_text="When a drain from the oldest session last finished.")
+
+    def __str__(self) -> str:
+        return f"{self.key}: before {self.swept_before:%Y-%m-%d %H:%M:%S}"
 
 
 class ErasureRecord(models.Model):

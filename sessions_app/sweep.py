@@ -9,6 +9,7 @@ Both steps count from `last_activity_at`, which every stored message (ingest and
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from django.db import connection
 from django.utils import timezone
 
 from sessions_app.lifecycle import transition_sessions_batch
-from sessions_app.models import Channel, SessionStatus
+from sessions_app.models import Channel, Session, SessionStatus, SweepMark, status_group
 from sessions_app.retention import purge_expired_sessions
 
 log = logging.getLogger(__name__)
@@ -106,29 +107,70 @@ def _next_size(size: int, most: int, elapsed: float) -> int:
     return min(most, max(MIN_BATCH, min(2 * size, fitting)))
 
 
+# Where a drain starts (docs/sweep.md, "Stop 17"). The indexes cannot tell active sessions from
+# abandoned ones, so a drain for quiet active sessions that started at the oldest open session would
+# read past every abandoned one still waiting to be archived, each minute. It starts REVISIT before
+# where the last drain of its scope stopped instead (rows a batch skipped because another
+# transaction held them get another look), and from the oldest session of the group every
+# FULL_PASS_EVERY, for whatever a mark cannot know of (a row held by some other writer through the
+# drains of REVISIT, sessions imported with old activity). A session entering a source status
+# behind the mark lowers it (`lifecycle.transition_session`).
+REVISIT = timedelta(minutes=10)
+FULL_PASS_EVERY = timedelta(hours=1)
+# Each statement claims within at most this much last activity, so that a drain from far back (a
+# full pass through a week of abandoned sessions) is many short statements, not one long read.
+SPAN = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class _Scope:
+    step: _Step
+    seconds: int
+    only: list[int] | None
+    exclude: list[int]
+
+    @property
+    def source(self) -> str:
+        return self.step.from_statuses[0]
+
+    @property
+    def key(self) -> str:
+        if self.only is not None:
+            scope = "channels-" + ",".join(map(str, self.only))
+        else:
+            # A changed set of excluded channels changes which sessions the scope holds: a new mark.
+            excluded = ",".join(map(str, sorted(self.exclude)))
+            scope = "default-" + hashlib.sha256(excluded.encode()).hexdigest()[:16]
+        return f"{self.step.name}:{self.source}:{scope}:{self.seconds}s"
+
+
+@dataclass
+class _Drained:
+    result: SweepResult
+    position: datetime
+    finished: bool
+
+
 def _drain(
-    step: _Step,
-    seconds: int,
-    only: list[int] | None,
-    exclude: list[int],
-    most: int,
-    now: datetime,
-    size: int,
-    once: bool = False,
-) -> SweepResult:
-    """Move batches until one comes back short: everything due is moved (or held by another writer)."""
+    scope: _Scope, most: int, before: datetime, position: datetime, size: int, once: bool = False
+) -> _Drained:
+    """Move batches from `position` (keyset over last activity) until the span reaching `before` comes
+    back short: everything due is moved (or held by another writer). With `once`, stop at the first
+    full batch instead, unfinished, to let the caller share the rest out between connections."""
     result = SweepResult()
-    before = now - timedelta(seconds=seconds)
+    step = scope.step
     while True:
+        upper = min(before, position + SPAN)
         started = time.perf_counter()
         moved = transition_sessions_batch(
             from_statuses=step.from_statuses,
             to_status=step.to_status,
-            inactive_before=before,
+            inactive_since=position,
+            inactive_before=upper,
             actor=ACTOR,
-            reason=f"no activity for {seconds}s",
-            channel_ids=only,
-            exclude_channel_ids=exclude,
+            reason=f"no activity for {scope.seconds}s",
+            channel_ids=scope.only,
+            exclude_channel_ids=scope.exclude,
             limit=size,
         )
         result.statements += 1
@@ -136,16 +178,79 @@ def _drain(
             result.moved_from[from_status] = result.moved_from.get(from_status, 0) + count
         total = sum(moved.values())
         setattr(result, step.name, getattr(result, step.name) + total)
-        if total < size or once:
-            return result
-        size = _next_size(size, most, time.perf_counter() - started)
+        if total >= size:
+            # Full: more may be due in this span, from the newest activity claimed on (ties included).
+            position = moved.reached or position
+            if once:
+                return _Drained(result, position, finished=False)
+            size = _next_size(size, most, time.perf_counter() - started)
+        elif upper < before and (ahead := _next_activity(scope.source, upper)) and ahead < before:
+            position = ahead  # over any stretch of time with no session of the group at once
+        else:
+            return _Drained(result, position, finished=True)
 
 
-def _drain_in_thread(*args: Any) -> SweepResult:
+def _drain_in_thread(*args: Any) -> _Drained:
     try:
         return _drain(*args)
     finally:
         connection.close()  # this thread's own connection
+
+
+def _next_activity(source: str, since: datetime | None = None) -> datetime | None:
+    """The oldest last activity at or after `since` in `source`'s status group (one index probe)."""
+    group = status_group(source)
+    # The group as a range of one value, as in the batch statement, keeps the planner on
+    # `session_group_recent` (lifecycle._BATCH_SQL).
+    sessions = Session.objects.filter(status_group__gte=group, status_group__lte=group)
+    if since is not None:
+        sessions = sessions.filter(last_activity_at__gte=since)
+    return (
+        sessions.order_by("-status_group", "last_activity_at")
+        .values_list("last_activity_at", flat=True)
+        .first()
+    )
+
+
+def _sweep_scope(scope: _Scope, limit: int, workers: int, now: datetime) -> SweepResult:
+    before = now - timedelta(seconds=scope.seconds)
+    mark = SweepMark.objects.filter(key=scope.key).first()
+    full_pass = mark is None or now - mark.full_pass_at >= FULL_PASS_EVERY
+    if full_pass:
+        oldest = _next_activity(scope.source)
+        start = oldest if oldest is not None else before
+    else:
+        assert mark is not None
+        start = mark.swept_before - REVISIT
+    size = min(limit, FIRST_BATCH)
+    first = _drain(scope, limit, before, start, size, once=True)
+    result = first.result
+    if not first.finished:
+        if workers == 1:
+            parts = [_drain(scope, limit, before, first.position, size)]
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                futures = [
+                    pool.submit(_drain_in_thread, scope, limit, before, first.position, size)
+                    for _ in range(workers)
+                ]
+                parts = [future.result() for future in futures]
+        for part in parts:
+            result.add(part.result)
+    _advance_mark(scope, mark, before, now if full_pass or mark is None else mark.full_pass_at)
+    return result
+
+
+def _advance_mark(scope: _Scope, mark: SweepMark | None, before: datetime, full_pass_at: datetime) -> None:
+    if mark is None:
+        new = SweepMark(key=scope.key, source=scope.source, swept_before=before, full_pass_at=full_pass_at)
+        SweepMark.objects.bulk_create([new], ignore_conflicts=True)
+        return
+    # Only from the value this drain started from: a mark lowered meanwhile (a session reopened
+    # behind it) stays lowered for the next drain to start there.
+    SweepMark.objects.filter(key=scope.key, swept_before=mark.swept_before).update(
+        swept_before=before, full_pass_at=full_pass_at
+    )
 
 
 # Channels already reported by this process: the sweep runs every minute, the warning once.
@@ -176,29 +281,19 @@ def sweep_sessions(*, batch_size: int | None = None, parallel: int | None = None
     # join no step below; they are loaded for the warning.
     overridden = list(Channel.objects.exclude(abandon_after=None, archive_after=None, reuse_window=None))
     _warn_about_conflicts(overridden)
+    keys = []
     for step in _steps():
         own = [c for c in overridden if step.override(c) is not None]
-        groups: list[tuple[int, list[int] | None, list[int]]] = [(step.default, None, [c.pk for c in own])]
-        groups += [(step.threshold(c), [c.pk], []) for c in own]
-        for seconds, only, exclude in groups:
-            if not seconds:  # 0 disables the step
+        scopes = [_Scope(step, step.default, None, [c.pk for c in own])]
+        scopes += [_Scope(step, step.threshold(c), [c.pk], []) for c in own]
+        for scope in scopes:
+            if not scope.seconds:  # 0 disables the step
                 continue
-            start = min(limit, FIRST_BATCH)
-            first = _drain(step, seconds, only, exclude, limit, now, start, once=True)
-            result.add(first)
-            if first.total < start:
-                continue  # the usual minute: one short batch and done, no extra connections
-            if workers == 1:
-                parts = [_drain(step, seconds, only, exclude, limit, now, start)]
-            else:
-                with ThreadPoolExecutor(max_workers=workers) as pool:
-                    futures = [
-                        pool.submit(_drain_in_thread, step, seconds, only, exclude, limit, now, start)
-                        for _ in range(workers)
-                    ]
-                    parts = [future.result() for future in futures]
-            for part in parts:
-                result.add(part)
+            keys.append(scope.key)
+            result.add(_sweep_scope(scope, limit, workers, now))
+    # Marks of scopes that no longer exist (a threshold or an override changed): a new scope starts
+    # with a full pass, and an old one coming back must too.
+    SweepMark.objects.exclude(key__in=keys).delete()
     # Retention last: a session archived just now is far younger than any purge threshold.
     result.purged = purge_expired_sessions(now)
     if result.total or result.purged:

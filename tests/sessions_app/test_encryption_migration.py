@@ -39,7 +39,8 @@ def test_existing_plaintext_metadata_is_encrypted_and_decrypted_back():
     try:
         migrate(AFTER)
         assert "+15551234567" not in raw_metadata(pk)
-        assert Session.objects.get(pk=pk).metadata == {"fromNumber": "+15551234567"}
+        # only(): the model's later columns (status_group, migration 0014) do not exist yet here.
+        assert Session.objects.only("metadata").get(pk=pk).metadata == {"fromNumber": "+15551234567"}
 
         migrate(BEFORE)
         assert "+15551234567" in raw_metadata(pk)

@@ -1,17 +1,29 @@
+import json
+import re
 import threading
 from datetime import timedelta
 from io import StringIO
 
 import pytest
 import time_machine
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.db import connection, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from sessions_app.lifecycle import batch_sql, transition_sessions_batch
-from sessions_app.models import Channel, ChannelKind, Session, SessionStatus, StatusChange
+from sessions_app import sweep
+from sessions_app.lifecycle import BEGINNING, batch_sql, transition_session, transition_sessions_batch
+from sessions_app.models import (
+    Channel,
+    ChannelKind,
+    Session,
+    SessionStatus,
+    StatusChange,
+    SweepMark,
+    status_group,
+)
 from sessions_app.sweep import sweep_sessions
 from tests.factories import ChannelFactory, SessionFactory, sessions_ended_oldest_first
 from tests.twilio_helpers import send_sms
@@ -212,6 +224,7 @@ def test_the_sweep_purges_archived_sessions_past_the_retention_period(settings):
     settings.SESSION_PURGE_AFTER = 30 * 24 * 3600
     with time_machine.travel(START, tick=False) as clock:
         kept = SessionFactory(status=S.ARCHIVED)
+        StatusChange.objects.create(session=kept, from_status=S.CLOSED, to_status=S.ARCHIVED, actor="test")
         clock.shift(timedelta(days=20))
         recent = SessionFactory(status=S.ARCHIVED)
         clock.shift(timedelta(days=10, seconds=1))
@@ -220,6 +233,8 @@ def test_the_sweep_purges_archived_sessions_past_the_retention_period(settings):
         call_command("sweep_sessions", stdout=out)
     assert result.purged == 1
     assert not Session.objects.filter(pk=kept.pk).exists()
+    # No database constraint ties a change to its session (models.StatusChange): the ORM's cascade does.
+    assert not StatusChange.objects.filter(session_id=kept.pk).exists()
     assert Session.objects.filter(pk=recent.pk).exists()
     assert "purged: 0" in out.getvalue()
 
@@ -295,26 +310,38 @@ def test_a_batch_does_not_wait_for_its_wal_flush_but_leaves_the_connection_as_it
         assert cursor.fetchone()[0] == "on"
 
 
-def _claim_plan(source: str, before, limit: int) -> str:
-    """The plan of one batch statement of `transition_sessions_batch` for `source`."""
-    sql = batch_sql()
+def _claim_plan(source: str, since, before, limit: int, analyze: bool = False) -> str:
+    """The plan of one batch statement of `transition_sessions_batch` for `source`; with `analyze`,
+    run (and rolled back) to count the rows it read."""
     params = {
         "source": source,
+        "group": status_group(source),
+        "since": since,
         "before": before,
         "limit": limit,
-        "to": "x",
+        "to": S.ABANDONED,
         "now": before,
         "actor": "",
         "reason": "",
     }
-    with connection.cursor() as cursor:
-        cursor.execute(f"EXPLAIN {sql}", params)
-        return "\n".join(row[0] for row in cursor.fetchall())
+    explain = "EXPLAIN (ANALYZE, FORMAT JSON)" if analyze else "EXPLAIN"
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"{explain} {batch_sql()}", params)
+        rows = cursor.fetchall()
+        transaction.set_rollback(True)
+    if analyze:
+        plan = rows[0][0]
+        return json.dumps(json.loads(plan) if isinstance(plan, str) else plan)
+    return "\n".join(row[0] for row in rows)
+
+
+def _rows_removed(analyzed: str) -> int:
+    return sum(int(n) for n in re.findall(r'"Rows Removed by Filter": (\d+)', analyzed))
 
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_the_claim_walks_only_sessions_in_the_source_status_however_many_older_ones_have_ended():
+def test_the_claim_walks_only_sessions_in_the_source_status_group_however_many_older_ones_have_ended():
     """Sessions end oldest first, so the oldest end of the recency index is all ended sessions, and
     rows lie in the table in the order they were last written. The planner, which assumes status and
     age independent, then likes walking the recency index from its oldest end and filtering on the
@@ -323,9 +350,119 @@ def test_the_claim_walks_only_sessions_in_the_source_status_however_many_older_o
         pytest.skip("reads PostgreSQL's plans")
     channel = ChannelFactory()
     now = timezone.now()
-    # The ended half mixes two statuses, one sorting before 'active' and one after, as a real
-    # table's mix does, so the status column's own order says little about position.
+    # The ended half mixes two statuses, one sorting before 'open' and one after, as a real
+    # table's mix does, so the group column's own order says little about position.
+    sessions_ended_oldest_first(channel, now, ended=(S.CLOSED, S.RESOLVED))
+    plan = _claim_plan(S.ACTIVE, BEGINNING, now - timedelta(hours=2), 5000)
+    assert "session_group_recent" in plan, plan
+    assert "session_recent " not in plan, plan
+    assert "Tid Scan" in plan, plan  # the update finds the claimed rows where they are, not by key
+    analyzed = _claim_plan(S.ACTIVE, BEGINNING, now - timedelta(hours=2), 5000, analyze=True)
+    assert _rows_removed(analyzed) == 0, analyzed
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_sweep_starts_where_the_last_one_stopped_not_at_the_oldest_abandoned_session():
+    """Abandoned sessions share the index range of active ones (`Session.status_group`): a claim
+    from the oldest of them reads past every abandoned session still waiting to be archived. The
+    sweep's mark starts the next drain where the last one stopped."""
+    if connection.vendor != "postgresql":
+        pytest.skip("reads PostgreSQL's plans")
+    channel = ChannelFactory()
+    now = timezone.now()
     sessions_ended_oldest_first(channel, now, ended=(S.ABANDONED, S.ARCHIVED))
-    plan = _claim_plan(S.ACTIVE, now - timedelta(hours=2), 5000)
-    assert "session_status_recent" in plan, plan
-    assert "Filter" not in plan.split("CTE moved")[0], plan
+    starts: list = []
+
+    def spy(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        if "WITH picked AS" in sql and params["source"] == S.ACTIVE:
+            starts.append(params["since"])
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(spy), time_machine.travel(now, tick=False) as clock:
+        sweep_sessions(parallel=1)  # the first: a full pass, from the oldest open session
+        clock.shift(timedelta(minutes=1))
+        sweep_sessions(parallel=1)
+    mark = SweepMark.objects.get(source=S.ACTIVE)
+    assert mark.swept_before == now + timedelta(minutes=1) - timedelta(seconds=settings.SESSION_ABANDON_AFTER)
+    assert starts[0] == now - timedelta(seconds=60000 - 2)  # the oldest abandoned session (row 2)
+    assert starts[-1] == now - timedelta(seconds=settings.SESSION_ABANDON_AFTER) - sweep.REVISIT
+    before = now - timedelta(minutes=20)
+    from_the_oldest = _rows_removed(_claim_plan(S.ACTIVE, starts[0], before, 5000, analyze=True))
+    from_the_mark = _rows_removed(_claim_plan(S.ACTIVE, starts[-1], before, 5000, analyze=True))
+    assert from_the_oldest >= 15_000  # every abandoned session
+    assert from_the_mark < 1_000  # the few minutes since the last drain
+
+
+def test_a_session_reopened_behind_the_mark_is_abandoned_by_the_next_sweep():
+    with time_machine.travel(START, tick=False) as clock:
+        session = SessionFactory()
+        clock.shift(timedelta(hours=2))
+        assert sweep_sessions().abandoned == 1
+        clock.shift(timedelta(minutes=1))
+        transition_session(session, S.ACTIVE, actor="user:staff")  # last activity two hours back
+        clock.shift(timedelta(minutes=1))
+        assert sweep_sessions().abandoned == 1
+    assert status_of(session) == S.ABANDONED
+
+
+def test_an_hourly_pass_from_the_oldest_session_finds_what_no_mark_knows_of():
+    with time_machine.travel(START, tick=False) as clock:
+        SessionFactory()
+        clock.shift(timedelta(hours=2))
+        assert sweep_sessions().abandoned == 1
+        # Written behind the mark by something that is not a transition (a bulk import, say).
+        imported = SessionFactory(last_activity_at=timezone.now() - timedelta(hours=3))
+        clock.shift(timedelta(minutes=1))
+        assert sweep_sessions().abandoned == 0
+        clock.shift(sweep.FULL_PASS_EVERY)
+        assert sweep_sessions().abandoned == 1
+    assert status_of(imported) == S.ABANDONED
+
+
+def test_a_full_pass_steps_over_empty_stretches_of_time():
+    """An active session a year old on a channel that never abandons must not make each hourly pass
+    one statement per hour of that year."""
+    never = ChannelFactory(address="+15005550002", abandon_after=0)
+    with time_machine.travel(START, tick=False) as clock:
+        SessionFactory(channel=never)
+        clock.shift(timedelta(days=365))
+        due = SessionFactory()
+        clock.shift(timedelta(hours=1))
+        result = sweep_sessions()
+    assert result.abandoned == 1
+    assert status_of(due) == S.ABANDONED
+    assert result.statements < 20, result
+
+
+def test_a_changed_threshold_drops_the_old_scopes_mark(settings):
+    with time_machine.travel(START, tick=False):
+        sweep_sessions()
+        old = set(SweepMark.objects.values_list("key", flat=True))
+        settings.SESSION_ABANDON_AFTER = 3600
+        sweep_sessions()
+        new = set(SweepMark.objects.values_list("key", flat=True))
+    assert len(old) == len(new) == 5  # one step of one status, one of four
+    assert len(old & new) == 4  # the archive step's scopes are the same
+
+
+@pytest.mark.postgres
+def test_the_sweeps_change_of_status_writes_no_index_entry():
+    """No index mentions the status, so abandoning a session is a heap-only update, provided its page
+    has room for the new version (the table's fillfactor leaves it; within one transaction the old
+    versions take their space until it commits, so a few sessions here, on one page): the sweep's
+    cost does not grow with the table's indexes."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's heap-only updates")
+
+    def hot_updates() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_stat_get_xact_tuples_hot_updated('sessions_app_session'::regclass)")
+            return int(cursor.fetchone()[0])
+
+    with time_machine.travel(START, tick=False) as clock:
+        SessionFactory.create_batch(6)
+        clock.shift(timedelta(hours=1))
+        before = hot_updates()
+        assert sweep_sessions().abandoned == 6
+        assert hot_updates() - before == 6
