@@ -103,10 +103,10 @@ class StatusFilter(admin.ChoicesFieldListFilter):
     knows groups, not statuses, so `status=` alone would not use it (Session.status_group)."""
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Session]) -> QuerySet[Session]:
-        filtered = super().queryset(request, queryset)
-        chosen = self.used_parameters.get(self.lookup_kwarg) or []
-        statuses = [str(value) for value in chosen if value in SessionStatus.values]
-        return cast(SessionQuerySet, filtered).in_statuses(statuses) if statuses else filtered
+        filtered = cast(SessionQuerySet, super().queryset(request, queryset))
+        chosen = cast(list[str], self.used_parameters.get(self.lookup_kwarg) or [])
+        statuses = [value for value in chosen if value in SessionStatus.values]
+        return filtered.in_statuses(statuses) if statuses else filtered
 
 
 @admin.register(Session)

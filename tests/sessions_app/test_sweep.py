@@ -406,6 +406,30 @@ def test_a_session_reopened_behind_the_mark_is_abandoned_by_the_next_sweep():
     assert status_of(session) == S.ABANDONED
 
 
+def test_a_session_reopened_while_a_sweep_runs_is_abandoned_by_the_next_one():
+    """The running sweep chose where to start before the session was reopened behind it, so it
+    cannot find it; the mark it leaves must not cover it either."""
+    reopened: list[bool] = []
+    with time_machine.travel(START, tick=False) as clock:
+        session = SessionFactory()
+        clock.shift(timedelta(hours=2))
+        assert sweep_sessions().abandoned == 1
+        clock.shift(timedelta(minutes=1))
+
+        def reopen_first(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+            if not reopened and "WITH picked AS" in sql and params["source"] == S.ACTIVE:
+                reopened.append(True)
+                transition_session(session, S.ACTIVE, actor="user:staff")
+            return execute(sql, params, many, context)
+
+        with connection.execute_wrapper(reopen_first):
+            assert sweep_sessions().abandoned == 0
+        assert reopened
+        clock.shift(timedelta(minutes=1))
+        assert sweep_sessions().abandoned == 1
+    assert status_of(session) == S.ABANDONED
+
+
 def test_an_hourly_pass_from_the_oldest_session_finds_what_no_mark_knows_of():
     with time_machine.travel(START, tick=False) as clock:
         SessionFactory()
