@@ -154,10 +154,11 @@ def _announce(count: int, to_status: str) -> None:
 
 
 # One statement per source status: claim the oldest due rows, walking the (status group, last
-# activity) index and skipping any row another transaction holds; move exactly the claimed rows (by
-# primary key, so the plan cannot degrade into a scan); write their StatusChange rows. FOR UPDATE
-# re-checks the status and time predicates on the newest version of each row as it locks it, and
-# the lock lasts until the statement commits, so nothing can change a claimed row in between.
+# activity) index and skipping any row another transaction holds; move exactly the claimed rows,
+# found by their ctid (a TID scan: no index descent per row; the row lock keeps each where it is
+# until the statement ends, and the plan cannot degrade into a scan); write their StatusChange rows.
+# FOR UPDATE re-checks the status and time predicates on the newest version of each row as it locks
+# it, and the lock lasts until the statement commits, so nothing can change a claimed row in between.
 # Only the count and the newest claimed last activity come back: the caller's next batch starts
 # there (keyset), and the ids themselves are most of the client's work at a backlog's size.
 #
