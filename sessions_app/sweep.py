@@ -22,7 +22,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from sessions_app.lifecycle import transition_sessions_batch
+from sessions_app.lifecycle import BEGINNING, transition_sessions_batch
 from sessions_app.models import Channel, Session, SessionStatus, SweepMark, status_group
 from sessions_app.retention import purge_expired_sessions
 
@@ -214,13 +214,18 @@ def _next_activity(source: str, since: datetime | None = None) -> datetime | Non
 
 def _sweep_scope(scope: _Scope, limit: int, workers: int, now: datetime) -> SweepResult:
     before = now - timedelta(seconds=scope.seconds)
-    mark = SweepMark.objects.filter(key=scope.key).first()
-    full_pass = mark is None or now - mark.full_pass_at >= FULL_PASS_EVERY
+    # The mark exists before the drain starts, even for a new scope, so that a session reopened
+    # behind the drain while it runs lowers it (lifecycle.transition_session) and the advance below,
+    # which starts from the value read here, leaves it lowered. A new mark claims no full pass yet.
+    mark, _ = SweepMark.objects.get_or_create(
+        key=scope.key,
+        defaults={"source": scope.source, "swept_before": before, "full_pass_at": BEGINNING},
+    )
+    full_pass = now - mark.full_pass_at >= FULL_PASS_EVERY
     if full_pass:
         oldest = _next_activity(scope.source)
         start = oldest if oldest is not None else before
     else:
-        assert mark is not None
         start = mark.swept_before - REVISIT
     size = min(limit, FIRST_BATCH)
     first = _drain(scope, limit, before, start, size, once=True)
@@ -237,20 +242,13 @@ def _sweep_scope(scope: _Scope, limit: int, workers: int, now: datetime) -> Swee
                 parts = [future.result() for future in futures]
         for part in parts:
             result.add(part.result)
-    _advance_mark(scope, mark, before, now if full_pass or mark is None else mark.full_pass_at)
-    return result
-
-
-def _advance_mark(scope: _Scope, mark: SweepMark | None, before: datetime, full_pass_at: datetime) -> None:
-    if mark is None:
-        new = SweepMark(key=scope.key, source=scope.source, swept_before=before, full_pass_at=full_pass_at)
-        SweepMark.objects.bulk_create([new], ignore_conflicts=True)
-        return
     # Only from the value this drain started from: a mark lowered meanwhile (a session reopened
-    # behind it) stays lowered for the next drain to start there.
+    # behind it) stays lowered, and unpassed if this was the scope's first pass, for the next drain
+    # to start there.
     SweepMark.objects.filter(key=scope.key, swept_before=mark.swept_before).update(
-        swept_before=before, full_pass_at=full_pass_at
+        swept_before=before, full_pass_at=now if full_pass else mark.full_pass_at
     )
+    return result
 
 
 # Channels already reported by this process: the sweep runs every minute, the warning once.

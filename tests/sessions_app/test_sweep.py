@@ -406,6 +406,13 @@ def test_a_session_reopened_behind_the_mark_is_abandoned_by_the_next_sweep():
     assert status_of(session) == S.ABANDONED
 
 
+def _is_claim(sql: str) -> bool:
+    """A batch's claim: the SQL statement on PostgreSQL, the ORM's select on SQLite."""
+    return "WITH picked AS" in sql or (
+        '"status" IN' in sql and "status_group" not in sql and 'last_activity_at" >= ' in sql
+    )
+
+
 def test_a_session_reopened_while_a_sweep_runs_is_abandoned_by_the_next_one():
     """The running sweep chose where to start before the session was reopened behind it, so it
     cannot find it; the mark it leaves must not cover it either."""
@@ -417,8 +424,7 @@ def test_a_session_reopened_while_a_sweep_runs_is_abandoned_by_the_next_one():
         clock.shift(timedelta(minutes=1))
 
         def reopen_first(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
-            # The sweep's first claim (abandonment comes first), in SQL on PostgreSQL, ORM on SQLite.
-            if not reopened and re.search(r'last_activity_at"? >= ', sql):
+            if not reopened and _is_claim(sql):  # the sweep's first claim: abandonment comes first
                 reopened.append(True)
                 transition_session(session, S.ACTIVE, actor="user:staff")
             return execute(sql, params, many, context)
@@ -429,6 +435,36 @@ def test_a_session_reopened_while_a_sweep_runs_is_abandoned_by_the_next_one():
         clock.shift(timedelta(minutes=1))
         assert sweep_sessions().abandoned == 1
     assert status_of(session) == S.ABANDONED
+
+
+def test_a_session_reopened_behind_a_new_scopes_first_pass_is_abandoned_by_the_next_sweep(settings):
+    """A new scope (here: a changed threshold) starts with a pass from the oldest open session, in
+    spans of last activity; a session reopened behind the span being claimed must still be found."""
+    reopened: list[bool] = []
+    claims: list[bool] = []
+    with time_machine.travel(START, tick=False) as clock:
+        behind = SessionFactory()
+        clock.shift(timedelta(hours=2))
+        assert sweep_sessions().abandoned == 1
+        later = SessionFactory(last_activity_at=timezone.now() - timedelta(minutes=50))
+        clock.shift(timedelta(minutes=1))
+        settings.SESSION_ABANDON_AFTER = 1200  # a new scope: no mark
+
+        def reopen_at_second_claim(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+            if not reopened and _is_claim(sql):
+                claims.append(True)
+                if len(claims) == 2:  # the first span (the reopened session's) is behind the drain
+                    reopened.append(True)
+                    transition_session(behind, S.ACTIVE, actor="user:staff")
+            return execute(sql, params, many, context)
+
+        with connection.execute_wrapper(reopen_at_second_claim):
+            assert sweep_sessions().abandoned == 1  # `later`
+        assert reopened
+        clock.shift(timedelta(minutes=1))
+        assert sweep_sessions().abandoned == 1
+    assert status_of(behind) == S.ABANDONED
+    assert status_of(later) == S.ABANDONED
 
 
 def test_an_hourly_pass_from_the_oldest_session_finds_what_no_mark_knows_of():
