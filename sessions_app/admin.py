@@ -103,10 +103,11 @@ class StatusFilter(admin.ChoicesFieldListFilter):
     knows groups, not statuses, so `status=` alone would not use it (Session.status_group)."""
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Session]) -> QuerySet[Session]:
-        filtered = cast(SessionQuerySet, super().queryset(request, queryset))
         chosen = cast(list[str], self.used_parameters.get(self.lookup_kwarg) or [])
         statuses = [value for value in chosen if value in SessionStatus.values]
-        return filtered.in_statuses(statuses) if statuses else filtered
+        if statuses:  # in_statuses filters on the status too: Django's own lookup would repeat it
+            return cast(SessionQuerySet, queryset).in_statuses(statuses)
+        return cast(QuerySet[Session], super().queryset(request, queryset))
 
 
 @admin.register(Session)

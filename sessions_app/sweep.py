@@ -184,7 +184,7 @@ def _drain(
             if once:
                 return _Drained(result, position, finished=False)
             size = _next_size(size, most, time.perf_counter() - started)
-        elif upper < before and (ahead := _next_activity(scope.source, upper)) and ahead < before:
+        elif upper < before and (ahead := _next_activity(scope.source, upper)) is not None and ahead < before:
             position = ahead  # over any stretch of time with no session of the group at once
         else:
             return _Drained(result, position, finished=True)
