@@ -53,7 +53,7 @@ def main() -> int:
     from django.db import connection
     from django.test import Client
 
-    from sessions_app.api_keys import issue_key
+    from sessions_app.api.keys import issue_key
     from sessions_app.models import ApiKey, Contact, Session
 
     _, key = issue_key("bench-latency")

@@ -15,7 +15,7 @@ BENCH_FIELD_KEY = "YmVuY2gtb25seS1rZXktbm90LWEtc2VjcmV0LTAwMDA="
 
 
 def empty_metadata_token() -> str:
-    """`{}` as an encrypted Session.metadata column holds it (see sessions_app/crypto.py)."""
+    """`{}` as an encrypted Session.metadata column holds it (see sessions_app/privacy/crypto.py)."""
     return Fernet(BENCH_FIELD_KEY.encode()).encrypt(b"{}").decode("ascii")
 
 

@@ -216,7 +216,7 @@ def sweep_yardstick(url: str, batch: int, parallel: int, before) -> tuple[int, f
     import psycopg
     from django.utils import timezone
 
-    from sessions_app.lifecycle import BEGINNING, batch_sql
+    from sessions_app.lifecycle.transitions import BEGINNING, batch_sql
 
     sql = batch_sql(session_table=YARDSTICK_SESSIONS, change_table=YARDSTICK_CHANGES)
     params = {
@@ -255,7 +255,7 @@ def sweep_yardstick(url: str, batch: int, parallel: int, before) -> tuple[int, f
 def ingest_worker(url: str, data_dir: str, index: int, contacts: int, stop, results) -> None:
     os.environ["DATABASE_URL"] = url
     django_setup(data_dir)
-    from sessions_app.ingest import InboundMessage, record_phone_message
+    from sessions_app.ingest.rule import InboundMessage, record_phone_message
 
     sent = errors = 0
     started = time.perf_counter()
@@ -312,8 +312,8 @@ def main() -> None:
     from django.db.backends.signals import connection_created
     from django.utils import timezone
 
+    from sessions_app.lifecycle.sweep import sweep_sessions
     from sessions_app.models import Message, Session, StatusChange
-    from sessions_app.sweep import sweep_sessions
 
     if copied:
         t0 = time.perf_counter()

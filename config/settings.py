@@ -221,7 +221,7 @@ if not FIELD_ENCRYPTION_KEYS:
             lambda: Fernet.generate_key().decode(),
         )
     ]
-from sessions_app.crypto import parse_keys  # noqa: E402 - validates the keys at start-up
+from sessions_app.privacy.crypto import parse_keys  # noqa: E402 - validates the keys at start-up
 
 parse_keys(FIELD_ENCRYPTION_KEYS)
 
@@ -229,7 +229,7 @@ parse_keys(FIELD_ENCRYPTION_KEYS)
 SESSION_PURGE_AFTER = env.get_int("SESSION_PURGE_AFTER", 0, minimum=0)
 
 # The safety net for logs: any "+" and 8-15 digits in any record is masked like phones.mask_phone.
-LOGGING["filters"] = {"mask_phone_numbers": {"()": "sessions_app.logfilters.MaskPhoneNumbers"}}
+LOGGING["filters"] = {"mask_phone_numbers": {"()": "sessions_app.privacy.logfilters.MaskPhoneNumbers"}}
 cast("dict[str, dict[str, Any]]", LOGGING["handlers"])["console"]["filters"] = ["mask_phone_numbers"]
 # The Twilio SDK logs API requests (numbers, message text) at INFO; keep it to warnings.
 cast("dict[str, Any]", LOGGING["loggers"])["twilio"] = {"level": "WARNING"}
@@ -316,7 +316,7 @@ else:
 CELERY_TASK_ALWAYS_EAGER = env.get_bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 # The most sessions one sweep statement moves; batches start smaller and shrink whenever a statement
-# takes longer than a quarter of a second (sessions_app/sweep.py, docs/sweep.md).
+# takes longer than a quarter of a second (sessions_app/lifecycle/sweep.py, docs/sweep.md).
 SESSION_SWEEP_BATCH_SIZE = env.get_int("SESSION_SWEEP_BATCH_SIZE", 5000, minimum=1)
 # Connections one sweep drains a large backlog on (PostgreSQL only).
 SESSION_SWEEP_PARALLEL = env.get_int("SESSION_SWEEP_PARALLEL", 2, minimum=1, maximum=16)

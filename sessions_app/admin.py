@@ -6,8 +6,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from sessions_app.admin_erasure import erase_selected_contacts
-from sessions_app.lifecycle import TransitionRefused, transition_session
+from sessions_app.lifecycle.transitions import TransitionRefused, transition_session
 from sessions_app.models import (
     Channel,
     Contact,
@@ -19,7 +18,8 @@ from sessions_app.models import (
     SessionStatus,
     StatusChange,
 )
-from sessions_app.session_search import search_sessions
+from sessions_app.privacy.erasure_admin import erase_selected_contacts
+from sessions_app.search.query import search_sessions
 
 
 @admin.register(Channel)
@@ -286,7 +286,7 @@ class MessageAdmin(admin.ModelAdmin):
 
 
 # --- API keys (the plain key is shown once, right after it is created) -----------------------------
-from sessions_app.api_keys import fill_new_key  # noqa: E402
+from sessions_app.api.keys import fill_new_key  # noqa: E402
 from sessions_app.models import ApiKey  # noqa: E402
 
 

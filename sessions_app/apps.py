@@ -8,9 +8,10 @@ class SessionsAppConfig(AppConfig):
 
     def ready(self) -> None:
         from config.security import log_https_settings, log_twilio_settings
-        from sessions_app import checks, outbound, replies  # noqa: F401 - checks: registers them
+        from sessions_app import checks  # noqa: F401 - checks: registers them
+        from sessions_app.delivery import outbound, replies
         from sessions_app.events import message_recorded, session_status_changed, sessions_swept
-        from sessions_app.realtime import broadcast
+        from sessions_app.realtime import publish as broadcast
 
         log_https_settings()
         log_twilio_settings()

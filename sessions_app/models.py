@@ -20,7 +20,7 @@ from django.db.models import Q
 from django.db.models.query import ModelIterable
 from django.utils import timezone
 
-from sessions_app.fields import EncryptedJSONField
+from sessions_app.privacy.fields import EncryptedJSONField
 
 
 class ChannelKind(models.TextChoices):

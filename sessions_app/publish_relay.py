@@ -226,8 +226,8 @@ def main(argv: list[str]) -> int:
     django.setup()
     from channels.layers import get_channel_layer
 
-    from sessions_app import replies  # noqa: F401 - creates the reply queue
     from sessions_app.batched_enqueue import registered_queues
+    from sessions_app.delivery import replies  # noqa: F401 - creates the reply queue
 
     get_channel_layer()  # creates the broadcast queue, when broadcasts are batched (Redis)
     queues = registered_queues()

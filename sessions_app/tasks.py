@@ -14,8 +14,8 @@ from typing import Any
 from celery import Task, shared_task
 from django.conf import settings
 
-from sessions_app import outbound, replies
-from sessions_app.sweep import sweep_sessions
+from sessions_app.delivery import outbound, replies
+from sessions_app.lifecycle.sweep import sweep_sessions
 
 log = logging.getLogger(__name__)
 

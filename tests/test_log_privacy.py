@@ -6,7 +6,7 @@ import logging
 import pytest
 from django.core.management import call_command
 
-from sessions_app.logfilters import MaskPhoneNumbers, mask_phone_numbers
+from sessions_app.privacy.logfilters import MaskPhoneNumbers, mask_phone_numbers
 from tests.twilio_helpers import (
     GATHER_URL,
     OUR_NUMBER,

@@ -2,7 +2,7 @@
 
 `summarise(session)` asks the configured agent backend when it can summarise (the `openai` backend
 does, with one chat completion asking for JSON) and otherwise, or when that fails, falls back to the
-deterministic summary of `sessions_app/summary.py`, so a caller always gets an answer and the same
+deterministic summary of `plain_summary.py`, so a caller always gets an answer and the same
 conversation always gets the same fallback. A session with no messages yet has nothing to summarise:
 it gets the fallback (the client's own title and description) without asking the backend.
 """
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from sessions_app.agents import AgentError, get_backend
 from sessions_app.agents.openai import OpenAIAgent, chat_messages
+from sessions_app.agents.plain_summary import DESCRIPTION_LENGTH, TITLE_LENGTH, clip, summarize
 from sessions_app.models import Session
-from sessions_app.summary import DESCRIPTION_LENGTH, TITLE_LENGTH, clip, summarize
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class Summary:
 def fallback_summary(
     session: Session, *, fallback_title: str = "", fallback_description: str = ""
 ) -> Summary:
-    """The deterministic summary (`sessions_app.summary.summarize`)."""
+    """The deterministic summary (`sessions_app.agents.plain_summary.summarize`)."""
     summary = summarize(session, fallback_title=fallback_title, fallback_description=fallback_description)
     return Summary(summary.title, summary.description, "fallback")
 

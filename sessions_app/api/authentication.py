@@ -7,8 +7,8 @@ from typing import Any
 from rest_framework import authentication, exceptions
 from rest_framework_simplejwt.authentication import JWTAuthentication
 
+from sessions_app.api.keys import looks_like_key, verify_key
 from sessions_app.api.throttling import refuse_if_locked_out
-from sessions_app.api_keys import looks_like_key, verify_key
 from sessions_app.models import ApiKey
 
 

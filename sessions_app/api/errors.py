@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from sessions_app.api.throttling import record_failure
-from sessions_app.lifecycle import TransitionRefused
+from sessions_app.lifecycle.transitions import TransitionRefused
 
 
 class Conflict(exceptions.APIException):

@@ -1,5 +1,5 @@
 """Session list filters (django-filter). `q` searches title, description, contact and message text
-through the shared `sessions_app.session_search` (what matches and how it stays fast: docs/api.md).
+through the shared `sessions_app.search.query` (what matches and how it stays fast: docs/api.md).
 """
 
 from __future__ import annotations
@@ -12,16 +12,16 @@ from django import forms
 from django.db.models import QuerySet
 from rest_framework.exceptions import ValidationError
 
-from sessions_app import session_search
 from sessions_app.models import ChannelKind, Session, SessionQuerySet, SessionStatus
 from sessions_app.phones import InvalidPhoneNumber, normalize_phone
+from sessions_app.search import query as session_search
 
 Q_MIN_LENGTH = 2
 Q_MAX_LENGTH = 200
 
 
 def search_sessions(queryset: QuerySet[Session], text: str) -> QuerySet[Session]:
-    """The API's `q`: the length checked here, the matching in `sessions_app.session_search`."""
+    """The API's `q`: the length checked here, the matching in `sessions_app.search.query`."""
     text = text.strip()
     if not Q_MIN_LENGTH <= len(text) <= Q_MAX_LENGTH:
         raise ValidationError({"q": [f"Search text must be {Q_MIN_LENGTH} to {Q_MAX_LENGTH} characters."]})

@@ -8,8 +8,8 @@ from typing import Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
+from sessions_app.lifecycle.sessions import METADATA_MAX_BYTES, check_metadata_size
 from sessions_app.models import Channel, ChannelKind, Contact, Direction, Message, Session
-from sessions_app.session_ops import METADATA_MAX_BYTES, check_metadata_size
 
 MESSAGE_MAX_LENGTH = 10_000
 

@@ -16,7 +16,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
-from sessions_app import session_ops
 from sessions_app.api import scope
 from sessions_app.api.errors import Conflict
 from sessions_app.api.filters import SessionFilter
@@ -32,10 +31,11 @@ from sessions_app.api.serializers import (
     SessionUpdateSerializer,
     TransitionSerializer,
 )
-from sessions_app.contacts import contact_for_user
-from sessions_app.ingest import InboundMessage, channel_for, record_inbound_message
+from sessions_app.delivery.outbound import record_outbound_message
+from sessions_app.ingest.contacts import contact_for_user
+from sessions_app.ingest.rule import InboundMessage, channel_for, record_inbound_message
+from sessions_app.lifecycle import sessions as session_ops
 from sessions_app.models import Channel, Contact, Direction, Message, Role, Session, SessionStatus
-from sessions_app.outbound import record_outbound_message
 
 
 class StaffWriteOrReadOnly(permissions.BasePermission):
@@ -51,7 +51,7 @@ def _transition_view(name: str, to_status: str) -> Any:
         session = self.get_object()
         body = TransitionSerializer(data=request.data or {})
         body.is_valid(raise_exception=True)
-        from sessions_app.lifecycle import transition_session
+        from sessions_app.lifecycle.transitions import transition_session
 
         updated = transition_session(
             session, to_status, actor=scope.actor(request), reason=body.validated_data["reason"]

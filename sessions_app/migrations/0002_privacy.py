@@ -11,8 +11,8 @@ import django.utils.timezone
 from django.db import migrations, models
 from django.db.models.functions import Cast
 
-import sessions_app.fields
-from sessions_app import crypto
+import sessions_app.privacy.fields
+from sessions_app.privacy import crypto
 
 BATCH = 500
 
@@ -83,7 +83,7 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='session',
             name='metadata',
-            field=sessions_app.fields.EncryptedJSONField(blank=True, default=dict),
+            field=sessions_app.privacy.fields.EncryptedJSONField(blank=True, default=dict),
         ),
         migrations.RunPython(encrypt_existing, decrypt_existing),
     ]

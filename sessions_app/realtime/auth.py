@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 from django.db.models import QuerySet
 
-from sessions_app.api_keys import looks_like_key, verify_key
+from sessions_app.api.keys import looks_like_key, verify_key
 from sessions_app.models import Session
 
 

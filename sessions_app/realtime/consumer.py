@@ -17,11 +17,11 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 
+from sessions_app.lifecycle.sessions import chat_user_sessions, record_chat_message
 from sessions_app.models import Session
 from sessions_app.realtime import protocol
 from sessions_app.realtime.auth import Principal, principal_for_token, principal_for_user
 from sessions_app.realtime.groups import STAFF_GROUP, business_group, session_group
-from sessions_app.session_ops import chat_user_sessions, record_chat_message
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +205,7 @@ class PhoenixSocketConsumer(AsyncWebsocketConsumer):
         )
 
     async def relay_event(self, message: dict[str, Any]) -> None:
-        """A broadcast from `broadcast.publish`, once per group this socket is in."""
+        """A broadcast from `publish.publish`, once per group this socket is in."""
         if not self.principal.may_see(message.get("business_id", ""), message.get("owner_id")):
             return
         for topic, (_, group) in list(self.joined.items()):

@@ -17,11 +17,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from sessions_app import session_ops
 from sessions_app.api import scope
 from sessions_app.api.serializers import MESSAGE_MAX_LENGTH
+from sessions_app.delivery.replies import wait_for_reply
+from sessions_app.lifecycle import sessions as session_ops
 from sessions_app.models import Message, Role, Session, SessionStatus
-from sessions_app.replies import wait_for_reply
 from sessions_app.surfaces.common import as_uuid, iso_ms, json_null, parse_limit, visible_session_or_404
 
 # Our six statuses onto the seed's four (docs/api-surfaces.md).

@@ -15,12 +15,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from sessions_app import session_ops
 from sessions_app.api import scope
 from sessions_app.api.serializers import validate_metadata
-from sessions_app.contacts import contact_for_user
-from sessions_app.ingest import channel_for
-from sessions_app.lifecycle import transition_session
+from sessions_app.ingest.contacts import contact_for_user
+from sessions_app.ingest.rule import channel_for
+from sessions_app.lifecycle import sessions as session_ops
+from sessions_app.lifecycle.transitions import transition_session
 from sessions_app.models import ChannelKind, Session, SessionStatus
 from sessions_app.surfaces.common import json_null, parse_limit, require_end_user, visible_session_or_404
 

@@ -24,7 +24,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from sessions_app.models import ChannelKind, Session, SessionStatus
-from sessions_app.session_search import search_sessions
+from sessions_app.search.query import search_sessions
 
 PAGE_SIZE = 50
 COUNTS_TTL = 10  # seconds; tab counts may lag new sessions by this much

@@ -26,9 +26,9 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET, require_POST
 
-from sessions_app.lifecycle import TransitionRefused, allowed_targets, transition_session
+from sessions_app.delivery.outbound import MESSAGING_KINDS, record_outbound_message
+from sessions_app.lifecycle.transitions import TransitionRefused, allowed_targets, transition_session
 from sessions_app.models import DeliveryStatus, Direction, Message, Role, Session, SessionStatus
-from sessions_app.outbound import MESSAGING_KINDS, record_outbound_message
 from sessions_app.ui import queries
 from sessions_app.ui.chart import build_chart
 

@@ -7,7 +7,7 @@ import pytest
 from django.core.cache import cache
 from django.test import Client
 
-from sessions_app.api_keys import issue_key
+from sessions_app.api.keys import issue_key
 from tests.factories import UserFactory
 
 PASSWORD = "correct horse battery staple"

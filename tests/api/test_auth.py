@@ -7,7 +7,7 @@ import io
 import pytest
 from django.core.management import call_command
 
-from sessions_app.api_keys import issue_key, revoke_key
+from sessions_app.api.keys import issue_key, revoke_key
 from sessions_app.models import ApiKey
 from tests.api.conftest import PASSWORD
 from tests.factories import SessionFactory

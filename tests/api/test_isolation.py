@@ -67,7 +67,7 @@ def test_another_user_gets_404_and_changes_nothing(api, alices_session, bob_toke
 
 @pytest.mark.parametrize(("method", "path", "body"), BY_ID[:15])
 def test_a_key_limited_to_another_business_gets_404(api, alices_session, method, path, body):
-    from sessions_app.api_keys import issue_key
+    from sessions_app.api.keys import issue_key
 
     key = issue_key("b2", business_id="B2")[1]
     sid = str(alices_session.pk)

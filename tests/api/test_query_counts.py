@@ -36,7 +36,7 @@ def count(django_assert_num_queries, api, path, auth, expected, method="get", bo
 USER_LISTS = [
     ("/api/v1/sessions/?page_size={n}", 2),  # user, page (JWT auth reads the user)
     ("/api/v1/sessions/?page_size={n}&q=message&status=active", 2),  # one word: part of the page query
-    # Several words: + 1 bounded probe on PostgreSQL (sessions_app/session_search.py).
+    # Several words: + 1 bounded probe on PostgreSQL (sessions_app/search/query.py).
     ("/api/v1/sessions/?page_size={n}&q=a+message&status=active", 2 + (connection.vendor == "postgresql")),
     ("/api/v1/sessions/{sid}/messages/?page_size={n}", 3),  # user, session, page
     ("/api/v1/contacts/?page_size={n}", 2),

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from sessions_app.api_keys import issue_key
+from sessions_app.api.keys import issue_key
 from tests.factories import SessionFactory
 
 pytestmark = pytest.mark.django_db

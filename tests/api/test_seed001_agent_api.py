@@ -8,7 +8,7 @@ import re
 import pytest
 import time_machine
 
-from sessions_app.lifecycle import transition_session
+from sessions_app.lifecycle.transitions import transition_session
 from sessions_app.models import Contact, Message, Role, Session, SessionStatus
 from sessions_app.surfaces.agent_api import STATUS_001
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from sessions_app.lifecycle import transition_session
+from sessions_app.lifecycle.transitions import transition_session
 from sessions_app.models import Message, Role, Session, SessionStatus
 
 

@@ -271,8 +271,8 @@ def test_leaving_a_topic_closes_it_and_stops_its_events():
 
 
 def test_an_agent_action_asking_the_front_end_to_act_is_an_ai_function_call():
+    from sessions_app.delivery.outbound import record_outbound_message
     from sessions_app.models import Role
-    from sessions_app.outbound import record_outbound_message
     from tests.factories import SessionFactory
 
     staff = UserFactory(is_staff=True)
@@ -320,7 +320,7 @@ def test_an_sms_to_a_business_number_reaches_that_business_topic():
 
 
 def test_an_api_key_connects_and_a_business_limited_key_stays_in_its_business():
-    from sessions_app.api_keys import issue_key, revoke_key
+    from sessions_app.api.keys import issue_key, revoke_key
 
     limited_key, limited = issue_key("crm", business_id="B1")
     _, unlimited = issue_key("ops")
@@ -375,7 +375,7 @@ def test_a_sweep_tells_the_staff_topic_once_per_batch():
 
     import time_machine
 
-    from sessions_app.sweep import sweep_sessions
+    from sessions_app.lifecycle.sweep import sweep_sessions
     from tests.factories import SessionFactory
 
     staff = UserFactory(is_staff=True)

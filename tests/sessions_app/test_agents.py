@@ -9,8 +9,8 @@ from sessions_app.agents import AgentError
 from sessions_app.agents.builtin import ACKNOWLEDGEMENT
 from sessions_app.agents.openai import OpenAIAgent
 from sessions_app.agents.summary import fallback_summary, summarise
+from sessions_app.delivery.replies import produce_reply, recover_owed_replies
 from sessions_app.models import KeywordAnswer, Message, ReplyState, Role, Session
-from sessions_app.replies import produce_reply, recover_owed_replies
 from tests.factories import MessageFactory, SessionFactory
 from tests.http_stub import Reply, running_stub
 from tests.twilio_helpers import send_sms

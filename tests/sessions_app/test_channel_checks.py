@@ -12,9 +12,9 @@ from django.db import connection
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
-from sessions_app import sweep
+from sessions_app.lifecycle.sweep import sweep_sessions
+from sessions_app.lifecycle import sweep
 from sessions_app.models import ChannelKind
-from sessions_app.sweep import sweep_sessions
 from tests.factories import ChannelFactory
 
 pytestmark = pytest.mark.django_db
@@ -109,10 +109,15 @@ def test_the_sweep_logs_a_conflicting_channel_once_per_process(caplog, monkeypat
     monkeypatch.setattr(sweep, "_warned_conflicts", set())
     sms_channel("+15005550060", reuse_window=600, abandon_after=None)
     channel = sms_channel("+15005550061", reuse_window=900, abandon_after=None)
-    with override_settings(SESSION_ABANDON_AFTER=600), caplog.at_level(logging.WARNING, "sessions_app.sweep"):
+    with (
+        override_settings(SESSION_ABANDON_AFTER=600),
+        caplog.at_level(logging.WARNING, "sessions_app.lifecycle.sweep"),
+    ):
         sweep_sessions()
         sweep_sessions()
-    [record] = [r for r in caplog.records if r.name == "sessions_app.sweep" and r.levelno == logging.WARNING]
+    [record] = [
+        r for r in caplog.records if r.name == "sessions_app.lifecycle.sweep" and r.levelno == logging.WARNING
+    ]
     message = record.getMessage()
     assert f"Channel id {channel.pk}" in message
     assert "reuse window (900s)" in message and "abandon-after (600s)" in message

@@ -6,8 +6,8 @@ from urllib.parse import parse_qs
 import pytest
 from django.test import Client
 
+from sessions_app.delivery.outbound import deliver_message, record_outbound_message
 from sessions_app.models import DeliveryStatus, Message, Role
-from sessions_app.outbound import deliver_message, record_outbound_message
 from tests.http_stub import Reply, running_stub
 from tests.twilio_helpers import post_signed, send_sms, send_whatsapp
 
@@ -133,11 +133,11 @@ def test_staff_replies_are_sent_too(client, twilio_api, django_capture_on_commit
 def test_without_credentials_sending_is_disabled_with_one_log_line_and_the_reply_is_stored(
     client, settings, caplog, django_capture_on_commit_callbacks
 ):
-    import sessions_app.outbound as outbound
+    import sessions_app.delivery.outbound as outbound
 
     settings.TWILIO_ACCOUNT_SID = ""
     outbound._disabled_logged = False
-    with caplog.at_level(logging.WARNING, logger="sessions_app.outbound"):
+    with caplog.at_level(logging.WARNING, logger="sessions_app.delivery.outbound"):
         for _ in range(2):
             with django_capture_on_commit_callbacks(execute=True):
                 send_sms(client, "+15557654321", "Hello")

@@ -14,9 +14,9 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import override_settings
 
-from sessions_app.crypto import DecryptionError, decrypt_json, encrypt_json, is_current
-from sessions_app.fields import EncryptedValueError
 from sessions_app.models import Session
+from sessions_app.privacy.crypto import DecryptionError, decrypt_json, encrypt_json, is_current
+from sessions_app.privacy.fields import EncryptedValueError
 from tests.factories import SessionFactory
 from tests.twilio_helpers import send_sms
 
@@ -54,7 +54,7 @@ def test_the_column_holds_only_ciphertext_and_the_orm_sees_the_dict(client):
     session.save(update_fields=["metadata"])
 
     raw = raw_for(session)
-    assert raw.startswith("v2:")  # AES-256-GCM (sessions_app/crypto.py)
+    assert raw.startswith("v2:")  # AES-256-GCM (sessions_app/privacy/crypto.py)
     for plaintext in ["+15551234567", "5551234567", "fromNumber", "firstMessageAt", "penicillin", "{"]:
         assert plaintext not in raw
     fresh = Session.objects.get()
@@ -146,7 +146,7 @@ def test_a_tampered_value_is_an_error_that_names_the_session():
 
 
 def test_an_undecryptable_session_still_lists_and_changes_status():
-    from sessions_app.lifecycle import transition_session
+    from sessions_app.lifecycle.transitions import transition_session
 
     session = SessionFactory(metadata={"a": 1})
     with override_settings(FIELD_ENCRYPTION_KEYS=[NEW_KEY]):

@@ -8,7 +8,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from sessions_app.lifecycle import transition_session
+from sessions_app.lifecycle.transitions import transition_session
 from sessions_app.models import Contact, ErasureRecord, Message, Session, StatusChange
 from tests.factories import UserFactory
 from tests.twilio_helpers import GATHER_URL, OUR_NUMBER, new_sid, post_signed, send_sms, send_whatsapp
@@ -170,7 +170,7 @@ def test_export_contact_holds_what_the_orm_and_admin_show(people, staff_client, 
 
 
 def test_export_costs_the_same_queries_for_one_or_many_sessions(people, django_assert_max_num_queries):
-    from sessions_app.erasure import export_contacts
+    from sessions_app.privacy.erasure import export_contacts
 
     ana, bob = people
     with django_assert_max_num_queries(3):

@@ -84,7 +84,7 @@ def test_parameters_are_bound_by_the_server_and_no_statement_stays_prepared(clie
 def test_a_new_numbers_first_text_takes_no_pair_lock_and_later_ones_do():
     """Nothing can exist for a contact created in this transaction (migration 0013), so its first
     message skips the lock, the redelivery check and the session lookup; the next one takes them."""
-    from sessions_app.ingest import InboundMessage, record_phone_message
+    from sessions_app.ingest.rule import InboundMessage, record_phone_message
 
     def advisory_locks_held() -> int:
         with connection.cursor() as cursor:

@@ -40,7 +40,7 @@ def test_rows_built_for_ingest_hold_what_djangos_constructor_would():
     agree on every field but the per-row defaults (a new uuid, the time)."""
     from datetime import UTC, datetime
 
-    from sessions_app.ingest import _build
+    from sessions_app.ingest.rule import _build
     from sessions_app.models import Channel
 
     now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -72,7 +72,7 @@ def test_the_rows_sent_to_the_function_read_as_the_standard_librarys_encoding_wo
     import json
     from datetime import UTC, datetime
 
-    from sessions_app.ingest import _build, _json_text, _json_value, _row_values
+    from sessions_app.ingest.rule import _build, _json_text, _json_value, _row_values
     from sessions_app.models import Channel
 
     now = datetime(2026, 11, 23, 12, 0, 0, 5, tzinfo=UTC)
@@ -95,7 +95,7 @@ def test_instances_loaded_for_ingest_hold_what_from_db_would():
 
     from django.db import DEFAULT_DB_ALIAS
 
-    from sessions_app.ingest import _RETURNED_SESSION_FIELDS, _instance
+    from sessions_app.ingest.rule import _RETURNED_SESSION_FIELDS, _instance
 
     now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
     values = [
@@ -116,7 +116,7 @@ def test_init_signal_listeners_still_see_every_instance_ingest_builds():
     """Should anyone listen to a model's `pre_init`/`post_init`, ingest goes through the constructor."""
     from django.db.models.signals import post_init
 
-    from sessions_app.ingest import _build, _instance
+    from sessions_app.ingest.rule import _build, _instance
 
     seen = []
 

@@ -1,6 +1,6 @@
 import pytest
 
-from sessions_app.lifecycle import TransitionRefused, transition_session
+from sessions_app.lifecycle.transitions import TransitionRefused, transition_session
 from sessions_app.models import SessionStatus, StatusChange
 from tests.factories import SessionFactory
 

@@ -1,8 +1,8 @@
 import pytest
 import time_machine
 
+from sessions_app.delivery.replies import produce_reply
 from sessions_app.models import Message, ReplyState, Role, Session
-from sessions_app.replies import produce_reply
 from tests.twilio_helpers import send_sms
 
 pytestmark = pytest.mark.django_db

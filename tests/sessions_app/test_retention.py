@@ -7,8 +7,8 @@ import time_machine
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from sessions_app.lifecycle.retention import purge_expired_sessions
 from sessions_app.models import Message, Session, SessionStatus, StatusChange
-from sessions_app.retention import purge_expired_sessions
 from tests.factories import MessageFactory, SessionFactory
 
 pytestmark = pytest.mark.django_db

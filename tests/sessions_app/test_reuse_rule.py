@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 
-from sessions_app.lifecycle import transition_session
+from sessions_app.lifecycle.transitions import transition_session
 from sessions_app.models import Channel, ChannelKind, Message, Session, SessionStatus
 from tests.twilio_helpers import OUR_NUMBER, send_sms, send_whatsapp
 

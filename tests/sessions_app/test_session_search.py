@@ -1,4 +1,4 @@
-"""The shared session search (`sessions_app/session_search.py`): what matches, who sees it, in what
+"""The shared session search (`sessions_app/search/query.py`): what matches, who sees it, in what
 order, and (PostgreSQL) that the search document the triggers keep is current after every write."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 
 from sessions_app.models import Contact, Message, Session
-from sessions_app.session_search import search_sessions, tsquery
+from sessions_app.search.query import search_sessions, tsquery
 from tests.factories import ContactFactory, MessageFactory, SessionFactory
 
 pytestmark = pytest.mark.django_db
@@ -153,7 +153,7 @@ def test_a_message_of_known_words_does_not_rewrite_the_session(target):
 
 @postgres_only
 def test_ingest_keeps_the_document_current():
-    from sessions_app.ingest import InboundMessage, record_phone_message
+    from sessions_app.ingest.rule import InboundMessage, record_phone_message
 
     result = record_phone_message(
         kind="sms",
@@ -194,7 +194,7 @@ def test_the_backfill_builds_the_documents_the_triggers_keep(target):
 @postgres_only
 @pytest.mark.parametrize("hits_needed", [1, 10_000])  # 1: always "common" (walk); 10,000: never (index)
 def test_several_words_find_the_same_sessions_by_either_plan(target, monkeypatch, hits_needed):
-    monkeypatch.setattr("sessions_app.session_search.PROBE_HITS", hits_needed)
+    monkeypatch.setattr("sessions_app.search.query.PROBE_HITS", hits_needed)
     assert found("billing question") == {target.pk}
     assert found("grace hop") == {target.pk}
     assert found("where parcel") == {target.pk}
@@ -217,7 +217,7 @@ def _session_rows_updated() -> int:
 
 @postgres_only
 def test_a_joining_message_with_new_words_writes_its_session_once():
-    from sessions_app.ingest import InboundMessage, record_phone_message
+    from sessions_app.ingest.rule import InboundMessage, record_phone_message
 
     def text(content: str):
         return record_phone_message(
@@ -259,7 +259,7 @@ def _session_trigger_calls() -> int:
 def test_ingest_skips_the_message_trigger_and_every_other_insert_still_fires_it():
     """Ingest writes the document itself (migration 0013); the flag it raises for its own insert
     is lowered again, so a message stored later in the same transaction still reaches it."""
-    from sessions_app.ingest import InboundMessage, record_phone_message
+    from sessions_app.ingest.rule import InboundMessage, record_phone_message
 
     _count_function_calls()
     opened = record_phone_message(
@@ -305,7 +305,7 @@ def _session_document(session_id) -> tuple[str, str]:
 def test_a_session_opened_for_a_new_contact_gets_the_document_the_trigger_would_compute():
     """Ingest computes it from the rows it holds (migration 0013); a contact seen before, maybe
     edited since, gets it from the trigger, which reads the contact."""
-    from sessions_app.ingest import InboundMessage, record_phone_message
+    from sessions_app.ingest.rule import InboundMessage, record_phone_message
 
     _count_function_calls()
 

@@ -13,8 +13,14 @@ from django.db import connection, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from sessions_app import sweep
-from sessions_app.lifecycle import BEGINNING, batch_sql, transition_session, transition_sessions_batch
+from sessions_app.lifecycle import sweep
+from sessions_app.lifecycle.sweep import sweep_sessions
+from sessions_app.lifecycle.transitions import (
+    BEGINNING,
+    batch_sql,
+    transition_session,
+    transition_sessions_batch,
+)
 from sessions_app.models import (
     Channel,
     ChannelKind,
@@ -24,7 +30,6 @@ from sessions_app.models import (
     SweepMark,
     status_group,
 )
-from sessions_app.sweep import sweep_sessions
 from tests.factories import ChannelFactory, SessionFactory, sessions_ended_oldest_first
 from tests.twilio_helpers import send_sms
 

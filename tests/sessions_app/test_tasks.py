@@ -8,8 +8,8 @@ from django.db.models import F
 from django.utils import timezone
 
 from config.celery_app import app as celery_app
+from sessions_app.lifecycle.sweep import sweep_sessions
 from sessions_app.models import Message, ReplyState, Role, Session, SessionStatus
-from sessions_app.sweep import sweep_sessions
 from sessions_app.tasks import backoff, recover_owed_work, sweep_sessions_task
 from tests.factories import SessionFactory
 from tests.twilio_helpers import send_sms

@@ -3,8 +3,8 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from sessions_app.agents.builtin import ACKNOWLEDGEMENT
+from sessions_app.delivery.replies import produce_reply
 from sessions_app.models import KeywordAnswer, Message, Role
-from sessions_app.replies import produce_reply
 from tests.twilio_helpers import new_sid
 from tests.webhooks.test_voice import say_turn
 

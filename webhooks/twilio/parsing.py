@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.http import QueryDict
 
-from sessions_app.ingest import InboundMessage
+from sessions_app.ingest.rule import InboundMessage
 from sessions_app.models import ChannelKind
 from sessions_app.phones import InvalidPhoneNumber, normalize_phone
 

@@ -14,9 +14,9 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
-from sessions_app.ingest import record_phone_message
+from sessions_app.delivery.outbound import record_delivery_status, say_replies
+from sessions_app.ingest.rule import record_phone_message
 from sessions_app.models import ChannelKind
-from sessions_app.outbound import record_delivery_status, say_replies
 from webhooks.twilio.parsing import (
     BadWebhook,
     parse_call,

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from sessions_app.api_keys import issue_key
+from sessions_app.api.keys import issue_key
 
 
 class Command(BaseCommand):

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from sessions_app.erasure import ContactNotFound, erase_contacts, find_contacts
+from sessions_app.privacy.erasure import ContactNotFound, erase_contacts, find_contacts
 
 
 def _os_user() -> str:

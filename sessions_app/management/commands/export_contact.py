@@ -9,8 +9,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.serializers.json import DjangoJSONEncoder
 
-from sessions_app.erasure import ContactNotFound, export_contacts, find_contacts
-from sessions_app.fields import EncryptedValueError
+from sessions_app.privacy.erasure import ContactNotFound, export_contacts, find_contacts
+from sessions_app.privacy.fields import EncryptedValueError
 
 
 class Command(BaseCommand):

@@ -13,8 +13,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import models, transaction
 from django.db.models.functions import Cast
 
-from sessions_app import crypto
 from sessions_app.models import Session
+from sessions_app.privacy import crypto
 
 
 def reencrypt_batch(after: uuid.UUID | None, batch_size: int) -> tuple[int, int, uuid.UUID | None]:

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from sessions_app.sweep import sweep_sessions
+from sessions_app.lifecycle.sweep import sweep_sessions
 
 
 class Command(BaseCommand):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
 
-from sessions_app.ingest import contact_for_phone
+from sessions_app.ingest.rule import contact_for_phone
 from sessions_app.models import Contact
 
 # Logged-in users (JWT or Django login) are contacts in this namespace, apart from any client's

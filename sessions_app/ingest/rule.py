@@ -39,7 +39,6 @@ from django.db.models.signals import post_delete, post_init, post_save, pre_init
 from django.utils import timezone
 
 from sessions_app.events import announce_message
-from sessions_app.fields import EncryptedJSONField
 from sessions_app.models import (
     OPEN_GROUP,
     Channel,
@@ -53,6 +52,7 @@ from sessions_app.models import (
     SessionStatus,
 )
 from sessions_app.phones import mask_phone
+from sessions_app.privacy.fields import EncryptedJSONField
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
-from sessions_app.erasure import erase_contacts
 from sessions_app.models import Contact, Message, Session
+from sessions_app.privacy.erasure import erase_contacts
 
 
 @admin.action(description="Erase selected contacts with their sessions and messages", permissions=["delete"])

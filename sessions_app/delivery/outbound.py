@@ -283,7 +283,7 @@ def say_replies(
     get, so the caller heard none of it) gets the replies its first delivery handed out again,
     before any that became ready since.
     """
-    from sessions_app.replies import wait_for_reply
+    from sessions_app.delivery.replies import wait_for_reply
 
     if inbound_id is not None and wait > 0:
         wait_for_reply(inbound_id, wait)

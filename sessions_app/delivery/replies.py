@@ -20,9 +20,9 @@ from django.utils import timezone
 
 from sessions_app.agents import AgentAnswer, AgentError, StreamingAgentBackend, get_backend
 from sessions_app.batched_enqueue import BatchedEnqueue, flush_at_exit
+from sessions_app.delivery.outbound import record_outbound_message
 from sessions_app.models import Message, ReplyState, Role, Session
-from sessions_app.outbound import record_outbound_message
-from sessions_app.realtime.broadcast import publish_chunk
+from sessions_app.realtime.publish import publish_chunk
 
 log = logging.getLogger(__name__)
 HISTORY_LENGTH = 20

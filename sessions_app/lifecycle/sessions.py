@@ -16,8 +16,8 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from sessions_app.agents.summary import summarise
-from sessions_app.contacts import contact_for_external_user
-from sessions_app.ingest import InboundMessage, IngestResult, channel_for, record_inbound_message
+from sessions_app.ingest.contacts import contact_for_external_user
+from sessions_app.ingest.rule import InboundMessage, IngestResult, channel_for, record_inbound_message
 from sessions_app.models import Channel, ChannelKind, Contact, Session, SessionStatus
 
 METADATA_MAX_BYTES = 16_384
@@ -148,7 +148,7 @@ def edit_session(
     **fields: Any,
 ) -> Session:
     """Fields, merged metadata and (through the lifecycle) a status change, all or nothing."""
-    from sessions_app.lifecycle import transition_session
+    from sessions_app.lifecycle.transitions import transition_session
 
     with transaction.atomic():
         current = update_session(session, metadata=metadata, **fields)

@@ -1,4 +1,4 @@
-"""`EncryptedJSONField`: a JSON value stored encrypted (sessions_app/crypto.py) in a text column.
+"""`EncryptedJSONField`: a JSON value stored encrypted (sessions_app/privacy/crypto.py) in a text column.
 
 To code it behaves like `models.JSONField` (admin form, DRF serializer field, `instance.metadata`
 is a dict); the database only ever sees ciphertext. Because the column is opaque, nothing can
@@ -13,7 +13,7 @@ from typing import Any
 from django.db import models
 from django.db.models.query_utils import DeferredAttribute
 
-from sessions_app.crypto import Ciphertext, DecryptionError, Undecryptable, decrypt_json, encrypt_json
+from sessions_app.privacy.crypto import Ciphertext, DecryptionError, Undecryptable, decrypt_json, encrypt_json
 
 
 class EncryptedValueError(DecryptionError):
@@ -47,7 +47,7 @@ class EncryptedJSONField(models.JSONField):
     description = "A JSON value, encrypted at rest"
 
     def get_internal_type(self) -> str:
-        return "TextField"  # the column holds a token (ASCII text: sessions_app/crypto.py)
+        return "TextField"  # the column holds a token (ASCII text: sessions_app/privacy/crypto.py)
 
     def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
         if value is None:

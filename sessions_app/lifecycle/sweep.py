@@ -22,9 +22,9 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from sessions_app.lifecycle import BEGINNING, transition_sessions_batch
+from sessions_app.lifecycle.retention import purge_expired_sessions
+from sessions_app.lifecycle.transitions import BEGINNING, transition_sessions_batch
 from sessions_app.models import Channel, Session, SessionStatus, SweepMark, status_group
-from sessions_app.retention import purge_expired_sessions
 
 log = logging.getLogger(__name__)
 
