@@ -11,6 +11,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402 - needs the app regi
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from config.warmup import warm_up  # noqa: E402
+from sessions_app.realtime.lifespan import lifespan  # noqa: E402
 from sessions_app.realtime.routing import websocket_urlpatterns  # noqa: E402
 
 warm_up()
@@ -19,5 +20,6 @@ application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
+        "lifespan": lifespan,
     }
 )

@@ -92,37 +92,31 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------------------------------
-# Default: a SQLite file in the data folder, in WAL mode with IMMEDIATE transactions, so that
-# concurrent writers queue on the database lock instead of failing halfway through a transaction.
-DATABASE_URL = env.get_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}")
+# PostgreSQL only (docs/database.md). `python3 run.py serve|test|manage` start an embedded PostgreSQL
+# and set DATABASE_URL when it is unset; anything else (gunicorn, celery, a deployment) names one.
+DATABASE_URL = env.get_str("DATABASE_URL")
+if not DATABASE_URL:
+    raise ImproperlyConfigured(
+        "DATABASE_URL must be set to a postgres:// URL (python3 run.py serve, test and manage start an "
+        "embedded PostgreSQL and set it when it is unset)"
+    )
 try:
     # No per-request health check: it costs a round trip on every webhook; a connection lost to a
     # database restart fails one request (503, which Twilio retries) and is then replaced.
     _db = dj_database_url.parse(DATABASE_URL, conn_max_age=600, conn_health_checks=False)
 except ValueError as exc:
     raise ImproperlyConfigured(f"DATABASE_URL is not a database URL I understand: {exc}") from None
-if _db["ENGINE"] == "django.db.backends.sqlite3":
-    if _db["NAME"] != ":memory:":
-        Path(_db["NAME"]).parent.mkdir(parents=True, exist_ok=True)
-    _db["CONN_MAX_AGE"] = 0
-    _db["CONN_HEALTH_CHECKS"] = False
-    _db["OPTIONS"] = {
-        "transaction_mode": "IMMEDIATE",
-        "timeout": 20,
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-    }
-    _db.setdefault("TEST", {})["NAME"] = str(DATA_DIR / "test-db.sqlite3")
-elif _db["ENGINE"] == "django.db.backends.postgresql":
-    _options = _db.setdefault("OPTIONS", {})
-    # Parameters travel apart from the SQL text (the extended query protocol): the ingest call's
-    # JSON rows are neither quoted into the statement by psycopg nor lexed back out by the server,
-    # ~0.1 ms less per inbound message in all (docs/ingest.md). No named prepared statements
-    # (`prepare_threshold` None): none can outlive a migration that changes a function's result,
-    # and a PgBouncer in transaction mode needs no extra setting.
-    _options.setdefault("server_side_binding", True)
-    _options.setdefault("prepare_threshold", None)
-else:
-    raise ImproperlyConfigured("DATABASE_URL must be a postgres:// or sqlite:// URL")
+if _db["ENGINE"] != "django.db.backends.postgresql":
+    raise ImproperlyConfigured(
+        f"DATABASE_URL must be a postgres:// URL, not {DATABASE_URL.split(':', 1)[0]}://…"
+    )
+_options = _db.setdefault("OPTIONS", {})
+# Parameters travel apart from the SQL text (the extended query protocol): the ingest call's values
+# are neither quoted into the statement by psycopg nor lexed back out by the server (docs/ingest.md).
+# No named prepared statements (`prepare_threshold` None): none can outlive a migration that changes
+# a function's result, and a PgBouncer in transaction mode needs no extra setting.
+_options.setdefault("server_side_binding", True)
+_options.setdefault("prepare_threshold", None)
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -131,10 +125,18 @@ REDIS_URL = env.get_str("REDIS_URL")
 if REDIS_URL and not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
     raise ImproperlyConfigured(f"REDIS_URL must be a redis:// URL, not {REDIS_URL!r}")
 
+CACHES: dict[str, dict[str, Any]]
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Each process's own memory, for what every request reads and staff rarely change (the channels an
+# inbound message arrives on: sessions_app/ingest/channels.py). Never shared between processes.
+CACHES["process"] = {
+    "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+    "LOCATION": "process",
+    "OPTIONS": {"MAX_ENTRIES": 10_000},
+}
 
 # --- Twilio ---------------------------------------------------------------------------------------
 TWILIO_ACCOUNT_SID = env.get_str("TWILIO_ACCOUNT_SID")
@@ -199,6 +201,8 @@ LOGGING = {
         "sessions_app": {"level": LOG_LEVEL},
         "webhooks": {"level": LOG_LEVEL},
         "config": {"level": LOG_LEVEL},
+        # It warns on every broadcast to a group no socket has joined: most broadcasts, on most days.
+        "channels_postgres": {"level": "ERROR"},
     },
 }
 
@@ -278,18 +282,33 @@ else:
     )
 
 # --- Real-time (Django Channels) ------------------------------------------------------------------
-# With Redis, sockets in every process share Redis pub/sub. Without it (embedded default), group
-# messages go through a table every process tails, so a reply produced in the worker process still
-# reaches a socket held by the web process (see docs/realtime.md).
+# Sockets in every process share one layer, so a reply produced in the worker process reaches a
+# socket held by a web process: with Redis, channels-redis's pub/sub layer; without it (the embedded
+# default), channels-postgres, PostgreSQL's LISTEN/NOTIFY with a table for the messages
+# (docs/realtime.md). Both are maintained layers; nothing of ours is in between.
+# channels-postgres's tables are in the product's database whichever layer runs (so a deployment can
+# move between the two); its own ORM calls use the alias `channels_postgres`: the same database (a
+# test run's too: MIRROR). Its connections are its own: a small pool per process, and one that
+# LISTENs in each process holding sockets.
+INSTALLED_APPS += ["channels_postgres"]
+DATABASES["channels_postgres"] = {**_db, "TEST": {"MIRROR": "default"}}
+POSTGRES_CHANNEL_LAYER: dict[str, Any] = {
+    "BACKEND": "sessions_app.realtime.postgres_layer.PostgresChannelLayer",
+    "CONFIG": {
+        **{key: _db[key] for key in ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT")},
+        "TIME_ZONE": None,  # Django's connection settings it builds its connection from need it
+        "PSYCOPG_OPTIONS": {"min_size": 1, "max_size": 4},
+    },
+}
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "sessions_app.realtime.layers.RedisPubSubRelayLayer",
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {"hosts": [REDIS_URL]},
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "sessions_app.realtime.layers.DatabaseRelayChannelLayer"}}
+    CHANNEL_LAYERS = {"default": POSTGRES_CHANNEL_LAYER}
 
 # How often a staff page asks for changes when the real-time socket is not connected (milliseconds).
 STAFF_UI_POLL_MS = env.get_int("STAFF_UI_POLL_MS", 4000, minimum=500)

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from typing import cast
-
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -14,7 +12,6 @@ from sessions_app.models import (
     KeywordAnswer,
     Message,
     Session,
-    SessionQuerySet,
     SessionStatus,
     StatusChange,
 )
@@ -98,18 +95,6 @@ def _transition_action(to_status: str, label: str):  # type: ignore[no-untyped-d
     return admin.action(description=label)(action)
 
 
-class StatusFilter(admin.ChoicesFieldListFilter):
-    """Django's filter on the status, with the status group added through `in_statuses`: the index
-    knows groups, not statuses, so `status=` alone would not use it (Session.status_group)."""
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Session]) -> QuerySet[Session]:
-        chosen = cast(list[str], self.used_parameters.get(self.lookup_kwarg) or [])
-        statuses = [value for value in chosen if value in SessionStatus.values]
-        if statuses:  # in_statuses filters on the status too: Django's own lookup would repeat it
-            return cast(SessionQuerySet, queryset).in_statuses(statuses)
-        return cast(QuerySet[Session], super().queryset(request, queryset))
-
-
 @admin.register(Session)
 class SessionAdmin(admin.ModelAdmin):
     list_display = [
@@ -122,7 +107,7 @@ class SessionAdmin(admin.ModelAdmin):
         "created_at",
     ]
     list_select_related = ["contact", "channel"]
-    list_filter = ["channel_kind", ("status", StatusFilter), "last_message_at", "created_at"]
+    list_filter = ["channel_kind", "status", "last_message_at", "created_at"]
     search_fields = [
         "contact__phone",
         "contact__display_name",

@@ -1,23 +1,19 @@
 """The domain: channels traffic arrives on, the contacts who write, their sessions and messages.
 
-Rules that change these rows live in their own modules (`ingest.py` for the reuse rule,
-`lifecycle.py` for status transitions); the models hold data, lookups and small derived values.
+Rules that change these rows live in their own modules (`ingest/` for the reuse rule,
+`lifecycle/transitions.py` for status transitions); the models hold data, lookups and small derived
+values.
 """
 
 from __future__ import annotations
 
-import heapq
 import uuid
-from collections.abc import Sequence
 from datetime import timedelta
-from itertools import islice
-from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
-from django.db.models.query import ModelIterable
 from django.utils import timezone
 
 from sessions_app.privacy.fields import EncryptedJSONField
@@ -38,16 +34,6 @@ class SessionStatus(models.TextChoices):
     COMPLETED = "completed", "Completed"
     ABANDONED = "abandoned", "Abandoned"
     ARCHIVED = "archived", "Archived"
-
-
-# The statuses the sweep moves between without touching an index (see `Session.status_group`).
-OPEN_GROUP = "open"
-OPEN_STATUSES = (SessionStatus.ACTIVE.value, SessionStatus.ABANDONED.value)
-
-
-def status_group(status: str) -> str:
-    """The value `Session.status_group` holds for `status`: the indexes' view of it."""
-    return OPEN_GROUP if status in OPEN_STATUSES else str(status)
 
 
 class Direction(models.TextChoices):
@@ -216,93 +202,6 @@ class Contact(models.Model):
         )
 
 
-# The orderings a merged status page can be served in: the order of `session_group_recent` within
-# one status group, either way round (DRF's cursor pages backwards by reversing it).
-_MERGEABLE_ORDERINGS = {
-    ("-last_activity_at",): True,
-    ("-last_activity_at", "-id"): True,
-    ("last_activity_at",): False,
-    ("last_activity_at", "id"): False,
-}
-
-
-class SessionQuerySet(models.QuerySet["Session"]):
-    """Sessions, with a status filter that stays one index range per status group however many
-    statuses are asked.
-
-    The indexes know a session's `status_group`, not its status (active and abandoned share "open"),
-    so `in_statuses` filters on both: the group picks the index range of `session_group_recent`, the
-    status the rows within it. A group IN (a, b) ordered by last activity cannot be served by that
-    index in order: PostgreSQL 15 does not merge one ordered scan per value, so it either sorts every
-    match or walks `session_recent` and filters, reading past every newer session of another status
-    (637 ms for a page at a million sessions, docs/sweep.md "Stop 16"). So a page (a slice, ordered by
-    last activity) of several groups is read as one slice per group, each an equality on the group
-    walking that index in order, merged here. Anything else (counts, values, other orderings,
-    unsliced reads) runs the plain query.
-    """
-
-    _merge_groups: tuple[tuple[str, tuple[str, ...]], ...] = ()
-
-    def in_statuses(self, statuses: Sequence[str]) -> SessionQuerySet:
-        statuses = tuple(dict.fromkeys(str(s) for s in statuses))
-        by_group: dict[str, list[str]] = {}
-        for status in statuses:
-            by_group.setdefault(status_group(status), []).append(status)
-        clone = self.filter(status_group__in=list(by_group), status__in=statuses)
-        if len(by_group) > 1:
-            clone._merge_groups = tuple((group, tuple(members)) for group, members in by_group.items())
-        return clone
-
-    # Django's private QuerySet hooks, which django-stubs does not describe: hence `Any` below.
-    def _clone(self) -> Any:
-        clone: Any = super()._clone()  # type: ignore[misc]
-        clone._merge_groups = self._merge_groups
-        return clone
-
-    def _fetch_all(self) -> None:
-        this: Any = self
-        if this._result_cache is None and self._merged_page_applies():
-            this._result_cache = self._merged_page()
-            if this._prefetch_related_lookups and not this._prefetch_done:
-                this._prefetch_related_objects()
-            return
-        super()._fetch_all()  # type: ignore[misc]
-
-    def _page_ordering(self) -> tuple[str, ...]:
-        query = self.query
-        if query.order_by:
-            return tuple(str(o) for o in query.order_by)
-        return tuple(str(o) for o in Session._meta.ordering or ()) if query.default_ordering else ()
-
-    def _merged_page_applies(self) -> bool:
-        query = self.query
-        return (
-            bool(self._merge_groups)
-            and self._iterable_class is ModelIterable
-            and query.high_mark is not None
-            and self._page_ordering() in _MERGEABLE_ORDERINGS
-            and not query.combinator
-        )
-
-    def _merged_page(self) -> list[Session]:
-        low, high = self.query.low_mark, self.query.high_mark
-        assert high is not None
-        newest_first = _MERGEABLE_ORDERINGS[self._page_ordering()]
-        base: Any = self._chain()  # type: ignore[attr-defined]
-        base.query.clear_limits()
-        base._merge_groups = ()
-        base._prefetch_related_lookups = ()
-        base = base.order_by(*(("-last_activity_at", "-id") if newest_first else ("last_activity_at", "id")))
-        # Each slice holds the first `high` of its group in the page's order, so the merged first
-        # `high` are the first `high` of all of them.
-        slices = [
-            list(base.filter(status_group=group, status__in=members)[:high])
-            for group, members in self._merge_groups
-        ]
-        merged = heapq.merge(*slices, key=lambda s: (s.last_activity_at, s.pk), reverse=newest_first)
-        return list(islice(merged, low, high))
-
-
 class Session(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # Unique among the sessions that have one: the constraint below is partial, so the many sessions
@@ -337,18 +236,6 @@ class Session(models.Model):
     description = models.TextField(blank=True)
     thumbnail_url = models.CharField(max_length=1000, blank=True)
     status = models.CharField(max_length=16, choices=SessionStatus.choices, default=SessionStatus.ACTIVE)
-    # What the indexes know of the status (docs/sweep.md, "Stop 17"): active and abandoned sessions
-    # share the group "open", every other status is a group of its own. No index mentions `status`
-    # itself, so the sweep's active → abandoned change leaves every indexed value as it was, and
-    # PostgreSQL writes it as a heap-only update: no entry in any of the table's indexes.
-    status_group = models.GeneratedField(
-        expression=models.Case(
-            models.When(status__in=OPEN_STATUSES, then=models.Value(OPEN_GROUP)),
-            default=models.F("status"),
-        ),
-        output_field=models.CharField(max_length=16),
-        db_persist=True,
-    )
     # Encrypted at rest (docs/data-protection.md); nothing may filter on what is inside it.
     metadata = EncryptedJSONField(default=dict, blank=True)
     mission_id = models.CharField(max_length=128, blank=True)
@@ -360,21 +247,20 @@ class Session(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now)
 
-    objects = SessionQuerySet.as_manager()
-
     class Meta:
         ordering = ["-last_activity_at", "-id"]
         indexes = [
-            # The reuse rule: newest active session of a (channel, contact) pair, among its open ones
-            # (active or abandoned: the index cannot tell them apart, see `status_group`).
+            # The reuse rule: the newest active session of a (channel, contact) pair. Partial: only
+            # active sessions can be joined, and the others (most of the table) cost no entry here.
             models.Index(
                 fields=["channel", "contact", "-last_message_at"],
-                condition=Q(status_group=OPEN_GROUP),
-                name="session_open_reuse_lookup",
+                condition=Q(status=SessionStatus.ACTIVE),
+                name="session_reuse_lookup",
             ),
             models.Index(fields=["-last_activity_at", "-id"], name="session_recent"),
             models.Index(fields=["channel_kind", "-last_activity_at", "-id"], name="session_kind_recent"),
-            models.Index(fields=["status_group", "-last_activity_at", "-id"], name="session_group_recent"),
+            # Lists filtered by status, and the sweep's claim of quiet active sessions.
+            models.Index(fields=["status", "-last_activity_at", "-id"], name="session_status_recent"),
             # Partial: only API sessions have a business or an owner, and filters always name one, so the
             # Twilio sessions (most of the table) cost no entry here on every rewrite (docs/sweep.md).
             models.Index(
@@ -474,14 +360,9 @@ class StatusChange(models.Model):
     """One row per status transition: who or what moved a session, when, from what, to what."""
 
     # Indexed by `status_change_session` (session, created_at) only: a second index on session alone
-    # would be one more entry to write per transition for nothing. No foreign key constraint in the
-    # database: every row is written either by `transition_session` on the session row it holds
-    # locked or by the sweep's statement from the very rows it just updated, and sessions are only
-    # ever deleted through the ORM, whose CASCADE deletes their changes first (tests/sessions_app/
-    # test_sweep.py). The constraint's per-row check at commit cost the sweep about a quarter of its
-    # time per transition (docs/sweep.md, "Stop 17").
+    # would be one more entry to write per transition for nothing.
     session = models.ForeignKey(
-        Session, on_delete=models.CASCADE, related_name="status_changes", db_index=False, db_constraint=False
+        Session, on_delete=models.CASCADE, related_name="status_changes", db_index=False
     )
     from_status = models.CharField(max_length=16, choices=SessionStatus.choices)
     to_status = models.CharField(max_length=16, choices=SessionStatus.choices)
@@ -495,24 +376,6 @@ class StatusChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.from_status} → {self.to_status}"
-
-
-class SweepMark(models.Model):
-    """How far the lifecycle sweep has been through one source status of one channel scope.
-
-    The indexes cannot tell an active session from an abandoned one (`Session.status_group`), so a
-    sweep looking for quiet active sessions would walk past every abandoned one still waiting to be
-    archived. Instead each drain starts a little before where the last one finished (sweep.py), and
-    from the beginning again once an hour or whenever a session enters the source status with its
-    last activity already behind the mark (`lifecycle.transition_session` lowers the mark)."""
-
-    key = models.CharField(max_length=200, primary_key=True)
-    source = models.CharField(max_length=16, choices=SessionStatus.choices)
-    swept_before = models.DateTimeField(help_text="Sessions of this scope quiet before this were looked at.")
-    full_pass_at = models.DateTimeField(help_text="When a drain from the oldest session last finished.")
-
-    def __str__(self) -> str:
-        return f"{self.key}: before {self.swept_before:%Y-%m-%d %H:%M:%S}"
 
 
 class ErasureRecord(models.Model):
@@ -534,21 +397,6 @@ class ErasureRecord(models.Model):
 
     def __str__(self) -> str:
         return f"Erasure {self.pk} by {self.actor}"
-
-
-class RelayEvent(models.Model):
-    """A socket broadcast on the embedded default (no Redis): written by whichever process produced
-    it, read by every process that holds sockets (see `realtime/layers.py`). Kept about a minute."""
-
-    group = models.CharField(max_length=100)
-    payload = models.JSONField()
-    # Deleting a session (erasure, purge) takes its in-flight events with it; "+": not part of
-    # what a session owns (exports skip it).
-    session = models.ForeignKey(Session, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
-
-    def __str__(self) -> str:
-        return f"relay {self.pk} to {self.group}"
 
 
 class KeywordAnswer(models.Model):

@@ -1,21 +1,22 @@
 """Celery tasks: each loads by id and calls a service; the rules live in the services.
 
-Retries wait with exponential backoff and jitter; how many attempts a reply or a delivery gets is
-counted in the database (`reply_attempts`, `delivery_attempts`), so redeliveries and the recovery
-task share one budget.
+Services queue these by name (`delivery/queue.py`), so this module imports the services and no
+service imports it. Retries wait with exponential backoff and jitter; how many attempts a reply or a
+delivery gets is counted in the database (`reply_attempts`, `delivery_attempts`), so redeliveries
+and the recovery task share one budget.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from typing import Any
 
 from celery import Task, shared_task
 from django.conf import settings
 
-from sessions_app.delivery import outbound, replies
+from sessions_app.delivery import outbound, queue, replies
 from sessions_app.lifecycle.sweep import sweep_sessions
+from sessions_app.ui.queries import daily_counts
 
 log = logging.getLogger(__name__)
 
@@ -28,25 +29,7 @@ def backoff(attempt: int) -> float:
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
-def enqueue(task: Any, *args: Any) -> bool:
-    """Queue `task(*args)`; if the broker is unreachable, log it and leave the work to recovery."""
-    try:
-        # Our own repr of the arguments (ids, small): Celery's default `saferepr` for monitoring was
-        # about a tenth of a publish's CPU.
-        task.apply_async(args=args, argsrepr=repr(args), kwargsrepr="{}")
-    except Exception as exc:  # kombu/redis raise a variety of connection errors
-        log.warning(
-            "Could not queue %s%r (%s: %s); the recovery task will queue it once the broker is back",
-            task.name,
-            args,
-            type(exc).__name__,
-            exc,
-        )
-        return False
-    return True
-
-
-@shared_task(bind=True, name="sessions_app.tasks.produce_reply_task", max_retries=None)
+@shared_task(bind=True, name=queue.PRODUCE_REPLY, max_retries=None)
 def produce_reply_task(self: Task, message_id: int) -> None:
     try:
         replies.produce_reply(message_id)
@@ -54,9 +37,9 @@ def produce_reply_task(self: Task, message_id: int) -> None:
         raise self.retry(countdown=backoff(exc.attempt), exc=exc) from None
 
 
-@shared_task(name="sessions_app.tasks.produce_replies_task")
+@shared_task(name=queue.PRODUCE_REPLIES)
 def produce_replies_task(message_ids: list[int]) -> None:
-    """Replies owed to several messages, queued together by a busy web process (replies.schedule_reply).
+    """Replies owed to several messages in one task (queued so by earlier releases).
 
     Each is answered on its own: one that must wait for a retry gets its own `produce_reply_task`
     with backoff, and one that fails unexpectedly does not hold up the others (its claim's lease
@@ -66,12 +49,12 @@ def produce_replies_task(message_ids: list[int]) -> None:
         try:
             replies.produce_reply(message_id)
         except replies.ReplyDeferred as exc:
-            produce_reply_task.apply_async(args=(message_id,), countdown=backoff(exc.attempt))
+            queue.enqueue(queue.PRODUCE_REPLY, message_id, countdown=backoff(exc.attempt))
         except Exception:
             log.exception("Reply to message %s failed; recovery will queue it again", message_id)
 
 
-@shared_task(bind=True, name="sessions_app.tasks.deliver_message_task", max_retries=None)
+@shared_task(bind=True, name=queue.DELIVER_MESSAGE, max_retries=None)
 def deliver_message_task(self: Task, message_id: int) -> None:
     try:
         outbound.deliver_message(message_id)
@@ -79,22 +62,22 @@ def deliver_message_task(self: Task, message_id: int) -> None:
         raise self.retry(countdown=backoff(exc.attempt), exc=exc) from None
 
 
-@shared_task(name="sessions_app.tasks.sweep_sessions_task")
+@shared_task(name=queue.SWEEP_SESSIONS)
 def sweep_sessions_task() -> dict[str, int]:
     result = sweep_sessions()
     return {"abandoned": result.abandoned, "archived": result.archived}
 
 
-@shared_task(name="sessions_app.tasks.recover_owed_work")
+@shared_task(name=queue.RECOVER_OWED_WORK)
 def recover_owed_work() -> dict[str, int]:
     """Queue again what never reached a worker: owed replies and pending deliveries."""
     reply_ids = replies.recover_owed_replies()
     for message_id in reply_ids:
-        enqueue(produce_reply_task, message_id)
+        queue.enqueue(queue.PRODUCE_REPLY, message_id)
     lost = outbound.fail_lost_deliveries()
     delivery_ids = outbound.recover_pending_deliveries()
     for message_id in delivery_ids:
-        enqueue(deliver_message_task, message_id)
+        queue.enqueue(queue.DELIVER_MESSAGE, message_id)
     if reply_ids or delivery_ids or lost:
         log.info(
             "Recovery: %s reply(ies) and %s delivery(ies) queued again, %s lost delivery(ies) marked failed",
@@ -105,10 +88,8 @@ def recover_owed_work() -> dict[str, int]:
     return {"replies": len(reply_ids), "deliveries": len(delivery_ids), "lost_deliveries": lost}
 
 
-@shared_task(name="sessions_app.tasks.warm_staff_chart")
+@shared_task(name=queue.WARM_STAFF_CHART)
 def warm_staff_chart() -> int:
     """Count the staff chart's past days before a page needs them (once a day it is a few hundred
     milliseconds at a million sessions); with a shared cache (Redis) no page request pays it."""
-    from sessions_app.ui.queries import daily_counts
-
     return len(daily_counts())

@@ -11,8 +11,22 @@ def client() -> Client:
 def _forget_cached_channels():
     """Each test starts with no channel remembered: a test's channels are rolled back after it, and
     tests that run on-commit callbacks inside their transaction would otherwise leave theirs behind."""
-    from sessions_app.ingest.rule import forget_cached_channels
+    from sessions_app.ingest.channels import forget_cached_channels
 
     forget_cached_channels()
     yield
     forget_cached_channels()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _channels_postgres_on_the_test_database(django_db_setup, django_db_blocker):
+    """channels-postgres connects on its own, to the database its settings name: in this process,
+    the test database pytest-django made (servers the tests start get its URL as DATABASE_URL)."""
+    from channels.layers import channel_layers
+    from django.conf import settings
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        settings.POSTGRES_CHANNEL_LAYER["CONFIG"]["NAME"] = connection.settings_dict["NAME"]
+    channel_layers.backends.clear()
+    yield

@@ -31,8 +31,7 @@ def gunicorn(
 
     Sync workers (the README's production layout) by default; with `threads` > 1, gunicorn's
     threaded workers, each thread handling one request at a time on its own database connection.
-    Started from the project's root, as the README starts it, so `gunicorn.conf.py` applies (the
-    publish relay runs beside the workers)."""
+    Started from the project's root, as the README starts it."""
     port = free_port()
     origin = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="gunicorn-test-") as data_dir:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
+import psycopg
+from django.conf import settings
 from django.db import connection
+from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,14 +37,44 @@ def free_port() -> int:
 
 
 def test_database_url() -> str:
-    """The URL of the database pytest-django created (`test_…`), for a server in another process."""
-    db = connection.settings_dict
-    if connection.vendor != "postgresql":
-        return f"sqlite:///{db['NAME']}"
+    """The URL of the database pytest-django created (`test_…`), for a server in another process.
+
+    A host that is a folder is a Unix socket (the embedded PostgreSQL of `run.py test`): percent-encoded
+    in the URL's host, as dj-database-url reads it."""
+    return _database_url(connection.settings_dict["NAME"])
+
+
+def _database_url(name: str) -> str:
+    db = settings.DATABASES["default"]
     user = quote(db.get("USER") or "", safe="")
     password = quote(db.get("PASSWORD") or "", safe="")
     credentials = f"{user}:{password}@" if password else (f"{user}@" if user else "")
-    return f"postgres://{credentials}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+    host = db.get("HOST") or "127.0.0.1"
+    where = quote(host, safe="") if host.startswith("/") else f"{host}:{db.get('PORT') or 5432}"
+    return f"postgres://{credentials}{where}/{name}"
+
+
+@contextlib.contextmanager
+def scratch_database(name: str) -> Iterator[str]:
+    """A new, empty database `name` on the suite's PostgreSQL server (not the test database), for a
+    process that must start from nothing; its URL, and it is dropped afterwards."""
+    db = settings.DATABASES["default"]
+    options = {
+        "host": db.get("HOST") or "127.0.0.1",
+        "port": db.get("PORT") or 5432,
+        "user": db.get("USER") or None,
+        "password": db.get("PASSWORD") or None,
+        "dbname": "postgres",
+        "autocommit": True,
+    }
+    with psycopg.connect(**options) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield _database_url(name)
+    finally:
+        with psycopg.connect(**options) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def server_env(**extra: str) -> dict[str, str]:

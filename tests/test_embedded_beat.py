@@ -1,15 +1,15 @@
-"""The README's embedded default runs its beat schedule: no Redis, no PostgreSQL, one worker.
+"""The README's embedded default runs its beat schedule: no Redis, one worker.
 
 `python3 run.py serve` starts exactly `run.worker_command(env)`: a Celery worker with beat embedded
-(`--beat`) on the `filesystem://` folder broker in DATA_DIR, against the SQLite file in DATA_DIR.
-These tests start that command in a fresh DATA_DIR with short intervals and watch its database:
-the lifecycle sweep abandons a due session, and the recovery task re-queues a reply that is owed
-but whose task never reached a broker, which the same worker then answers.
+(`--beat`) on the `filesystem://` folder broker in DATA_DIR, against the embedded PostgreSQL it
+started. These tests start that command in a fresh DATA_DIR with short intervals, on a database of
+its own on the suite's PostgreSQL server, and watch that database: the lifecycle sweep abandons a
+due session, and the recovery task re-queues a reply that is owed but whose task never reached a
+broker, which the same worker then answers.
 
-They never touch the suite's own test database (no `django_db`), so they run the same in the
-SQLite and the PostgreSQL runs: the worker's environment is stripped of DATABASE_URL, REDIS_URL
-and the rest, whatever the suite itself runs on. Rows are written and read by `manage.py shell`
-in the worker's environment, since only a process with that environment sees its SQLite file.
+They never touch the suite's own test database (no `django_db`): the worker's environment is
+stripped of REDIS_URL and the rest, whatever the suite itself runs on. Rows are written and read by
+`manage.py shell` in the worker's environment.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 import run
-from tests.servers import ROOT
+from tests.servers import ROOT, scratch_database
 
 # Everything the embedded default must not inherit from the environment pytest runs in: the suite's
 # database and broker, and what tests/settings.py sets for itself (a Twilio account SID would make
@@ -152,15 +152,16 @@ class EmbeddedWorker:
             time.sleep(POLL)
 
 
-def embedded_env(data_dir: Path) -> dict[str, str]:
-    """What `run.py serve` hands its worker on a machine with nothing configured, with short
-    intervals so the schedule shows within seconds."""
+def embedded_env(data_dir: Path, database_url: str) -> dict[str, str]:
+    """What `run.py serve` hands its worker on a machine with nothing configured (but the database
+    it starts), with short intervals so the schedule shows within seconds."""
     env = run.local_env()
     for name in NOT_INHERITED:
         env.pop(name, None)
     env.update(
         DEBUG="true",  # what `serve` sets when DEBUG is not given (run.local_env)
         DATA_DIR=str(data_dir),
+        DATABASE_URL=database_url,
         SESSION_SWEEP_INTERVAL="1",
         TASK_RECOVERY_INTERVAL="1",
         TASK_RECOVERY_GRACE="0",
@@ -207,23 +208,24 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 @pytest.fixture(scope="module")
 def embedded_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedWorker]:
     data_dir = tmp_path_factory.mktemp("embedded") / "data"
-    env = embedded_env(data_dir)
-    manage(env, "migrate", "--noinput", "-v0")
-    ids = manage_shell(env, CREATE_ROWS)
-    log = data_dir / "worker.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            run.worker_command(env),
-            cwd=ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        yield EmbeddedWorker(env, ids, log, process)
-    finally:
-        stop(process)
+    with scratch_database("embedded_beat") as database_url:
+        env = embedded_env(data_dir, database_url)
+        manage(env, "migrate", "--noinput", "-v0")
+        ids = manage_shell(env, CREATE_ROWS)
+        log = data_dir / "worker.log"
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                run.worker_command(env),
+                cwd=ROOT,
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            yield EmbeddedWorker(env, ids, log, process)
+        finally:
+            stop(process)
 
 
 def test_the_embedded_beat_abandons_a_due_session(embedded_worker):

@@ -18,6 +18,8 @@ PRODUCTION = {
     "ALLOWED_HOSTS": "sessions.example.com",
     "PUBLIC_BASE_URL": "https://sessions.example.com",
     "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+    # Nothing here connects to it.
+    "DATABASE_URL": "postgres://sessions@db.example.com:5432/sessions",
 }
 SHOW = (
     "from django.conf import settings as s; import json; print(json.dumps({k: getattr(s, k, None) for k in "
@@ -27,11 +29,12 @@ SHOW = (
 
 
 def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """`args` with nothing in the environment but PATH and `env`."""
+    """`args` with nothing in the environment but PATH, a database URL (which nothing here connects
+    to) and `env`."""
     return subprocess.run(
         [sys.executable, *args],
         cwd=ROOT,
-        env={"PATH": os.environ["PATH"], **env},
+        env={"PATH": os.environ["PATH"], "DATABASE_URL": PRODUCTION["DATABASE_URL"], **env},
         capture_output=True,
         text=True,
         timeout=120,

@@ -15,7 +15,7 @@ import sys
 import {module}
 from channels.layers import channel_layers
 from django.urls import get_resolver
-loaded = ["webhooks.twilio.views", "sessions_app.api.views", "sessions_app.realtime.layers"]
+loaded = ["webhooks.twilio.views", "sessions_app.api.views"]
 print(all(name in sys.modules for name in loaded), "default" in channel_layers.backends,
       "url_patterns" in get_resolver().__dict__)
 """

@@ -5,16 +5,17 @@ through the shared `sessions_app.search.query` (what matches and how it stays fa
 from __future__ import annotations
 
 from datetime import UTC
-from typing import Any, cast
+from typing import Any
 
 import django_filters
 from django import forms
 from django.db.models import QuerySet
 from rest_framework.exceptions import ValidationError
 
-from sessions_app.models import ChannelKind, Session, SessionQuerySet, SessionStatus
+from sessions_app.models import ChannelKind, Session, SessionStatus
 from sessions_app.phones import InvalidPhoneNumber, normalize_phone
 from sessions_app.search import query as session_search
+from sessions_app.search.statuses import in_statuses
 
 Q_MIN_LENGTH = 2
 Q_MAX_LENGTH = 200
@@ -96,8 +97,8 @@ class SessionFilter(django_filters.FilterSet):
         return queryset.filter(contact__phone=phone)
 
     def filter_status(self, queryset: QuerySet[Session], name: str, value: list[str]) -> QuerySet[Session]:
-        # Several statuses: a page is read as one index range per status, merged (SessionQuerySet).
-        return cast(SessionQuerySet, queryset).in_statuses(value)
+        # Several statuses: the view reads a page as one index range per status (SeveralStatuses).
+        return in_statuses(queryset, value)
 
     def filter_q(self, queryset: QuerySet[Session], name: str, value: Any) -> QuerySet[Session]:
         return search_sessions(queryset, value)

@@ -32,10 +32,12 @@ from sessions_app.api.serializers import (
     TransitionSerializer,
 )
 from sessions_app.delivery.outbound import record_outbound_message
+from sessions_app.ingest.channels import channel_for
 from sessions_app.ingest.contacts import contact_for_user
-from sessions_app.ingest.rule import InboundMessage, channel_for, record_inbound_message
+from sessions_app.ingest.rule import InboundMessage, record_inbound_message
 from sessions_app.lifecycle import sessions as session_ops
 from sessions_app.models import Channel, Contact, Direction, Message, Role, Session, SessionStatus
+from sessions_app.search.statuses import SeveralStatuses
 
 
 class StaffWriteOrReadOnly(permissions.BasePermission):
@@ -81,6 +83,14 @@ class SessionViewSet(viewsets.ModelViewSet):
         if getattr(self, "swagger_fake_view", False):
             return Session.objects.none()
         return scope.visible_sessions(self.request).select_related("contact")
+
+    def paginate_queryset(self, queryset: Any) -> Any:
+        # Several statuses: a page is one index range per status, merged (search/statuses.py). The
+        # filter has already validated them (and narrowed the queryset to them).
+        statuses = set(self.request.query_params.getlist("status"))
+        if len(statuses) > 1:
+            queryset = SeveralStatuses(queryset, sorted(statuses))
+        return super().paginate_queryset(queryset)
 
     def _reload(self, session: Session) -> Session:
         return self.get_queryset().get(pk=session.pk)

@@ -1,7 +1,7 @@
 """Messages we add to a session ourselves (agent replies, staff replies): stored and counted here.
 
-Sending them to the contact's phone is the second half of this module: the `message_recorded`
-signal fired on commit queues `deliver_message` for SMS and WhatsApp messages, which sends through
+Sending them to the contact's phone is the second half of this module: once an SMS or WhatsApp
+message commits, `deliver_message` is queued for it, which sends through
 Twilio's REST API and records what Twilio reports; voice replies are spoken by the call's next
 turn (`say_replies`).
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,9 +25,10 @@ from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client as TwilioClient
 
-from sessions_app.events import announce_message
+from sessions_app.delivery import queue
 from sessions_app.models import ChannelKind, DeliveryStatus, Direction, Message, Role, Session
 from sessions_app.phones import mask_phone
+from sessions_app.realtime.publish import message_event
 
 # Channels whose outbound messages travel through Twilio's messaging API.
 MESSAGING_KINDS = {ChannelKind.SMS, ChannelKind.WHATSAPP}
@@ -56,7 +58,10 @@ def record_outbound_message(
         Session.objects.filter(pk=session.pk).update(
             message_count=F("message_count") + 1, last_message_at=now, last_activity_at=now, updated_at=now
         )
-        announce_message(session, message, created_session=False, reply_owed=False)
+        # Once committed: the session's sockets hear of it, then an SMS or WhatsApp message is sent.
+        transaction.on_commit(lambda: message_event(message, session), robust=True)
+        if message.delivery_status == DeliveryStatus.PENDING:
+            transaction.on_commit(lambda: schedule_delivery(message.pk), robust=True)
     return message
 
 
@@ -136,9 +141,7 @@ def schedule_delivery(message_id: int) -> None:
             _disabled_logged = True
         Message.objects.filter(pk=message_id).update(delivery_error=SENDING_DISABLED)
         return
-    from sessions_app.tasks import deliver_message_task, enqueue
-
-    enqueue(deliver_message_task, message_id)
+    queue.enqueue(queue.DELIVER_MESSAGE, message_id)
 
 
 def _addresses(message: Message) -> tuple[str, str]:
@@ -269,6 +272,16 @@ def fail_lost_deliveries() -> int:
     )
 
 
+def wait_for_reply(inbound_id: int, timeout: float) -> Message | None:
+    """The reply to `inbound_id`, waiting up to `timeout` seconds for it to be stored."""
+    deadline = time.monotonic() + timeout
+    while True:
+        reply = Message.objects.filter(in_reply_to_id=inbound_id).first()
+        if reply is not None or time.monotonic() >= deadline:
+            return reply
+        time.sleep(0.05)
+
+
 # Set on a voice reply when it is spoken: the inbound turn whose answer carried it.
 SPOKEN_FOR = "spokenFor"
 
@@ -283,8 +296,6 @@ def say_replies(
     get, so the caller heard none of it) gets the replies its first delivery handed out again,
     before any that became ready since.
     """
-    from sessions_app.delivery.replies import wait_for_reply
-
     if inbound_id is not None and wait > 0:
         wait_for_reply(inbound_id, wait)
     outbound = Message.objects.filter(session_id=session_id, direction=Direction.OUTBOUND)
@@ -306,12 +317,3 @@ def say_replies(
             .order_by("created_at", "id")
         )
     return [m.content for m in [*spoken_before, *unspoken] if m.content]
-
-
-def on_message_recorded(sender: Any, message_id: int, reply_owed: bool, **kwargs: Any) -> None:
-    if reply_owed:
-        return
-    if Message.objects.filter(
-        pk=message_id, direction=Direction.OUTBOUND, delivery_status=DeliveryStatus.PENDING
-    ).exists():
-        schedule_delivery(message_id)

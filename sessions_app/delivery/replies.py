@@ -1,6 +1,7 @@
 """Agent replies: every inbound message that expects an answer gets exactly one.
 
-An inbound message is stored with `reply_state = owed`. Producing the reply claims it with a
+An inbound message is stored with `reply_state = owed`, and the code that stored it queues
+`produce_reply_task` once it commits (ingest/rule.py). Producing the reply claims it with a
 conditional UPDATE (owed → claimed), so two workers, or a task that runs twice, never both answer;
 the reply row's one-to-one link to the inbound message makes a second reply impossible even then.
 """
@@ -8,10 +9,8 @@ the reply row's one-to-one link to the inbound message makes a second reply impo
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from datetime import timedelta
-from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -19,17 +18,12 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from sessions_app.agents import AgentAnswer, AgentError, StreamingAgentBackend, get_backend
-from sessions_app.batched_enqueue import BatchedEnqueue, flush_at_exit
 from sessions_app.delivery.outbound import record_outbound_message
 from sessions_app.models import Message, ReplyState, Role, Session
 from sessions_app.realtime.publish import publish_chunk
 
 log = logging.getLogger(__name__)
 HISTORY_LENGTH = 20
-REPLY_BATCH = 20
-# Seconds a reply may wait for others to share its task, only while replies are being queued back
-# to back: small next to any agent's answer time.
-REPLY_BATCH_LINGER = 0.1
 
 
 class ReplyDeferred(Exception):
@@ -38,34 +32,6 @@ class ReplyDeferred(Exception):
     def __init__(self, attempt: int, reason: str) -> None:
         super().__init__(reason)
         self.attempt = attempt
-
-
-def _queue_replies(message_ids: list[int]) -> None:
-    from sessions_app.tasks import enqueue, produce_replies_task
-
-    enqueue(produce_replies_task, message_ids)
-
-
-# One per process: ids gather while a publish runs; a batch is answered by one task, so it is kept
-# small enough that a slow agent does not hold many contacts behind one another.
-_reply_queue: BatchedEnqueue[int] = BatchedEnqueue(
-    "produce_replies_task", _queue_replies, max_batch=REPLY_BATCH, linger=REPLY_BATCH_LINGER
-)
-flush_at_exit(_reply_queue)
-
-
-def schedule_reply(message_id: int) -> None:
-    """Queue the reply owed to `message_id` (called after the inbound message committed).
-
-    If the broker cannot take the task, the message stays `owed` and `recover_owed_replies` queues
-    it again later: nothing is lost and the request that stored the message still succeeds.
-    """
-    if settings.CELERY_TASK_ALWAYS_EAGER:  # tests and `eager` setups: answer now, in this thread
-        from sessions_app.tasks import enqueue, produce_reply_task
-
-        enqueue(produce_reply_task, message_id)
-    else:
-        _reply_queue.add(message_id)
 
 
 def _claim(inbound_id: int) -> bool:
@@ -170,18 +136,3 @@ def recover_owed_replies(limit: int = 500) -> list[int]:
     return list(
         Message.objects.filter(owed | lost).order_by("created_at").values_list("pk", flat=True)[:limit]
     )
-
-
-def wait_for_reply(inbound_id: int, timeout: float) -> Message | None:
-    """The reply to `inbound_id`, waiting up to `timeout` seconds for it to be stored."""
-    deadline = time.monotonic() + timeout
-    while True:
-        reply = Message.objects.filter(in_reply_to_id=inbound_id).first()
-        if reply is not None or time.monotonic() >= deadline:
-            return reply
-        time.sleep(0.05)
-
-
-def on_message_recorded(sender: Any, message_id: int, reply_owed: bool, **kwargs: Any) -> None:
-    if reply_owed:
-        schedule_reply(message_id)

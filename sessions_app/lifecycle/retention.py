@@ -33,8 +33,7 @@ def purge_expired_sessions(now: datetime | None = None, *, batch_size: int = PUR
     if not keep_for:
         return 0
     cutoff = (now or timezone.now()) - timedelta(seconds=keep_for)
-    # in_statuses: the group is what `session_group_recent` can find the archived sessions by.
-    expired = Session.objects.in_statuses([SessionStatus.ARCHIVED]).filter(last_activity_at__lt=cutoff)
+    expired = Session.objects.filter(status=SessionStatus.ARCHIVED, last_activity_at__lt=cutoff)
     sessions = 0
     rows: Counter[str] = Counter()
     while True:

@@ -14,8 +14,8 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from sessions_app.events import session_status_changed, sessions_swept
-from sessions_app.models import Session, SessionStatus, StatusChange, SweepMark, status_group
+from sessions_app.models import Session, SessionStatus, StatusChange
+from sessions_app.realtime import publish
 
 log = logging.getLogger(__name__)
 
@@ -72,18 +72,8 @@ def transition_session(session: Session, to_status: str, *, actor: str, reason: 
         StatusChange.objects.create(
             session=current, from_status=from_status, to_status=to_status, actor=actor, reason=reason[:255]
         )
-        # A session reopened (or closed) long after its last activity lands behind where the sweep's
-        # next drain of its new status would start: move that start back to it (SweepMark).
-        SweepMark.objects.filter(source=to_status, swept_before__gt=current.last_activity_at).update(
-            swept_before=current.last_activity_at
-        )
         log.info("Session %s: %s → %s by %s", current.pk, from_status, to_status, actor)
-        transaction.on_commit(
-            lambda: session_status_changed.send(
-                sender=Session, session_id=current.pk, from_status=from_status, to_status=to_status
-            ),
-            robust=True,
-        )
+        transaction.on_commit(lambda: publish.status_changed(current.pk, from_status, to_status), robust=True)
     session.status = current.status
     session.status_changed_at = current.status_changed_at
     session.updated_at = current.updated_at
@@ -127,8 +117,7 @@ def transition_sessions_batch(
     if not sources or (channel_ids is not None and not channel_ids):
         return MovedCounts()
     now = timezone.now()
-    batch = _batch_postgresql if connection.vendor == "postgresql" else _batch_portable
-    moved = batch(
+    moved = _batch(
         sources,
         to_status,
         inactive_since or BEGINNING,
@@ -148,35 +137,31 @@ def transition_sessions_batch(
 
 
 def _announce(count: int, to_status: str) -> None:
-    # One signal per batch, not per session: a sweep moves thousands at a time, and listeners (the
-    # staff pages' live updates) need to know that sessions moved, not to be told each one.
-    sessions_swept.send(sender=Session, count=count, to_status=to_status)
+    # One event per batch, not per session: a sweep moves thousands at a time, and the staff pages'
+    # live updates need to know that sessions moved, not to be told each one.
+    publish.sessions_swept(count, to_status)
 
 
-# One statement per source status: claim the oldest due rows, walking the (status group, last
-# activity) index and skipping any row another transaction holds; move exactly the claimed rows,
-# found by their ctid (a TID scan: no index descent per row; the row lock keeps each where it is
-# until the statement ends, and the plan cannot degrade into a scan); write their StatusChange rows.
-# FOR UPDATE re-checks the status and time predicates on the newest version of each row as it locks
-# it, and the lock lasts until the statement commits, so nothing can change a claimed row in between.
-# Only the count and the newest claimed last activity come back: the caller's next batch starts
-# there (keyset), and the ids themselves are most of the client's work at a backlog's size.
+# One statement per source status: claim the oldest due rows, walking the (status, last activity)
+# index and skipping any row another transaction holds; move exactly the claimed rows, found by
+# their ctid (a TID scan: no index descent per row; the row lock keeps each where it is until the
+# statement ends); write their StatusChange rows. FOR UPDATE re-checks the status and time
+# predicates on the newest version of each row as it locks it, and the lock lasts until the
+# statement commits, so nothing can change a claimed row in between. Only the count and the newest
+# claimed last activity come back: the caller's next batch starts there (keyset), and the ids
+# themselves are most of the client's work at a backlog's size.
 #
-# The index knows the status group, not the status: active and abandoned sessions share "open", so
-# that the sweep's change of status is a heap-only update (docs/sweep.md, "Stop 17"). Within the
-# group the status is a filter, and the range [since, before) on last activity keeps the walk off
-# the abandoned sessions that earlier sweeps left behind it (sweep.py keeps `since`).
-#
-# The group is a range of one value and leads the ORDER BY so that only `session_group_recent` can
-# deliver the order. With `status_group = …` the planner may walk `session_recent` (last activity
-# alone) from its oldest end and filter instead: it takes group and age to be independent, while the
-# oldest sessions are exactly the ones that ended (1.6 s a batch with 400,000 ended; stop 15).
+# The status is a range of one value and leads the ORDER BY so that only `session_status_recent`
+# can deliver the order. With `status = …` the planner may walk `session_recent` (last activity
+# alone) from its oldest end and filter instead: it takes status and age to be independent, while
+# the oldest sessions are exactly the ones that ended (1.6 s a batch with 400,000 ended; docs/sweep.md
+# "Stop 15").
 _BATCH_SQL = """
 WITH picked AS (
     SELECT ctid, id, last_activity_at FROM {session}
-    WHERE status_group >= %(group)s AND status_group <= %(group)s AND status = %(source)s
+    WHERE status >= %(source)s AND status <= %(source)s
       AND last_activity_at >= %(since)s AND last_activity_at < %(before)s {channel_filter}
-    ORDER BY status_group DESC, last_activity_at, id
+    ORDER BY status DESC, last_activity_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ), moved AS (
@@ -204,7 +189,7 @@ class MovedCounts(dict[str, int]):
 
 
 def batch_sql(channel_filter: str = "", *, session_table: str = "", change_table: str = "") -> str:
-    """The batch statement for PostgreSQL, with `channel_filter` (SQL text, or "") added to the claim.
+    """The batch statement, with `channel_filter` (SQL text, or "") added to the claim.
 
     Other tables than the models' are for the sweep benchmark's yardstick (bench/sweep.py), which
     runs this very statement on the least a session table can be."""
@@ -215,7 +200,7 @@ def batch_sql(channel_filter: str = "", *, session_table: str = "", change_table
     )
 
 
-def _batch_postgresql(
+def _batch(
     sources: list[str],
     to_status: str,
     since: datetime,
@@ -255,61 +240,11 @@ def _batch_postgresql(
         with transaction.atomic(), connection.cursor() as cursor:
             if relaxed:
                 cursor.execute("SET LOCAL synchronous_commit = off")
-            cursor.execute(sql, {**params, "source": source, "group": status_group(source), "limit": left})
+            cursor.execute(sql, {**params, "source": source, "limit": left})
             count, reached = cursor.fetchone()
         if count:
             moved[source] = count
             left -= count
         if len(sources) == 1:
             moved.reached = reached
-    return moved
-
-
-def _batch_portable(
-    sources: list[str],
-    to_status: str,
-    since: datetime,
-    before: datetime,
-    actor: str,
-    reason: str,
-    channel_ids: Sequence[int] | None,
-    exclude_channel_ids: Sequence[int],
-    limit: int,
-    now: datetime,
-) -> MovedCounts:
-    # SQLite: the IMMEDIATE transaction holds the database's write lock from its first statement,
-    # so nothing changes between the select and the update.
-    due = Session.objects.filter(status__in=sources, last_activity_at__gte=since, last_activity_at__lt=before)
-    if channel_ids is not None:
-        due = due.filter(channel_id__in=channel_ids)
-    if exclude_channel_ids:
-        due = due.exclude(channel_id__in=exclude_channel_ids)
-    moved = MovedCounts()
-    with transaction.atomic():
-        rows = list(
-            due.select_for_update(skip_locked=True)
-            .order_by("last_activity_at", "id")
-            .values_list("id", "status", "last_activity_at")[:limit]
-        )
-        if not rows:
-            return moved
-        ids = [row[0] for row in rows]
-        Session.objects.filter(pk__in=ids, status__in=sources, last_activity_at__lt=before).update(
-            status=to_status, status_changed_at=now, updated_at=now
-        )
-        StatusChange.objects.bulk_create(
-            StatusChange(
-                session_id=session_id,
-                from_status=from_status,
-                to_status=to_status,
-                actor=actor,
-                reason=reason[:255],
-                created_at=now,
-            )
-            for session_id, from_status, _ in rows
-        )
-    for _, from_status, _ in rows:
-        moved[from_status] = moved.get(from_status, 0) + 1
-    if len(sources) == 1:
-        moved.reached = rows[-1][2]
     return moved

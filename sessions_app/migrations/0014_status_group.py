@@ -7,13 +7,12 @@ entry (a heap-only update), provided the new row version fits on its page. Hence
 the session table (PostgreSQL; it applies to pages written from now on: `VACUUM FULL
 sessions_app_session` makes an existing table's pages leave the room too).
 
-StatusChange rows lose their foreign key constraint (models.py says why). The ingest function's
-reuse lookup names the group too, so that the partial index serves it.
+StatusChange rows lost their foreign key constraint. The ingest function's reuse lookup named the
+group too, so that the partial index served it. Migration 0015 undid all of this (docs/sweep.md,
+"Stop 18": integrity and list speed before sweep speed).
 `SweepMark` keeps where each drain of the sweep stopped: the status index cannot find quiet active
 sessions among the abandoned ones any more, so the sweep starts where it left off (sweep.py).
 """
-
-import importlib
 
 import django.db.models.deletion
 
@@ -21,25 +20,12 @@ from django.conf import settings
 from django.db import migrations, models
 
 
-new_contact = importlib.import_module("sessions_app.migrations.0013_ingest_new_contact")
-
-REUSE_LOOKUP = "x.contact_id = cid AND x.status = 'active'"
-assert new_contact.CREATE_FUNCTION.count(REUSE_LOOKUP) == 1
-CREATE_FUNCTION = new_contact.CREATE_FUNCTION.replace(
-    REUSE_LOOKUP, "x.contact_id = cid AND x.status_group = 'open' AND x.status = 'active'"
-)
-
-
 def forward(apps, schema_editor):  # type: ignore[no-untyped-def]
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(CREATE_FUNCTION)
-        schema_editor.execute("ALTER TABLE sessions_app_session SET (fillfactor = 60)")
+    schema_editor.execute("ALTER TABLE sessions_app_session SET (fillfactor = 60)")
 
 
 def backward(apps, schema_editor):  # type: ignore[no-untyped-def]
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(new_contact.CREATE_FUNCTION)
-        schema_editor.execute("ALTER TABLE sessions_app_session RESET (fillfactor)")
+    schema_editor.execute("ALTER TABLE sessions_app_session RESET (fillfactor)")
 
 
 class Migration(migrations.Migration):

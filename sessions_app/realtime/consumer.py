@@ -17,7 +17,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 
-from sessions_app.lifecycle.sessions import chat_user_sessions, record_chat_message
+from sessions_app.ingest.chat import chat_user_sessions, record_chat_message
 from sessions_app.models import Session
 from sessions_app.realtime import protocol
 from sessions_app.realtime.auth import Principal, principal_for_token, principal_for_user

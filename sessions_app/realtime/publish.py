@@ -1,7 +1,8 @@
 """Every message that reaches a session, by any path, goes to the sockets that may see it.
 
-Listens to `message_recorded` and `session_status_changed` (fired after commit) and sends one event
-to the session's business topic, the session's own topic and the staff topic. Outbound messages
+The code that stores a message or changes a status calls these once its transaction commits
+(`transaction.on_commit`): one event to the session's business topic, the session's own topic and
+the staff topic. Outbound messages
 (agent, staff) are `new_message` events shaped as seed 001's client reads an answer; a contact's
 own message is `message_received` (the seed's client would otherwise show it as the agent's words).
 """
@@ -102,46 +103,66 @@ def _send(
         for group in groups
     ]
 
-    send_many = getattr(layer, "group_send_many_sync", None)  # our layers publish from this thread
-    if send_many is not None:
-        try:
-            send_many(messages)
-        except Exception:
-            log.exception("Could not broadcast %s for session %s", event, session_id)
-        return
-
-    async def send_all() -> None:
-        await asyncio.gather(*(layer.group_send(group, message) for group, message in messages))
-
-    # Not awaited: the request that stored the message does not wait for its broadcast. The
-    # publisher loop sends in submission order, so events keep the order they were produced in.
-    future = asyncio.run_coroutine_threadsafe(send_all(), _publisher_loop())
-    future.add_done_callback(lambda done: _log_failure(done, event, session_id))
+    # Not awaited: the request that stored the message does not wait for its broadcast.
+    _publisher().submit(layer, messages, event, session_id)
 
 
-def _log_failure(done: Any, event: str, session_id: Any) -> None:
-    if not done.cancelled() and done.exception() is not None:
-        log.error("Could not broadcast %s for session %s: %r", event, session_id, done.exception())
-
-
-_loop_lock = threading.Lock()
-_loop: tuple[int, asyncio.AbstractEventLoop] | None = None
-
-
-def _publisher_loop() -> asyncio.AbstractEventLoop:
-    """One long-lived event loop per process for publishing from synchronous code.
+class _Publisher:
+    """One long-lived event loop per process, in a thread of its own, publishing from synchronous
+    code (a webhook, a worker task) one event after another, in the order they were submitted.
 
     `async_to_sync` would start a new loop per call outside an ASGI server (a gunicorn worker, a
-    Celery task), and the Redis layer keeps its connections per loop: a new connection per message.
-    Keyed by pid, so a process forked after the loop started makes its own.
+    Celery task), and the layers keep their connections per loop: a new connection per message. One
+    queue and one consumer keep the order: a reply's chunks never overtake the message they answer.
     """
-    global _loop
-    with _loop_lock:
-        if _loop is None or _loop[0] != os.getpid():
-            loop = asyncio.new_event_loop()
-            threading.Thread(target=loop.run_forever, name="realtime-publisher", daemon=True).start()
-            _loop = (os.getpid(), loop)
-        return _loop[1]
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+        self.queue: asyncio.Queue[tuple[Any, list[tuple[str, dict[str, Any]]], str, Any]] | None = None
+        ready = threading.Event()
+        threading.Thread(target=self._run, args=(ready,), name="realtime-publisher", daemon=True).start()
+        ready.wait()
+
+    def _run(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.queue = asyncio.Queue()
+        self.loop.create_task(self._consume())
+        self.loop.call_soon(ready.set)
+        self.loop.run_forever()
+
+    def submit(
+        self, layer: Any, messages: list[tuple[str, dict[str, Any]]], event: str, session_id: Any
+    ) -> None:
+        assert self.queue is not None
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, (layer, messages, event, session_id))
+
+    async def _consume(self) -> None:
+        assert self.queue is not None
+        while True:
+            layer, messages, event, session_id = await self.queue.get()
+            try:
+                await asyncio.gather(*(layer.group_send(group, message) for group, message in messages))
+            except Exception as exc:
+                log.error("Could not broadcast %s for session %s: %r", event, session_id, exc)
+
+
+_publisher_lock = threading.Lock()
+_current: _Publisher | None = None
+
+
+def _publisher() -> _Publisher:
+    """This process's publisher; a process forked after it started makes its own."""
+    global _current
+    with _publisher_lock:
+        if _current is None or _current.pid != os.getpid():
+            _current = _Publisher()
+        return _current
+
+
+def run_on_publisher(coroutine: Any, timeout: float = 10) -> Any:
+    """Run `coroutine` on this process's publisher loop and wait for its result (tests, shutdown)."""
+    return asyncio.run_coroutine_threadsafe(coroutine, _publisher().loop).result(timeout)
 
 
 def publish_chunk(session: Session, response_id: str, index: int, text: str) -> None:
@@ -160,14 +181,10 @@ def publish_chunk(session: Session, response_id: str, index: int, text: str) -> 
     )
 
 
-def broadcast_message(
-    message_id: int, message: Message | None = None, session: Session | None = None
-) -> None:
-    if message is None or session is None:
-        message = Message.objects.select_related("session", "session__contact").filter(pk=message_id).first()
-        if message is None:
-            return
-        session = message.session
+def message_event(message: Message, session: Session) -> None:
+    """`message`, stored in `session`, to the session's sockets: a contact's own message as
+    `message_received`, ours as `new_message` (an agent's answer also as one chunk first, and each
+    function call it asks the front end for as `ai_function_call`)."""
     payload = message_payload(message, session)
     if message.direction == Direction.OUTBOUND:
         if message.role == Role.AGENT and not (message.metadata or {}).get("streamed"):
@@ -192,17 +209,8 @@ def broadcast_message(
         publish(session, "message_received", payload)
 
 
-def on_message_recorded(
-    sender: Any,
-    message_id: int,
-    message: Message | None = None,
-    session: Session | None = None,
-    **kwargs: Any,
-) -> None:
-    broadcast_message(message_id, message, session)
-
-
-def on_status_changed(sender: Any, session_id: Any, from_status: str, to_status: str, **kwargs: Any) -> None:
+def status_changed(session_id: Any, from_status: str, to_status: str) -> None:
+    """A session's status changed (`lifecycle.transitions.transition_session`)."""
     session = Session.objects.filter(pk=session_id).first()
     if session is not None:
         publish(
@@ -217,6 +225,6 @@ def on_status_changed(sender: Any, session_id: Any, from_status: str, to_status:
         )
 
 
-def on_sessions_swept(sender: Any, count: int, to_status: str, **kwargs: Any) -> None:
+def sessions_swept(count: int, to_status: str) -> None:
     """The lifecycle sweep moved `count` sessions: one event for the staff pages to refresh."""
     _send([STAFF_GROUP], "sessions_updated", {"count": count, "status": to_status})

@@ -10,14 +10,13 @@ finds "Refunds", "4242" finds "order #4242", and "+1 (555) 000-4242", "555000424
 find the contact +15550004242. A last word of one character must be whole (a prefix that short
 would match nearly everything).
 
-On PostgreSQL this is a condition on `sessions_app_session.search_document`, a `tsvector` that
-triggers keep current and one GIN index serves (migration 0008_search, docs/api.md "Search at
-scale"). For one word the planner knows how common it is (the column's statistics), so it walks
-the list's own index for a common word and reads the GIN index for a rare one. For several words
+It is a condition on `sessions_app_session.search_document`, a `tsvector` that triggers keep
+current and one GIN index serves (sessions_app/search/document.sql, docs/api.md "Search at
+scale"). For one word the planner knows how common it is (the column's statistics), so it walks the
+list's own index for a common word and reads the GIN index for a rare one. For several words
 it can only multiply their frequencies, which can be wrong by orders of magnitude (walking a
 million sessions for words that never occur together), so one bounded probe of the newest
-PROBE_ROWS sessions the caller may see decides instead. SQLite runs `icontains` over the same
-fields (substring matching; fine at embedded sizes).
+PROBE_ROWS sessions the caller may see decides instead.
 """
 
 from __future__ import annotations
@@ -25,10 +24,10 @@ from __future__ import annotations
 import re
 
 from django.db import connections
-from django.db.models import BooleanField, Exists, OuterRef, Q, QuerySet
+from django.db.models import BooleanField, QuerySet
 from django.db.models.expressions import RawSQL
 
-from sessions_app.models import Contact, Message, Session
+from sessions_app.models import Session
 
 # What people type around the digits of a phone number: "+1 (555) 123-4567".
 _PHONE_PUNCTUATION = re.compile(r"[\s().\-]")
@@ -70,12 +69,6 @@ def search_sessions(queryset: QuerySet[Session], term: str) -> QuerySet[Session]
     term = term.strip()
     if not term:
         return queryset
-    if connections[queryset.db].vendor == "postgresql":
-        return _search_document(queryset, term)
-    return _search_substring(queryset, term)
-
-
-def _search_document(queryset: QuerySet[Session], term: str) -> QuerySet[Session]:
     query = tsquery(term)
     if not query:
         return queryset.none()  # only punctuation: no word to look for
@@ -112,25 +105,3 @@ def _common(queryset: QuerySet[Session], condition: RawSQL) -> bool:
         )
         row = cursor.fetchone()
     return bool(row and row[0] >= PROBE_HITS)
-
-
-def _search_substring(queryset: QuerySet[Session], term: str) -> QuerySet[Session]:
-    spellings = [term]
-    digits = _phone_digits(term)
-    if digits and digits != term:
-        spellings.append(digits)
-    contact_match = Q()
-    own_match = Q()
-    in_text = Q()
-    for text in spellings:
-        contact_match |= (
-            Q(phone__icontains=text)
-            | Q(display_name__icontains=text)
-            | Q(whatsapp_profile_name__icontains=text)
-            | Q(external_user_id__icontains=text)
-        )
-        own_match |= Q(title__icontains=text) | Q(description__icontains=text)
-        in_text |= Q(content__icontains=text)
-    contacts = Contact.objects.filter(contact_match).values("pk")
-    in_messages = Message.objects.filter(in_text, session=OuterRef("pk"))
-    return queryset.filter(own_match | Q(contact__in=contacts) | Q(Exists(in_messages)))

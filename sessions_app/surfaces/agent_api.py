@@ -19,7 +19,8 @@ from rest_framework.views import APIView
 
 from sessions_app.api import scope
 from sessions_app.api.serializers import MESSAGE_MAX_LENGTH
-from sessions_app.delivery.replies import wait_for_reply
+from sessions_app.delivery.outbound import wait_for_reply
+from sessions_app.ingest import chat
 from sessions_app.lifecycle import sessions as session_ops
 from sessions_app.models import Message, Role, Session, SessionStatus
 from sessions_app.surfaces.common import as_uuid, iso_ms, json_null, parse_limit, visible_session_or_404
@@ -124,7 +125,7 @@ def message_001(message: Message, session: Session) -> dict[str, Any]:
 
 
 def _user_sessions(request: Request, business_id: str, user_id: str) -> Any:
-    return scope.visible_sessions(request) & session_ops.chat_user_sessions(business_id, user_id)
+    return scope.visible_sessions(request) & chat.chat_user_sessions(business_id, user_id)
 
 
 def _check_speaks_for(request: Request, business_id: str, user_id: str) -> None:
@@ -150,7 +151,7 @@ class MessagesView(APIView):
             named = visible_session_or_404(
                 request, str(data["sessionId"]), _user_sessions(request, data["businessId"], data["userId"])
             ).pk
-        result = session_ops.record_chat_message(
+        result = chat.record_chat_message(
             business_id=data["businessId"],
             user_id=data["userId"],
             text=data["message"],

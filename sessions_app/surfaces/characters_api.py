@@ -17,9 +17,10 @@ from rest_framework.views import APIView
 from sessions_app.api import scope
 from sessions_app.api.errors import Conflict, Gone
 from sessions_app.api.serializers import MESSAGE_MAX_LENGTH
-from sessions_app.delivery.replies import wait_for_reply
+from sessions_app.delivery.outbound import wait_for_reply
+from sessions_app.ingest.channels import channel_for
 from sessions_app.ingest.contacts import contact_for_user
-from sessions_app.ingest.rule import InboundMessage, channel_for, record_inbound_message
+from sessions_app.ingest.rule import InboundMessage, record_inbound_message
 from sessions_app.lifecycle import sessions as session_ops
 from sessions_app.models import ChannelKind, Session, SessionStatus
 from sessions_app.surfaces.common import require_end_user, visible_session_or_404

@@ -23,8 +23,8 @@ from rest_framework.views import APIView
 
 from sessions_app.api.errors import Conflict, exception_handler
 from sessions_app.api.throttling import refuse_if_locked_out
+from sessions_app.ingest.channels import channel_for
 from sessions_app.ingest.contacts import contact_for_person
-from sessions_app.ingest.rule import channel_for
 from sessions_app.lifecycle import sessions as session_ops
 from sessions_app.models import ChannelKind, Contact, Session
 from sessions_app.phones import InvalidPhoneNumber, normalize_phone

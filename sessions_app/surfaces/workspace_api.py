@@ -17,8 +17,8 @@ from rest_framework.views import APIView
 
 from sessions_app.api import scope
 from sessions_app.api.serializers import validate_metadata
+from sessions_app.ingest.channels import channel_for
 from sessions_app.ingest.contacts import contact_for_user
-from sessions_app.ingest.rule import channel_for
 from sessions_app.lifecycle import sessions as session_ops
 from sessions_app.lifecycle.transitions import transition_session
 from sessions_app.models import ChannelKind, Session, SessionStatus

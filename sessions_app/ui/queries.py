@@ -25,6 +25,7 @@ from django.utils.dateparse import parse_datetime
 
 from sessions_app.models import ChannelKind, Session, SessionStatus
 from sessions_app.search.query import search_sessions
+from sessions_app.search.statuses import SeveralStatuses, in_statuses
 
 PAGE_SIZE = 50
 COUNTS_TTL = 10  # seconds; tab counts may lag new sessions by this much
@@ -166,9 +167,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID] | None:
 
 
 def _filtered(filters: ListFilters, *, channel: bool = True, search: bool = True) -> QuerySet[Session]:
-    # Several statuses: one index range per status, merged, when a page is read (SessionQuerySet).
     qs: QuerySet[Session] = (
-        Session.objects.in_statuses(filters.statuses) if filters.statuses else Session.objects.all()
+        in_statuses(Session.objects.all(), filters.statuses) if filters.statuses else Session.objects.all()
     )
     if channel and filters.channel:
         kinds = TAB_BY_KEY[filters.channel].kinds
@@ -209,7 +209,13 @@ def sessions_page(filters: ListFilters, page_size: int = PAGE_SIZE) -> Page:
         qs = qs.filter(**{f"{sort_field}__lte": moment}).filter(
             Q(**{f"{sort_field}__lt": moment}) | Q(**{sort_field: moment, "id__lt": pk})
         )
-    rows = list(_ordered(qs, sort_field)[: page_size + 1])
+    page: QuerySet[Session] | SeveralStatuses = _ordered(qs, sort_field)
+    if len(set(filters.statuses)) > 1:
+        # One index range per status, merged (search/statuses.py).
+        page = SeveralStatuses(qs.select_related("contact"), filters.statuses).order_by(
+            f"-{sort_field}", "-id"
+        )
+    rows = list(page[: page_size + 1])
     next_cursor = encode_cursor(rows[page_size - 1], sort_field) if len(rows) > page_size else ""
     return Page(rows[:page_size], next_cursor)
 

@@ -1,4 +1,5 @@
-"""The Redis layer's synchronous publish reaches sockets of this layer and of channels-redis's own."""
+"""A broadcast from synchronous code (a webhook, a worker task) reaches sockets of another process
+through the configured layer: channels-redis with Redis, channels-postgres without it."""
 
 from __future__ import annotations
 
@@ -8,51 +9,81 @@ import time
 import uuid
 
 import pytest
-from asgiref.sync import sync_to_async
 from channels_redis.pubsub import RedisPubSubChannelLayer
 
-from sessions_app.realtime.layers import RedisPubSubRelayLayer
+from sessions_app.realtime import publish
+from sessions_app.realtime.groups import STAFF_GROUP
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 needs_redis = pytest.mark.skipif(not REDIS_URL, reason="needs a real Redis: set REDIS_URL to run")
 
 
-def event(number: int) -> dict[str, object]:
-    return {"type": "relay.event", "event": "message_received", "payload": {"n": number, "text": "héllo"}}
+def wait_for(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
 
 
 @needs_redis
-@pytest.mark.parametrize("receiving_layer", [RedisPubSubRelayLayer, RedisPubSubChannelLayer])
-def test_one_pipelined_publish_reaches_every_group_in_order(receiving_layer):
+def test_broadcasts_from_synchronous_code_reach_a_channels_redis_receiver_in_order(settings):
     prefix = f"test{uuid.uuid4().hex[:8]}"
-    sender = RedisPubSubRelayLayer(hosts=[REDIS_URL], prefix=prefix)
-    receiver = receiving_layer(hosts=[REDIS_URL], prefix=prefix)
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": prefix},
+        }
+    }
+    receiver = RedisPubSubChannelLayer(hosts=[REDIS_URL], prefix=prefix)
+    joined = asyncio.Event()
+    got: list[dict[str, object]] = []
 
-    async def scenario() -> list[dict[str, object]]:
+    async def listen() -> None:
         staff = await receiver.new_channel()
-        session = await receiver.new_channel()
-        await receiver.group_add("staff", staff)
-        await receiver.group_add("session.one", session)
-        await sync_to_async(sender.group_send_many_sync)(
-            [("session.one", event(1)), ("staff", event(1)), ("staff", event(2)), ("nobody", event(3))]
-        )
-        got = [await asyncio.wait_for(receiver.receive(session), 5)]
-        got += [await asyncio.wait_for(receiver.receive(staff), 5) for _ in range(2)]
+        await receiver.group_add(STAFF_GROUP, staff)
+        joined.set()
+        for _ in range(3):
+            got.append(await asyncio.wait_for(receiver.receive(staff), 5))
         await receiver.flush()
-        return got
 
-    assert asyncio.run(scenario()) == [event(1), event(1), event(2)]
+    async def scenario() -> None:
+        listener = asyncio.create_task(listen())
+        await joined.wait()
+        await asyncio.to_thread(lambda: [publish.sessions_swept(count, "abandoned") for count in (1, 2, 3)])
+        await listener
+
+    asyncio.run(scenario())
+    assert [event["payload"] for event in got] == [  # type: ignore[index]
+        {"count": 1, "status": "abandoned"},
+        {"count": 2, "status": "abandoned"},
+        {"count": 3, "status": "abandoned"},
+    ]
 
 
-def test_it_refuses_several_hosts():
-    with pytest.raises(ValueError, match="exactly one Redis host"):
-        RedisPubSubRelayLayer(hosts=["redis://a", "redis://b"])
+@pytest.mark.django_db(transaction=True)
+def test_broadcasts_from_synchronous_code_reach_a_channels_postgres_receiver_in_order(settings):
+    """The layer without Redis (the embedded default): LISTEN/NOTIFY through the test database."""
+    from sessions_app.realtime.postgres_layer import PostgresChannelLayer
 
+    layer = settings.POSTGRES_CHANNEL_LAYER
+    settings.CHANNEL_LAYERS = {"default": layer}
+    receiver = PostgresChannelLayer(**layer["CONFIG"])
+    got: list[dict[str, object]] = []
 
-def test_a_broadcast_never_holds_or_fails_the_caller_when_redis_is_unreachable(caplog):
-    layer = RedisPubSubRelayLayer(hosts=["redis://127.0.0.1:1"])  # nothing listens on port 1
-    started = time.monotonic()
-    layer.group_send_many_sync([("staff", event(1)), ("session.one", event(1))])
-    assert time.monotonic() - started < 0.5  # queued, not sent from the caller's thread
-    assert layer.flush_sync(timeout=10)  # the publisher tried, failed and moved on
-    assert "Could not queue broadcast for 2 item(s)" in caplog.text
+    async def scenario() -> None:
+        staff = await receiver.new_channel()
+        await receiver.group_add(STAFF_GROUP, staff)
+        first = asyncio.create_task(receiver.receive(staff))  # starts its LISTEN
+        await asyncio.sleep(0.5)
+        await asyncio.to_thread(lambda: [publish.sessions_swept(count, "abandoned") for count in (1, 2, 3)])
+        got.append(await asyncio.wait_for(first, 10))
+        for _ in range(2):
+            got.append(await asyncio.wait_for(receiver.receive(staff), 10))
+        await receiver.flush()
+
+    asyncio.run(scenario())
+    assert [event["payload"] for event in got] == [  # type: ignore[index]
+        {"count": 1, "status": "abandoned"},
+        {"count": 2, "status": "abandoned"},
+        {"count": 3, "status": "abandoned"},
+    ]

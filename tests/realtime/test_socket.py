@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
-from channels.layers import get_channel_layer
+from channels.layers import channel_layers, get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 from rest_framework_simplejwt.tokens import AccessToken
@@ -69,13 +69,22 @@ class Socket:
 
 @pytest.fixture(autouse=True)
 def clean_layer():
+    # A layer of its own for each test: each test runs on an event loop of its own, and a layer
+    # keeps per-loop state (channels-postgres: the loop its listener runs on).
+    channel_layers.backends.clear()
     yield
-    async_to_sync(get_channel_layer().flush)()
+    run(get_channel_layer().flush())
+    channel_layers.backends.clear()
 
 
 def run(coro: Any) -> Any:
     async def awaited() -> Any:
-        return await coro
+        try:
+            return await coro
+        finally:  # the layer's connections on this test's loop (channels-postgres: postgres_layer.py)
+            close = getattr(get_channel_layer(), "close_pools", None)
+            if close is not None:
+                await close()
 
     return async_to_sync(awaited)()
 

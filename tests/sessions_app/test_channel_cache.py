@@ -8,7 +8,7 @@ import time_machine
 from django.db import OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 
-from sessions_app.ingest.rule import CHANNEL_CACHE_TTL
+from sessions_app.ingest.channels import CHANNEL_CACHE_TTL
 from sessions_app.models import Channel, Session
 from tests.twilio_helpers import OUR_NUMBER, send_sms
 
@@ -93,7 +93,7 @@ def test_the_ttl_is_bounded_also_when_the_clock_goes_back(client, django_capture
 
 
 def test_a_remembered_channel_is_handed_out_as_a_copy(client, django_capture_on_commit_callbacks):
-    from sessions_app.ingest.rule import cached_channel
+    from sessions_app.ingest.channels import cached_channel
 
     committed_sms(client, django_capture_on_commit_callbacks, "Hello")
     first = cached_channel("sms", OUR_NUMBER)

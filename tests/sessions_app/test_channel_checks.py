@@ -12,8 +12,8 @@ from django.db import connection
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
-from sessions_app.lifecycle.sweep import sweep_sessions
 from sessions_app.lifecycle import sweep
+from sessions_app.lifecycle.sweep import sweep_sessions
 from sessions_app.models import ChannelKind
 from tests.factories import ChannelFactory
 

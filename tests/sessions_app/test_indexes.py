@@ -32,11 +32,8 @@ def plain_btree_columns(table: str) -> dict[str, tuple[str, ...]]:
         return {name: tuple(columns) for name, columns in cursor.fetchall()}
 
 
-@pytest.mark.postgres
 @pytest.mark.parametrize("table", TABLES)
 def test_no_index_is_a_leading_part_of_another(table):
-    if connection.vendor != "postgresql":
-        pytest.skip("reads PostgreSQL's catalogue")
     indexes = plain_btree_columns(table)
     redundant = [
         (short, long)
@@ -55,7 +52,6 @@ def plan(queryset) -> str:  # type: ignore[no-untyped-def]
         return "\n".join(row[0] for row in cursor.fetchall())
 
 
-@pytest.mark.postgres
 @pytest.mark.parametrize(
     ("filters", "ordering", "index"),
     [
@@ -69,8 +65,6 @@ def plan(queryset) -> str:  # type: ignore[no-untyped-def]
     ],
 )
 def test_the_narrowed_indexes_still_serve_the_api_filters(filters, ordering, index):
-    if connection.vendor != "postgresql":
-        pytest.skip("reads PostgreSQL's plans")
     SessionFactory(business_id="B1", location_id="L1", agent_id="A1", external_id="session_1")
     SessionFactory()
     queryset = Session.objects.filter(**filters)

@@ -4,10 +4,10 @@ Counted inside the test's transaction, where the webhook's own transaction is a 
 two statements as BEGIN and COMMIT) and the agent's reply, which runs after commit, is not counted:
 these are the ingest path's own queries.
 
-SQLite runs the rule as ORM queries (the second number of each budget). PostgreSQL runs it as one
-call of `sessions_app_record_inbound` (migration 0007): the whole message is that one query once
-the process remembers the channel, and four (savepoint, channel, the call, release) when it must
-read the channel first, which is the case in these tests until the first commit.
+The rule is one call of `sessions_app_record_inbound` (sessions_app/ingest/record_inbound.sql): the
+whole message is that one query once the process remembers the channel, and four (savepoint,
+channel, the call, release) when it must read the channel first, which is the case in these tests
+until the first commit.
 
 Before this budget (the reuse rule in a nested savepoint) the three cases cost 14, 11 and 8 queries
 on PostgreSQL; then 12, 9 and 6 with the ORM; now 4 in every case, 1 with a remembered channel.
@@ -22,50 +22,43 @@ from tests.twilio_helpers import SMS_URL, post_signed, send_sms, sms_params
 pytestmark = pytest.mark.django_db
 
 
-def budget(queries_on_sqlite: int, on_postgresql: int = 4) -> int:
-    return on_postgresql if connection.vendor == "postgresql" else queries_on_sqlite
-
-
-def test_the_first_text_of_a_new_number_takes_at_most_11_queries(client, django_assert_max_num_queries):
-    # transaction, channel, contact, savepoint + insert + release (a new contact), [lock],
-    # duplicate check, newest session, insert session, insert message, commit
+def test_the_first_text_of_a_new_number_takes_at_most_4_queries(client, django_assert_max_num_queries):
+    # savepoint, channel, the call, release
     send_sms(client, "+15550000001", "provisions the channel")
-    with django_assert_max_num_queries(budget(11)):
+    with django_assert_max_num_queries(4):
         assert send_sms(client, "+15551234567", "Hello").status_code == 200
     assert Session.objects.get(contact__phone="+15551234567").message_count == 1
 
 
-def test_a_text_that_joins_a_session_takes_at_most_8_queries(client, django_assert_max_num_queries):
-    # transaction, channel, contact, [lock], duplicate check, newest session, bump it, insert, commit
+def test_a_text_that_joins_a_session_takes_at_most_4_queries(client, django_assert_max_num_queries):
     send_sms(client, "+15551234567", "Hello")
-    with django_assert_max_num_queries(budget(8)):
+    with django_assert_max_num_queries(4):
         assert send_sms(client, "+15551234567", "Again").status_code == 200
     assert Session.objects.get().message_count == 2
 
 
 def test_a_redelivery_takes_at_most_5_queries(client, django_assert_max_num_queries):
-    # transaction, channel, contact, [lock], duplicate check (found: nothing written), commit
+    # savepoint, channel, the call (found: nothing written), the first delivery's message, release
     params = sms_params("+15551234567", "Hello")
     post_signed(client, SMS_URL, params)
-    with django_assert_max_num_queries(budget(5, on_postgresql=5)):
+    with django_assert_max_num_queries(5):
         assert post_signed(client, SMS_URL, params).status_code == 200
     assert Message.objects.count() == 1 and Contact.objects.count() == 1
 
 
-def test_a_text_on_a_remembered_channel_takes_at_most_7_queries(
+def test_a_text_on_a_remembered_channel_takes_one_query(
     client, django_assert_max_num_queries, django_capture_on_commit_callbacks
 ):
     # As above without the channel: it was remembered when the first text committed.
     with django_capture_on_commit_callbacks(execute=True):
         send_sms(client, "+15551234567", "Hello")
-    with django_assert_max_num_queries(budget(7, on_postgresql=1)):
+    with django_assert_max_num_queries(1):
         assert send_sms(client, "+15551234567", "Again").status_code == 200
     assert Message.objects.filter(content="Again").exists()
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's binding of parameters")
 def test_parameters_are_bound_by_the_server_and_no_statement_stays_prepared(client):
-    """The ingest call's JSON rows travel as parameters (not quoted into the SQL), and nothing is
+    """The ingest call's values travel as parameters (not quoted into the SQL), and nothing is
     prepared under a name: a named statement would outlive a migration that changes the function's
     result, and would need settings of its own behind a PgBouncer in transaction mode."""
     import psycopg
@@ -80,9 +73,8 @@ def test_parameters_are_bound_by_the_server_and_no_statement_stays_prepared(clie
         assert cursor.fetchone()[0] == 0
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="the ingest function's shortcut")
 def test_a_new_numbers_first_text_takes_no_pair_lock_and_later_ones_do():
-    """Nothing can exist for a contact created in this transaction (migration 0013), so its first
+    """Nothing can exist for a contact created in this transaction (record_inbound.sql), so its first
     message skips the lock, the redelivery check and the session lookup; the next one takes them."""
     from sessions_app.ingest.rule import InboundMessage, record_phone_message
 

@@ -1,133 +1,138 @@
-"""The PostgreSQL version of the reuse rule writes whole rows: it must know every column.
+"""The reuse rule's database functions, called directly (sessions_app/ingest/record_inbound.sql).
 
-`sessions_app_record_inbound` (migration 0007) names the columns it inserts. A field added to a
-model without a migration that redefines the function would be silently left at NULL (or fail on
-NOT NULL) on PostgreSQL only; this test fails first, on every backend.
+The webhook and API tests drive the rule through its callers; these pin the function's own edges:
+the window's limit, the named session, a redelivery, a session without messages, the contact it
+finds or creates, and that it writes every column the models have.
 """
 
-import importlib
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection
 
 from sessions_app.models import Contact, Message, Session
+from sessions_app.sql import INGEST, sql_text
+from tests.factories import ChannelFactory, ContactFactory, SessionFactory
 
-function = importlib.import_module("sessions_app.migrations.0007_ingest_function")
+pytestmark = pytest.mark.django_db
+
+NOON = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+WINDOW = timedelta(minutes=5)
+CALL = (
+    "SELECT outcome, gap, contact_id, message_id, id FROM sessions_app_record_inbound("
+    "%s, %s, %s, %s, %s, '', '', %s, %s, %s, %s, 'sms', 'SMS from test', '', '', '', NULL, %s, "
+    "'contact', %s, '[]', '{}', 'owed')"
+)
 
 
-def columns(listed: str) -> set[str]:
-    return {column.strip() for column in listed.split(",")}
+def record(channel, now, *, contact=None, phone="", external_id=None, preferred=None, content="hi"):
+    """One call of the rule; (outcome, gap, contact id, message id, session id)."""
+    metadata = Session._meta.get_field("metadata").get_prep_value({})
+    with connection.cursor() as cursor:
+        cursor.execute(
+            CALL,
+            [
+                channel.pk,
+                WINDOW,
+                now,
+                contact.pk if contact else None,
+                phone,
+                "twilio",
+                external_id,
+                preferred,
+                uuid.uuid4(),
+                metadata,
+                content,
+            ],
+        )
+        return cursor.fetchone()
+
+
+def inserted_columns(table: str) -> set[str]:
+    """The columns the SQL file's INSERT INTO `table` names."""
+    match = re.search(rf"INSERT INTO {table} \(([^)]*)\)", sql_text(INGEST))
+    assert match, table
+    return {column.strip() for column in match.group(1).split(",")}
 
 
 def model_columns(model, *, but: tuple[str, ...] = ()) -> set[str]:
-    # Not the generated ones (Session.status_group): the database computes them.
-    return {field.column for field in model._meta.concrete_fields if not field.generated} - set(but)
+    return {field.column for field in model._meta.concrete_fields} - set(but)
 
 
-def test_it_inserts_every_column_of_a_new_session():
-    # contact_id is the contact the function found or created
-    assert columns(function.SESSION_COLUMNS) | {"contact_id"} == model_columns(Session)
+def test_it_writes_every_column_of_a_new_session_message_and_contact():
+    # The session's search document is the database's own column (search/document.sql).
+    assert inserted_columns("sessions_app_session") == model_columns(Session) | {"search_document"}
+    assert inserted_columns("sessions_app_message") == model_columns(Message, but=("id",))
+    assert inserted_columns("sessions_app_contact") == model_columns(Contact, but=("id",))
 
 
-def test_it_inserts_every_column_of_a_message():
-    # the id is the database's; session_id is the session the rule picked
-    assert columns(function.MESSAGE_COLUMNS) | {"session_id"} == model_columns(Message, but=("id",))
+def test_a_message_at_the_windows_limit_joins_and_one_just_past_it_opens_a_new_session():
+    channel, contact = ChannelFactory(), ContactFactory()
+    opened = record(channel, NOON, contact=contact)
+    assert opened[0] == "opened"
+    joined = record(channel, NOON + WINDOW, contact=contact)
+    assert joined[0] == "reused" and joined[4] == opened[4] and joined[1] == 300.0
+    later = record(channel, NOON + 2 * WINDOW + timedelta(microseconds=1), contact=contact)
+    assert later[0] == "gap" and later[4] != opened[4]
+    assert Session.objects.get(pk=opened[4]).message_count == 2
 
 
-def test_it_inserts_every_column_of_a_new_contact():
-    assert columns(function.CONTACT_COLUMNS) == model_columns(Contact, but=("id",))
+def test_a_named_active_session_is_joined_whatever_the_gap_and_an_ended_one_is_not():
+    channel, contact = ChannelFactory(), ContactFactory()
+    first = record(channel, NOON, contact=contact)
+    second = record(channel, NOON + 2 * WINDOW, contact=contact)  # newer, and the pair's newest
+    named = record(channel, NOON + 3 * WINDOW, contact=contact, preferred=first[4])
+    assert named[0] == "named" and named[4] == first[4] and second[4] != first[4]
+    Session.objects.filter(pk=first[4]).update(status="closed")
+    after = record(channel, NOON + 3 * WINDOW, contact=contact, preferred=first[4])
+    assert after[0] == "reused" and after[4] == second[4]
 
 
-def test_rows_built_for_ingest_hold_what_djangos_constructor_would():
-    """`ingest._build` (the positional constructor with defaults resolved once) and `Model(**values)`
-    agree on every field but the per-row defaults (a new uuid, the time)."""
-    from datetime import UTC, datetime
-
-    from sessions_app.ingest.rule import _build
-    from sessions_app.models import Channel
-
-    now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-    channel = Channel(pk=7, kind="sms", address="+15005550006")
-    contact = Contact(pk=9, phone="+15551234567")
-    cases = [
-        (Contact, {"phone": "+15551234567", "whatsapp_profile_name": "Ann", "created_at": now}),
-        (Session, {"channel": channel, "contact": contact, "title": "SMS from +1", "metadata": {"a": 1}}),
-        (Message, {"direction": "inbound", "role": "contact", "content": "hi", "external_id": "SM1"}),
-    ]
-    for model, values in cases:
-        built, expected = _build(model, **values), model(**values)
-        per_row = {"id", "created_at", "updated_at", "last_activity_at", "status_changed_at"} - set(values)
-        for model_field in model._meta.concrete_fields:
-            if model_field.attname not in per_row and not model_field.generated:
-                assert getattr(built, model_field.attname) == getattr(expected, model_field.attname), (
-                    model.__name__,
-                    model_field.attname,
-                )
-        assert built._state.adding
-    session = _build(Session, channel=channel, contact=contact)
-    assert session.channel is channel and session.channel_id == 7 and session.contact_id == 9
-    assert _build(Session).metadata == {} and _build(Session).metadata is not _build(Session).metadata
+def test_a_named_session_of_another_contact_is_not_joined():
+    channel = ChannelFactory()
+    theirs = record(channel, NOON, contact=ContactFactory())
+    mine = record(channel, NOON, contact=ContactFactory(), preferred=theirs[4])
+    assert mine[0] == "opened" and mine[4] != theirs[4]
 
 
-def test_the_rows_sent_to_the_function_read_as_the_standard_librarys_encoding_would():
-    """`_row_json` uses orjson for speed; what PostgreSQL reads must not change with the encoder.
-    An integer beyond 64 bits, which orjson refuses, takes the standard library's path."""
-    import json
-    from datetime import UTC, datetime
-
-    from sessions_app.ingest.rule import _build, _json_text, _json_value, _row_values
-    from sessions_app.models import Channel
-
-    now = datetime(2026, 11, 23, 12, 0, 0, 5, tzinfo=UTC)
-    channel = Channel(pk=7, kind="sms", address="+15005550006")
-    contact = Contact(pk=9, phone="+15551234567", whatsapp_profile_name="Zoë")
-    rows = [
-        _build(Contact, phone="+15551234567", whatsapp_profile_name="Zoë ✓", created_at=now, updated_at=now),
-        _build(Session, channel=channel, contact=contact, title="SMS from +1", metadata={"a": [1, 2.5]}),
-        _build(Message, content='say "hi"\n', media=[{"url": "https://x/1", "n": 2**70}], created_at=now),
-    ]
-    for row in rows:
-        values = _row_values(row)  # once: the metadata's ciphertext differs each time
-        assert json.loads(_json_text(values)) == json.loads(json.dumps(values, default=_json_value))
-    assert '"n": 1180591620717411303424' in _json_text(_row_values(rows[2]))  # the fallback's spacing
+def test_a_redelivery_stores_nothing_and_answers_with_the_first_delivery():
+    channel, contact = ChannelFactory(), ContactFactory()
+    first = record(channel, NOON, contact=contact, external_id="SM1")
+    again = record(channel, NOON + timedelta(seconds=5), contact=contact, external_id="SM1", content="x")
+    assert again[0] == "duplicate" and (again[3], again[4]) == (first[3], first[4])
+    assert Message.objects.count() == 1 and Session.objects.get().message_count == 1
 
 
-def test_instances_loaded_for_ingest_hold_what_from_db_would():
-    """`ingest._instance` skips the constructor: same values, same deferred fields, same state."""
-    from datetime import UTC, datetime
-
-    from django.db import DEFAULT_DB_ALIAS
-
-    from sessions_app.ingest.rule import _RETURNED_SESSION_FIELDS, _instance
-
-    now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-    values = [
-        "0b0d3c9e-1c1a-4bde-9a43-0d7d8f1f2a10", None, "sms", "B1", "", 4, "", "SMS from +1", "active",
-        "", 3, now, now, now, now, now, now,
-    ]  # fmt: skip
-    assert len(values) == len(_RETURNED_SESSION_FIELDS)
-    loaded = _instance(Session, _RETURNED_SESSION_FIELDS, values, db=DEFAULT_DB_ALIAS)
-    expected = Session.from_db(DEFAULT_DB_ALIAS, list(_RETURNED_SESSION_FIELDS), values)
-    assert loaded.__dict__.keys() - {"_state"} == expected.__dict__.keys() - {"_state"}
-    assert all(getattr(loaded, name) == getattr(expected, name) for name in _RETURNED_SESSION_FIELDS)
-    assert loaded.get_deferred_fields() == expected.get_deferred_fields()
-    assert "metadata" in loaded.get_deferred_fields()
-    assert (loaded._state.db, loaded._state.adding) == (DEFAULT_DB_ALIAS, False)
+def test_an_active_session_without_messages_counts_as_the_pairs_newest():
+    channel, contact = ChannelFactory(), ContactFactory()
+    record(channel, NOON, contact=contact)
+    empty = SessionFactory(channel=channel, contact=contact, last_message_at=None, created_at=NOON)
+    joined = record(channel, NOON + timedelta(minutes=1), contact=contact)
+    assert joined[0] == "reused" and joined[4] == empty.pk and joined[1] == 60.0
 
 
-def test_init_signal_listeners_still_see_every_instance_ingest_builds():
-    """Should anyone listen to a model's `pre_init`/`post_init`, ingest goes through the constructor."""
-    from django.db.models.signals import post_init
+def test_a_phone_message_finds_or_creates_its_contact_once():
+    channel = ChannelFactory()
+    first = record(channel, NOON, phone="+15551230001")
+    second = record(channel, NOON + timedelta(minutes=1), phone="+15551230001")
+    assert first[2] == second[2] == Contact.objects.get(phone="+15551230001").pk
+    assert (first[0], second[0]) == ("opened", "reused")
 
-    from sessions_app.ingest.rule import _build, _instance
 
-    seen = []
+def test_the_phone_contact_function_reports_whether_it_created_the_row_and_keeps_whatsapp_names():
+    def contact(name: str = "") -> tuple[int, bool]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT id, created FROM sessions_app_phone_contact(%s, %s, %s, %s)",
+                ["+15551230002", "", name, NOON],
+            )
+            return cursor.fetchone()
 
-    def listener(sender, instance, **kwargs):
-        seen.append(type(instance))
-
-    post_init.connect(listener, sender=Contact)
-    try:
-        _build(Contact, phone="+15551234567")
-        _instance(Contact, ("id", "phone"), (1, "+15551234567"), db="default")
-        _build(Message, content="not listened to")
-    finally:
-        post_init.disconnect(listener, sender=Contact)
-    assert seen == [Contact, Contact]
+    created = contact("Ann")
+    again = contact("Ann B.")
+    assert created[1] is True and again == (created[0], False)
+    assert Contact.objects.get().whatsapp_profile_name == "Ann B."
+    contact()  # an empty name keeps the stored one
+    assert Contact.objects.get().whatsapp_profile_name == "Ann B."

@@ -6,14 +6,12 @@ from io import StringIO
 
 import pytest
 import time_machine
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
-from django.db import connection, connections, transaction
+from django.db import IntegrityError, connection, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from sessions_app.lifecycle import sweep
 from sessions_app.lifecycle.sweep import sweep_sessions
 from sessions_app.lifecycle.transitions import (
     BEGINNING,
@@ -27,8 +25,6 @@ from sessions_app.models import (
     Session,
     SessionStatus,
     StatusChange,
-    SweepMark,
-    status_group,
 )
 from tests.factories import ChannelFactory, SessionFactory, sessions_ended_oldest_first
 from tests.twilio_helpers import send_sms
@@ -182,11 +178,8 @@ def test_transitions_are_listed_in_admin(admin_client):
     assert b"system:sweep" in page.content
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_two_overlapping_sweeps_move_each_session_once():
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL: SQLite serialises writers, so sweeps cannot overlap there")
     with time_machine.travel(START, tick=False) as clock:
         sessions = SessionFactory.create_batch(300)
         clock.shift(timedelta(hours=1))
@@ -211,11 +204,8 @@ def test_two_overlapping_sweeps_move_each_session_once():
     assert not Session.objects.filter(status=S.ACTIVE).exists()
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_one_sweep_on_several_connections_moves_each_session_once():
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL: parallel sweeping is PostgreSQL-only")
     with time_machine.travel(START, tick=False) as clock:
         SessionFactory.create_batch(250)
         clock.shift(timedelta(days=8))
@@ -244,13 +234,10 @@ def test_the_sweep_purges_archived_sessions_past_the_retention_period(settings):
     assert "purged: 0" in out.getvalue()
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_session_ingest_is_bumping_while_the_sweep_runs_is_skipped_and_stays_active():
     """Ingest holds the session's row (its bump) across the sweep: the sweep neither waits for it nor
     moves it, and once the bump commits the session is no longer due."""
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL: SQLite serialises writers, so ingest cannot run inside a sweep")
     with time_machine.travel(START, tick=False) as clock:
         busy, idle = SessionFactory.create_batch(2)
         clock.shift(timedelta(hours=1))
@@ -285,11 +272,8 @@ def test_a_session_ingest_is_bumping_while_the_sweep_runs_is_skipped_and_stays_a
     assert list(StatusChange.objects.values_list("session_id", flat=True)) == [idle.pk]
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_batch_does_not_wait_for_its_wal_flush_but_leaves_the_connection_as_it_was():
-    if connection.vendor != "postgresql":
-        pytest.skip("synchronous_commit is a PostgreSQL setting")
     seen = []
 
     def spy(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
@@ -320,7 +304,6 @@ def _claim_plan(source: str, since, before, limit: int, analyze: bool = False) -
     run (and rolled back) to count the rows it read."""
     params = {
         "source": source,
-        "group": status_group(source),
         "since": since,
         "before": before,
         "limit": limit,
@@ -344,62 +327,48 @@ def _rows_removed(analyzed: str) -> int:
     return sum(int(n) for n in re.findall(r'"Rows Removed by Filter": (\d+)', analyzed))
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_the_claim_walks_only_sessions_in_the_source_status_group_however_many_older_ones_have_ended():
+def test_the_claim_walks_only_sessions_in_the_source_status_however_many_older_ones_have_ended():
     """Sessions end oldest first, so the oldest end of the recency index is all ended sessions, and
     rows lie in the table in the order they were last written. The planner, which assumes status and
     age independent, then likes walking the recency index from its oldest end and filtering on the
     status: every batch would read past every ended session (1.6 s a batch at 400,000)."""
-    if connection.vendor != "postgresql":
-        pytest.skip("reads PostgreSQL's plans")
     channel = ChannelFactory()
     now = timezone.now()
-    # The ended half mixes two statuses, one sorting before 'open' and one after, as a real
-    # table's mix does, so the group column's own order says little about position.
-    sessions_ended_oldest_first(channel, now, ended=(S.CLOSED, S.RESOLVED))
+    # The ended half mixes two statuses, one sorting before 'active' and one after, as a real
+    # table's mix does, so the status column's own order says little about position.
+    sessions_ended_oldest_first(channel, now, ended=(S.ABANDONED, S.RESOLVED))
     plan = _claim_plan(S.ACTIVE, BEGINNING, now - timedelta(hours=2), 5000)
-    assert "session_group_recent" in plan, plan
+    assert "session_status_recent" in plan, plan
     assert "session_recent " not in plan, plan
     assert "Tid Scan" in plan, plan  # the update finds the claimed rows where they are, not by key
     analyzed = _claim_plan(S.ACTIVE, BEGINNING, now - timedelta(hours=2), 5000, analyze=True)
     assert _rows_removed(analyzed) == 0, analyzed
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_a_sweep_starts_where_the_last_one_stopped_not_at_the_oldest_abandoned_session():
-    """Abandoned sessions share the index range of active ones (`Session.status_group`): a claim
-    from the oldest of them reads past every abandoned session still waiting to be archived. The
-    sweep's mark starts the next drain where the last one stopped."""
-    if connection.vendor != "postgresql":
-        pytest.skip("reads PostgreSQL's plans")
+def test_a_sweep_reads_no_abandoned_session_waiting_to_be_archived():
+    """Abandoned sessions have an index range of their own: the claim of quiet active sessions reads
+    none of them, however many wait to be archived (under the status group of migration 0014 they
+    shared one, and a claim from the oldest read past every one)."""
     channel = ChannelFactory()
     now = timezone.now()
     sessions_ended_oldest_first(channel, now, ended=(S.ABANDONED, S.ARCHIVED))
-    starts: list = []
+    claims: list = []
 
     def spy(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
         if "WITH picked AS" in sql and params["source"] == S.ACTIVE:
-            starts.append(params["since"])
+            claims.append(params)
         return execute(sql, params, many, context)
 
-    with connection.execute_wrapper(spy), time_machine.travel(now, tick=False) as clock:
-        sweep_sessions(parallel=1)  # the first: a full pass, from the oldest open session
-        clock.shift(timedelta(minutes=1))
+    with connection.execute_wrapper(spy), time_machine.travel(now, tick=False):
         sweep_sessions(parallel=1)
-    mark = SweepMark.objects.get(source=S.ACTIVE)
-    assert mark.swept_before == now + timedelta(minutes=1) - timedelta(seconds=settings.SESSION_ABANDON_AFTER)
-    assert starts[0] == now - timedelta(seconds=60000 - 2)  # the oldest abandoned session (row 2)
-    assert starts[-1] == now - timedelta(seconds=settings.SESSION_ABANDON_AFTER) - sweep.REVISIT
+    assert claims and claims[0]["since"] == BEGINNING  # from the oldest active session
     before = now - timedelta(minutes=20)
-    from_the_oldest = _rows_removed(_claim_plan(S.ACTIVE, starts[0], before, 5000, analyze=True))
-    from_the_mark = _rows_removed(_claim_plan(S.ACTIVE, starts[-1], before, 5000, analyze=True))
-    assert from_the_oldest >= 15_000  # every abandoned session
-    assert from_the_mark < 1_000  # the few minutes since the last drain
+    assert _rows_removed(_claim_plan(S.ACTIVE, BEGINNING, before, 5000, analyze=True)) == 0
 
 
-def test_a_session_reopened_behind_the_mark_is_abandoned_by_the_next_sweep():
+def test_a_session_reopened_long_after_its_last_activity_is_abandoned_by_the_next_sweep():
     with time_machine.travel(START, tick=False) as clock:
         session = SessionFactory()
         clock.shift(timedelta(hours=2))
@@ -412,15 +381,14 @@ def test_a_session_reopened_behind_the_mark_is_abandoned_by_the_next_sweep():
 
 
 def _is_claim(sql: str) -> bool:
-    """A batch's claim: the SQL statement on PostgreSQL, the ORM's select on SQLite."""
-    return "WITH picked AS" in sql or (
-        '"status" IN' in sql and "status_group" not in sql and 'last_activity_at" >= ' in sql
-    )
+    """A batch's claim."""
+    return "WITH picked AS" in sql
 
 
-def test_a_session_reopened_while_a_sweep_runs_is_abandoned_by_the_next_one():
-    """The running sweep chose where to start before the session was reopened behind it, so it
-    cannot find it; the mark it leaves must not cover it either."""
+def test_a_session_reopened_just_before_a_claim_is_claimed_by_it():
+    """Staff reopen a session quiet for two hours just as the sweep's claim of active sessions runs:
+    the claim sees it as due (its last activity is what counts) and abandons it at once, never later
+    than the next sweep."""
     reopened: list[bool] = []
     with time_machine.travel(START, tick=False) as clock:
         session = SessionFactory()
@@ -435,16 +403,19 @@ def test_a_session_reopened_while_a_sweep_runs_is_abandoned_by_the_next_one():
             return execute(sql, params, many, context)
 
         with connection.execute_wrapper(reopen_first):
-            assert sweep_sessions().abandoned == 0
+            assert sweep_sessions().abandoned == 1
         assert reopened
-        clock.shift(timedelta(minutes=1))
-        assert sweep_sessions().abandoned == 1
     assert status_of(session) == S.ABANDONED
+    assert list(StatusChange.objects.filter(session=session).values_list("to_status", flat=True)) == [
+        S.ABANDONED,
+        S.ACTIVE,
+        S.ABANDONED,
+    ]
 
 
-def test_a_session_reopened_behind_a_new_scopes_first_pass_is_abandoned_by_the_next_sweep(settings):
-    """A new scope (here: a changed threshold) starts with a pass from the oldest open session, in
-    spans of last activity; a session reopened behind the span being claimed must still be found."""
+def test_a_session_reopened_during_a_sweep_under_a_new_threshold_is_abandoned_by_the_next_sweep(settings):
+    """A changed threshold while a session is reopened between two claims of one sweep: the next
+    sweep still finds it."""
     reopened: list[bool] = []
     claims: list[bool] = []
     with time_machine.travel(START, tick=False) as clock:
@@ -472,23 +443,21 @@ def test_a_session_reopened_behind_a_new_scopes_first_pass_is_abandoned_by_the_n
     assert status_of(later) == S.ABANDONED
 
 
-def test_an_hourly_pass_from_the_oldest_session_finds_what_no_mark_knows_of():
+def test_a_session_imported_with_old_activity_is_abandoned_by_the_next_sweep():
     with time_machine.travel(START, tick=False) as clock:
         SessionFactory()
         clock.shift(timedelta(hours=2))
         assert sweep_sessions().abandoned == 1
-        # Written behind the mark by something that is not a transition (a bulk import, say).
+        # Written with old activity by something that is not a transition (a bulk import, say).
         imported = SessionFactory(last_activity_at=timezone.now() - timedelta(hours=3))
         clock.shift(timedelta(minutes=1))
-        assert sweep_sessions().abandoned == 0
-        clock.shift(sweep.FULL_PASS_EVERY)
         assert sweep_sessions().abandoned == 1
     assert status_of(imported) == S.ABANDONED
 
 
-def test_a_full_pass_steps_over_empty_stretches_of_time():
-    """An active session a year old on a channel that never abandons must not make each hourly pass
-    one statement per hour of that year."""
+def test_an_old_session_on_a_channel_that_never_abandons_costs_the_sweep_nothing_per_hour_of_its_age():
+    """An active session a year old on a channel that never abandons: the sweep's statements do not
+    grow with the stretch of time before the due sessions."""
     never = ChannelFactory(address="+15005550002", abandon_after=0)
     with time_machine.travel(START, tick=False) as clock:
         SessionFactory(channel=never)
@@ -501,34 +470,14 @@ def test_a_full_pass_steps_over_empty_stretches_of_time():
     assert result.statements < 20, result
 
 
-def test_a_changed_threshold_drops_the_old_scopes_mark(settings):
-    with time_machine.travel(START, tick=False):
-        sweep_sessions()
-        old = set(SweepMark.objects.values_list("key", flat=True))
-        settings.SESSION_ABANDON_AFTER = 3600
-        sweep_sessions()
-        new = set(SweepMark.objects.values_list("key", flat=True))
-    assert len(old) == len(new) == 5  # one step of one status, one of four
-    assert len(old & new) == 4  # the archive step's scopes are the same
-
-
-@pytest.mark.postgres
-def test_the_sweeps_change_of_status_writes_no_index_entry():
-    """No index mentions the status, so abandoning a session is a heap-only update, provided its page
-    has room for the new version (the table's fillfactor leaves it; within one transaction the old
-    versions take their space until it commits, so a few sessions here, on one page): the sweep's
-    cost does not grow with the table's indexes."""
-    if connection.vendor != "postgresql":
-        pytest.skip("PostgreSQL's heap-only updates")
-
-    def hot_updates() -> int:
+def test_a_status_change_needs_its_session_in_the_database():
+    """The foreign key of StatusChange.session is the database's own, not only the ORM's."""
+    with pytest.raises(IntegrityError), transaction.atomic():
+        StatusChange.objects.create(
+            session_id="00000000-0000-0000-0000-000000000000",
+            from_status=S.ACTIVE,
+            to_status=S.ABANDONED,
+            actor="test",
+        )
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_stat_get_xact_tuples_hot_updated('sessions_app_session'::regclass)")
-            return int(cursor.fetchone()[0])
-
-    with time_machine.travel(START, tick=False) as clock:
-        SessionFactory.create_batch(6)
-        clock.shift(timedelta(hours=1))
-        before = hot_updates()
-        assert sweep_sessions().abandoned == 6
-        assert hot_updates() - before == 6
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")

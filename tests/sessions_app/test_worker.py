@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 import requests
 from django.conf import settings
-from django.db import connection
 from twilio.request_validator import RequestValidator
 
 from config.celery_app import app as celery_app
 from sessions_app.models import Message, ReplyState, Role, Session
 from sessions_app.tasks import produce_reply_task
 from tests.http_stub import HttpStub, Reply, running_stub
+from tests.servers import test_database_url
 from tests.twilio_helpers import new_sid, send_sms, sms_params
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,11 +37,7 @@ pytestmark = [
 
 
 def database_url() -> str:
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{db['NAME']}"
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    return f"postgres://{db['USER']}{password}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    return test_database_url()
 
 
 def process_env(tmp_path: Path, broker: str) -> dict[str, str]:

@@ -27,22 +27,13 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 from django.conf import settings
-from django.db import connection
 from twilio.request_validator import RequestValidator
 
 from sessions_app.models import Contact, Direction, Message, Session
 from tests.gunicorn_server import gunicorn
 from tests.twilio_helpers import OUR_NUMBER, SMS_URL
 
-pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.skipif(
-        connection.vendor != "postgresql",
-        reason="needs PostgreSQL (set DATABASE_URL=postgres://…): SQLite serialises every writer "
-        "on its database lock, so there is no cross-process race to test",
-    ),
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 CLIENTS = 24
 ROUNDS = 4

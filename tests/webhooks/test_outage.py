@@ -30,10 +30,7 @@ def database_down() -> Iterator[Callable[[], None]]:
         settings_dict.update(saved)
 
     connection.close()
-    if connection.vendor == "postgresql":
-        settings_dict["HOST"], settings_dict["PORT"] = "127.0.0.1", str(free_port())
-    else:
-        settings_dict["NAME"] = "/nonexistent-folder/db.sqlite3"
+    settings_dict["HOST"], settings_dict["PORT"] = "127.0.0.1", str(free_port())
     try:
         yield back_up
     finally:

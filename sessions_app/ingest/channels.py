@@ -1,0 +1,70 @@
+"""The channel an inbound message arrives on: found, provisioned with defaults if new, remembered.
+
+Channels are read on every inbound message and change only when staff edit one in admin, so each
+process keeps them for `CHANNEL_CACHE_TTL` in its own cache (`CACHES["process"]`, which pickles:
+every caller gets a copy of its own). An edit applies at once in the process that saved it and
+within the TTL everywhere else (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.core.cache import caches
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+from django.utils import timezone
+
+from sessions_app.models import Channel
+from sessions_app.phones import mask_phone
+
+log = logging.getLogger(__name__)
+
+CHANNEL_CACHE_TTL = timedelta(seconds=30)
+
+
+def _cache() -> Any:
+    return caches["process"]
+
+
+def _key(kind: str, address: str) -> str:
+    return f"channel:{kind}:{address}"
+
+
+def channel_for(kind: str, address: str = "") -> Channel:
+    """The channel for traffic of `kind` sent to `address`, provisioned with defaults if new."""
+    cached = cached_channel(kind, address)
+    if cached is not None:
+        return cached
+    channel, created = Channel.objects.get_or_create(kind=kind, address=address)
+    if created:
+        log.info(
+            "Provisioned a new %s channel for %s with default settings", kind, mask_phone(address) or "-"
+        )
+    # Remembered only once committed: a channel provisioned by a transaction that then rolls back (a
+    # database error, a test) must not outlive it here.
+    read_at = timezone.now()
+    transaction.on_commit(lambda: _cache().set(_key(kind, address), (read_at, channel), None))
+    return channel
+
+
+def cached_channel(kind: str, address: str = "") -> Channel | None:
+    """This process's copy of the channel, while it is fresh; None when it must be read again."""
+    entry: tuple[datetime, Channel] | None = _cache().get(_key(kind, address))
+    if entry is None:
+        return None
+    read_at, channel = entry
+    # Also stale when the clock went back: the age is bounded either way.
+    if timedelta(0) <= timezone.now() - read_at < CHANNEL_CACHE_TTL:
+        return channel
+    return None
+
+
+def forget_cached_channels(**kwargs: Any) -> None:
+    _cache().clear()
+
+
+post_save.connect(forget_cached_channels, sender=Channel, dispatch_uid="ingest.forget_channels_on_save")
+post_delete.connect(forget_cached_channels, sender=Channel, dispatch_uid="ingest.forget_channels_on_delete")
