@@ -8,6 +8,7 @@ class SessionsAppConfig(AppConfig):
 
     def ready(self) -> None:
         from config.security import log_https_settings, log_twilio_settings
+
         # Registers the system checks, and the Celery tasks in every process (web too), so that a
         # service queueing one by name (delivery/queue.py) finds it.
         from sessions_app import checks, tasks  # noqa: F401

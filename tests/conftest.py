@@ -30,3 +30,8 @@ def _channels_postgres_on_the_test_database(django_db_setup, django_db_blocker):
         settings.POSTGRES_CHANNEL_LAYER["CONFIG"]["NAME"] = connection.settings_dict["NAME"]
     channel_layers.backends.clear()
     yield
+    # Before the test database is dropped: the connections this process's publisher loop opened.
+    from sessions_app.realtime.postgres_layer import close_pools
+    from sessions_app.realtime.publish import run_on_publisher
+
+    run_on_publisher(close_pools())

@@ -9,19 +9,31 @@ process-wide pool, `tests/realtime/test_layers.py`'s channels-postgres test hung
 loop, and the in-process socket tests hung after the first (docs/realtime.md).
 
 So this layer is channels-postgres's own, but for where its database operations get a connection:
-a pool per event loop, opened on first use in that loop, and dropped with the loop. Everything else
-(LISTEN/NOTIFY, its tables, its message format) is the library's.
+a pool per event loop (shared by the layer instances of a process), opened on first use in that
+loop and closed by `close_pools()` before the loop ends. Everything else (LISTEN/NOTIFY, its
+tables, its message format) is the library's.
+
+psycopg's pool workers swallow the cancellation a closing loop sends them, so a loop that ends with
+a pool still open never finishes closing. Hence: a pool is closed when its opening is cancelled (a
+socket refused at once cancels its receive mid-connect), and once a loop has closed its pools no
+new one opens on it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import weakref
 from typing import Any
 
 import psycopg
 import psycopg_pool
 from channels_postgres.core import PostgresChannelLayer as LibraryLayer
 from channels_postgres.db import DatabaseLayer
+
+Pool = psycopg_pool.AsyncConnectionPool
+_pools: dict[tuple[asyncio.AbstractEventLoop, str], Pool] = {}
+_opening: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+_closed: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 
 
 async def _configure(connection: psycopg.AsyncConnection[Any]) -> None:
@@ -30,41 +42,40 @@ async def _configure(connection: psycopg.AsyncConnection[Any]) -> None:
 
 
 class _PerLoopDatabaseLayer(DatabaseLayer):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._pools: dict[asyncio.AbstractEventLoop, psycopg_pool.AsyncConnectionPool] = {}
-        self._opening: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
-
-    async def get_db_pool(self, db_params: dict[str, Any]) -> psycopg_pool.AsyncConnectionPool:
+    async def get_db_pool(self, db_params: dict[str, Any]) -> Pool:
         loop = asyncio.get_running_loop()
-        pool = self._pools.get(loop)
+        conninfo = psycopg.conninfo.make_conninfo(conninfo="", **db_params)
+        pool = _pools.get((loop, conninfo))
         if pool is not None:
             return pool
-        # A loop that has closed cannot close its pool any more: dropped, the pool and its connections
-        # are collected (and the connections closed) with it.
-        for gone in [other for other in self._pools if other.is_closed()]:
-            del self._pools[gone]
-            self._opening.pop(gone, None)
-        lock = self._opening.setdefault(loop, asyncio.Lock())
-        async with lock:
-            pool = self._pools.get(loop)
+        # A loop that ended without closing its pools cannot close them any more: dropped, the pools
+        # and their connections are collected with it.
+        for key in [key for key in _pools if key[0].is_closed()]:
+            del _pools[key]
+        async with _opening.setdefault(loop, asyncio.Lock()):
+            pool = _pools.get((loop, conninfo))
             if pool is None:
-                pool = psycopg_pool.AsyncConnectionPool(
-                    conninfo=psycopg.conninfo.make_conninfo(conninfo="", **db_params),
-                    open=False,
-                    configure=_configure,
-                    **self.psycopg_options,
-                )
-                await pool.open(wait=True)
-                self._pools[loop] = pool
+                if loop in _closed:
+                    raise RuntimeError("the channel layer's connections on this event loop are closed")
+                pool = Pool(conninfo=conninfo, open=False, configure=_configure, **self.psycopg_options)
+                _pools[loop, conninfo] = pool
+                try:
+                    await pool.open(wait=True)
+                except BaseException:
+                    del _pools[loop, conninfo]
+                    await pool.close()
+                    raise
         return pool
 
-    async def close_pool(self) -> None:
-        """Close the running loop's pool. A loop must close its pool before it ends: psycopg's pool
-        workers outlive the cancellation a closing loop sends them, and the loop waits on them."""
-        pool = self._pools.pop(asyncio.get_running_loop(), None)
-        if pool is not None:
-            await pool.close()
+
+async def close_pools() -> None:
+    """Close the running loop's pools; none opens on this loop afterwards."""
+    loop = asyncio.get_running_loop()
+    _closed.add(loop)
+    async with _opening.setdefault(loop, asyncio.Lock()):  # waits for a pool being opened
+        pools = [_pools.pop(key) for key in [key for key in _pools if key[0] is loop]]
+    for pool in pools:
+        await pool.close()
 
 
 class PostgresChannelLayer(LibraryLayer):  # type: ignore[misc]
@@ -76,4 +87,4 @@ class PostgresChannelLayer(LibraryLayer):  # type: ignore[misc]
 
     async def close_pools(self) -> None:
         """Close this loop's connections (the ASGI server's shutdown, the end of a test's loop)."""
-        await self.django_db.close_pool()
+        await close_pools()

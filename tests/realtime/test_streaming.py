@@ -9,7 +9,7 @@ from tests.factories import UserFactory
 from tests.http_stub import Reply, running_stub
 from tests.realtime.test_socket import Socket, run, token_for
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "channels_postgres"])
 
 EVENTS = [
     'data: {"choices":[{"delta":{"role":"assistant"}}]}\n\n',
