@@ -285,18 +285,16 @@ def refuse_sqlite_leftover(data: Path) -> None:
         return
     raise EmbeddedError(
         f"""{sqlite} is the database of an older version of this product, which kept its data in SQLite.
-This version keeps its data in PostgreSQL only (docs/database.md). It neither reads nor migrates a
-SQLite file, and it has started nothing, so that it does not look like a fresh, empty install.
-- To keep the data, export it with the older version (any commit before PostgreSQL became the only
-  database, e.g. `git worktree add ../sessions-sqlite 5344e47`); there, run
+This version keeps its data in PostgreSQL only: it neither reads nor migrates a SQLite file, and it
+has started nothing, so as not to look like a fresh, empty install. Either
+- keep the data: export it with the older version (e.g. commit 5344e47), there:
       DATA_DIR={data} python3 run.py manage dumpdata --natural-foreign --natural-primary \\
-          -e contenttypes -e auth.permission -e sessions -o {data}/export.json
-  then move {sqlite.name} out of {data} and load the export here (this works as far as the models
-  have not changed between the two versions):
-      DATA_DIR={data} python3 run.py manage migrate
-      DATA_DIR={data} python3 run.py manage loaddata {data}/export.json
-- To start afresh instead, move the file away: mv {sqlite} {sqlite}.old
-- Or set DATABASE_URL=postgres://... to use a PostgreSQL server of your own."""
+          -e contenttypes -e auth.permission -e sessions -e sessions_app.relayevent \\
+          -e sessions_app.sweepmark -o {data}/export.json
+  then load it into this version with manage loaddata, as docs/database.md ("A data folder from
+  the SQLite version") shows step by step;
+- or start afresh: move the file away (mv {sqlite} {sqlite}.old) and run this again;
+- or set DATABASE_URL=postgres://... to use a PostgreSQL server of your own."""
     )
 
 

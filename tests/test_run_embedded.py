@@ -278,7 +278,7 @@ def test_a_data_dir_from_the_sqlite_version_stops_with_what_to_do(data_dir, comm
     message = result.stderr
     assert f"{data_dir / 'db.sqlite3'} is the database of an older version" in message
     assert "neither reads nor migrates" in message
-    assert "dumpdata" in message and "loaddata" in message
+    assert "manage dumpdata" in message and "loaddata" in message and "docs/database.md" in message
     assert f"mv {data_dir / 'db.sqlite3'} {data_dir / 'db.sqlite3'}.old" in message
     assert sorted(p.name for p in data_dir.iterdir()) == ["db.sqlite3"]  # nothing started, nothing made
 
