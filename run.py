@@ -268,7 +268,7 @@ SERVER_USER = "embedded_postgres"  # who the server runs as when the launcher is
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 # A throwaway cluster may lose everything in a crash: it is deleted at exit anyway.
-THROWAWAY_OPTIONS = ("fsync=off", "full_page_writes=off", "synchronous_commit=off")
+THROWAWAY_OPTIONS = ("fsync=off", "full_page_writes=off")
 
 
 class EmbeddedError(SystemExit):

@@ -237,10 +237,9 @@ LOGGING["filters"] = {"mask_phone_numbers": {"()": "sessions_app.privacy.logfilt
 cast("dict[str, dict[str, Any]]", LOGGING["handlers"])["console"]["filters"] = ["mask_phone_numbers"]
 # The Twilio SDK logs API requests (numbers, message text) at INFO; keep it to warnings.
 cast("dict[str, Any]", LOGGING["loggers"])["twilio"] = {"level": "WARNING"}
-# No format here or in Celery's worker prints a record's caller or thread, so they are not
-# collected: every inbound message logs a line, and finding the caller walks the stack (the logging
-# HOWTO's "Optimization" section lists both switches). The process name stays: Celery prints it.
-logging._srcfile = None  # type: ignore[attr-defined]
+# No format here or in Celery's worker prints a record's thread, so it is not collected (the
+# logging HOWTO's "Optimization" section; its public switch). The process name stays: Celery
+# prints it.
 logging.logThreads = False
 
 # --- HTTPS (README "Production") ------------------------------------------------------------------

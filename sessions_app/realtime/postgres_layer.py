@@ -22,6 +22,7 @@ new one opens on it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from typing import Any
 
@@ -81,8 +82,10 @@ async def close_pools() -> None:
 class PostgresChannelLayer(LibraryLayer):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.django_db = _PerLoopDatabaseLayer(
-            kwargs.get("PSYCOPG_OPTIONS", {}), self.db_params, logger=self.django_db.logger
+        self.django_db: DatabaseLayer = _PerLoopDatabaseLayer(
+            kwargs.get("PSYCOPG_OPTIONS", {}),
+            self.db_params,
+            logger=logging.getLogger("channels_postgres.core"),
         )
 
     async def close_pools(self) -> None:
