@@ -18,7 +18,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from tests.servers import free_port, stop_process, test_database_url
+from tests.servers import free_port, stop_process, suite_database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,7 +41,7 @@ def gunicorn(
             "DEBUG": "false",
             "SECRET_KEY": settings.SECRET_KEY,
             "ALLOWED_HOSTS": "127.0.0.1",
-            "DATABASE_URL": test_database_url(),
+            "DATABASE_URL": suite_database_url(),
             "TWILIO_ACCOUNT_SID": settings.TWILIO_ACCOUNT_SID,
             "TWILIO_AUTH_TOKEN": settings.TWILIO_AUTH_TOKEN,
             "PUBLIC_BASE_URL": origin,

@@ -18,6 +18,26 @@ from django.conf import settings
 from django.db import connection
 from psycopg import sql
 
+# Everything the embedded default must not inherit from the environment pytest runs in: the suite's
+# database and broker, and what tests/settings.py sets for itself (a Twilio account SID would make
+# the worker try to send the agent's reply to Twilio; a serve on a fresh machine has none).
+NOT_INHERITED = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "CELERY_BROKER_URL",
+    "CELERY_TASK_ALWAYS_EAGER",
+    "DJANGO_SETTINGS_MODULE",
+    "SECRET_KEY",
+    "ALLOWED_HOSTS",
+    "FIELD_ENCRYPTION_KEYS",
+    "TWILIO_ACCOUNT_SID",
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_API_BASE_URL",
+    "AGENT_BACKEND",
+    "SESSION_ABANDON_AFTER",
+    "SESSION_REUSE_WINDOW",
+)
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -36,7 +56,7 @@ def free_port() -> int:
     raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1} on 127.0.0.1")
 
 
-def test_database_url() -> str:
+def suite_database_url() -> str:
     """The URL of the database pytest-django created (`test_…`), for a server in another process.
 
     A host that is a folder is a Unix socket (the embedded PostgreSQL of `run.py test`): percent-encoded
@@ -82,7 +102,7 @@ def server_env(**extra: str) -> dict[str, str]:
     env.update(
         {
             "DJANGO_SETTINGS_MODULE": "tests.settings",
-            "DATABASE_URL": test_database_url(),
+            "DATABASE_URL": suite_database_url(),
             "DEBUG": "false",
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
         }

@@ -29,27 +29,8 @@ from typing import Any
 import pytest
 
 import run
-from tests.servers import ROOT, scratch_database
+from tests.servers import NOT_INHERITED, ROOT, scratch_database
 
-# Everything the embedded default must not inherit from the environment pytest runs in: the suite's
-# database and broker, and what tests/settings.py sets for itself (a Twilio account SID would make
-# the worker try to send the agent's reply to Twilio; a serve on a fresh machine has none).
-NOT_INHERITED = (
-    "DATABASE_URL",
-    "REDIS_URL",
-    "CELERY_BROKER_URL",
-    "CELERY_TASK_ALWAYS_EAGER",
-    "DJANGO_SETTINGS_MODULE",
-    "SECRET_KEY",
-    "ALLOWED_HOSTS",
-    "FIELD_ENCRYPTION_KEYS",
-    "TWILIO_ACCOUNT_SID",
-    "TWILIO_AUTH_TOKEN",
-    "TWILIO_API_BASE_URL",
-    "AGENT_BACKEND",
-    "SESSION_ABANDON_AFTER",
-    "SESSION_REUSE_WINDOW",
-)
 WAIT = 60.0  # seconds; with one-second intervals both outcomes normally come within a few
 POLL = 0.5
 

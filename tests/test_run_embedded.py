@@ -25,22 +25,10 @@ import psycopg
 import pytest
 
 import run
+from tests.servers import NOT_INHERITED
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="the embedded PostgreSQL is for Linux and macOS")
 
-# What a launcher here must not inherit from the environment pytest runs in.
-NOT_INHERITED = (
-    "DATABASE_URL",
-    "REDIS_URL",
-    "CELERY_BROKER_URL",
-    "CELERY_TASK_ALWAYS_EAGER",
-    "DJANGO_SETTINGS_MODULE",
-    "SECRET_KEY",
-    "ALLOWED_HOSTS",
-    "FIELD_ENCRYPTION_KEYS",
-    "TWILIO_ACCOUNT_SID",
-    "TWILIO_AUTH_TOKEN",
-)
 TIMEOUT = 120  # seconds for one launcher; the first `run.py` in a fresh .venv installs the project
 
 
@@ -314,8 +302,10 @@ def test_run_py_test_gets_a_throwaway_cluster_and_removes_it(tmp_path):
                 url = os.environ["DATABASE_URL"]
                 Path(os.environ["PROBE_OUT"]).write_text(url)
                 with psycopg.connect(url, autocommit=True) as connection:
-                    for name in ("fsync", "full_page_writes", "synchronous_commit"):
+                    for name in ("fsync", "full_page_writes"):
                         assert connection.execute(f"SHOW {name}").fetchone() == ("off",)
+                    # The server's default: a sweep test checks its batch's local setting against it.
+                    assert connection.execute("SHOW synchronous_commit").fetchone() == ("on",)
                     assert connection.execute("SELECT current_database()").fetchone() == ("sessions",)
                     connection.execute("CREATE DATABASE test_sessions")
                     connection.execute("DROP DATABASE test_sessions")

@@ -11,7 +11,7 @@ import pytest
 from django.conf import settings
 
 from sessions_app.models import ChannelKind, Direction, Message, Session
-from tests.servers import test_database_url
+from tests.servers import suite_database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,7 +30,7 @@ def send_test_message(*args: str, auth_token: str | None = None) -> subprocess.C
         "TWILIO_AUTH_TOKEN": auth_token or settings.TWILIO_AUTH_TOKEN,
         "DATA_DIR": str(Path(settings.DATA_DIR)),
         "FIELD_ENCRYPTION_KEYS": ",".join(settings.FIELD_ENCRYPTION_KEYS),
-        "DATABASE_URL": test_database_url(),
+        "DATABASE_URL": suite_database_url(),
     }
     return subprocess.run(
         [sys.executable, "manage.py", "send_test_message", *args],

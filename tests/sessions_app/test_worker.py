@@ -23,7 +23,7 @@ from config.celery_app import app as celery_app
 from sessions_app.models import Message, ReplyState, Role, Session
 from sessions_app.tasks import produce_reply_task
 from tests.http_stub import HttpStub, Reply, running_stub
-from tests.servers import test_database_url
+from tests.servers import suite_database_url
 from tests.twilio_helpers import new_sid, send_sms, sms_params
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +37,7 @@ pytestmark = [
 
 
 def database_url() -> str:
-    return test_database_url()
+    return suite_database_url()
 
 
 def process_env(tmp_path: Path, broker: str) -> dict[str, str]:
