@@ -107,9 +107,9 @@ def record_phone_message(
     profile_name: str = "",
 ) -> IngestResult:
     """An inbound SMS, WhatsApp message or voice turn from `from_phone` to our number `to`."""
-    if log.isEnabledFor(logging.DEBUG):  # spares every webhook the masking when debug is off
+    if log.isEnabledFor(logging.INFO):  # seed 003's line, without the text (the numbers masked)
         label = ChannelKind(kind).label
-        log.debug("%s received from %s to %s", label, mask_phone(from_phone), mask_phone(to))
+        log.info("%s received from %s to %s", label, mask_phone(from_phone), mask_phone(to))
     sender = _Sender(from_phone, whatsapp_id=whatsapp_id, profile_name=profile_name)
     channel = cached_channel(kind, to)
     if channel is not None:
@@ -235,15 +235,15 @@ def _log_outcome(
     outcome: str, gap: float | None, channel: Channel, session: Session, contact: Contact
 ) -> None:
     if outcome == "named":
-        log.info("Reusing session %s (named by the client)", session.pk)
+        log.info("Reusing existing session %s (named by the client)", session.pk)
         return
     if outcome == "reused":
-        log.info("Reusing session %s (last message %ss ago)", session.pk, int(gap or 0))
+        log.info("Reusing existing session %s (last message %ss ago)", session.pk, int(gap or 0))
         return
     if outcome == "gap":
         log.info("Time gap of %ss detected. Creating new session.", int(gap or 0))
     log.info(
-        "Created new %s session %s for %s",
+        "Created new %s session: %s for %s",
         ChannelKind(channel.kind).label,
         session.pk,
         mask_phone(contact.phone) if contact.phone else f"contact {contact.pk}",
