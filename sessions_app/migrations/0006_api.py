@@ -1,7 +1,7 @@
 """API keys, and the indexes the API's filters, orderings and search need at millions of rows.
 
 The indexes are plain SQL (not model Meta) so this migration stays the only place that knows them;
-the trigram ones exist on PostgreSQL only (SQLite searches by scanning, fine at embedded sizes).
+the trigram ones serve the search's substring matches.
 """
 
 import django.utils.timezone
@@ -32,10 +32,9 @@ def create_indexes(apps, schema_editor):
     run = schema_editor.execute
     for name, table, columns in BTREE:
         run(f"CREATE INDEX IF NOT EXISTS {name} ON {table} {columns}")
-    if schema_editor.connection.vendor == "postgresql":
-        run("CREATE EXTENSION IF NOT EXISTS pg_trgm")
-        for name, table, column in TRIGRAM:
-            run(f"CREATE INDEX IF NOT EXISTS {name} ON {table} USING gin ((UPPER(({column})::text)) gin_trgm_ops)")
+    run("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    for name, table, column in TRIGRAM:
+        run(f"CREATE INDEX IF NOT EXISTS {name} ON {table} USING gin ((UPPER(({column})::text)) gin_trgm_ops)")
 
 
 def drop_indexes(apps, schema_editor):

@@ -2,7 +2,7 @@
 
 Everything here must stay cheap with a million sessions (see docs/ui-sessions-list.md):
 - pages are keyset pages on (sort column, id) walking an index, never OFFSET and never a full COUNT;
-- tab counts are small capped counts (at most 10,001 index entries each), cached for seconds;
+- tab counts are small capped counts (at most 1,001 index entries each), cached for seconds;
 - the chart counts past days once a day and only today again every minute.
 """
 
