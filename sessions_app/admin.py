@@ -25,6 +25,7 @@ class ChannelAdmin(admin.ModelAdmin):
         "kind",
         "address",
         "name",
+        "surface",
         "business_id",
         "reuse_window",
         "abandon_after",
@@ -33,8 +34,8 @@ class ChannelAdmin(admin.ModelAdmin):
     ]
     # Abandon-after beside the reuse window: each limits the other (Channel.clean), and the form
     # must hold the field that a refusal is reported on.
-    list_editable = ["reuse_window", "abandon_after", "is_active"]
-    list_filter = ["kind", "is_active"]
+    list_editable = ["reuse_window", "abandon_after", "archive_after", "is_active"]
+    list_filter = ["kind", "surface", "is_active"]
     search_fields = ["address", "name"]
 
 

@@ -26,7 +26,7 @@ from sessions_app.api.throttling import refuse_if_locked_out
 from sessions_app.ingest.channels import channel_for
 from sessions_app.ingest.contacts import contact_for_person
 from sessions_app.lifecycle import sessions as session_ops
-from sessions_app.models import ChannelKind, Contact, Session
+from sessions_app.models import ChannelKind, Contact, Session, Surface
 from sessions_app.phones import InvalidPhoneNumber, normalize_phone
 from sessions_app.surfaces.common import as_uuid, iso_s
 
@@ -171,7 +171,7 @@ class SessionsWebhookView(APIView):
         if method == "create":
             try:
                 session, created = session_ops.open_summarized_session(
-                    channel_for(ChannelKind.WEB, ""),
+                    channel_for(ChannelKind.WEB, "", Surface.SESSIONS_WEBHOOK),
                     contact,
                     external_id=data["sessionId"],
                     title=data.get("title", ""),
@@ -193,6 +193,7 @@ class SessionsWebhookView(APIView):
             session,
             fallback_title=data.get("title", ""),
             fallback_description=data.get("description", ""),
+            activity=True,
         )
         return Response(
             {"success": True, "message": "Session updated successfully", "data": _summary(session)}

@@ -21,7 +21,7 @@ from sessions_app.ingest.channels import channel_for
 from sessions_app.ingest.contacts import contact_for_user
 from sessions_app.lifecycle import sessions as session_ops
 from sessions_app.lifecycle.transitions import transition_session
-from sessions_app.models import ChannelKind, Session, SessionStatus
+from sessions_app.models import ChannelKind, Session, SessionStatus, Surface
 from sessions_app.surfaces.common import json_null, parse_limit, require_end_user, visible_session_or_404
 
 # Our six statuses onto the seed's four; and back for PUT (docs/api-surfaces.md).
@@ -111,7 +111,7 @@ class SessionsView(APIView):
         body.is_valid(raise_exception=True)
         name = body.validated_data["name"] or f"Session {timezone.now():%Y-%m-%d %H:%M}"
         session, _ = session_ops.create_session(
-            channel_for(ChannelKind.WEB, ""),
+            channel_for(ChannelKind.WEB, "", Surface.WORKSPACE_API),
             contact_for_user(user),
             owner=user,
             title=name,
@@ -157,6 +157,7 @@ class SessionView(APIView):
             actor=scope.actor(request),
             to_status=FROM_002[data["status"]] if "status" in data else None,
             metadata=data.get("session_metadata"),
+            activity=True,  # the seed's auto-save: the user is here
             **fields,
         )
         return Response(user_session(updated))
