@@ -15,6 +15,7 @@ import httpx
 from django.conf import settings
 
 from sessions_app.agents.base import AgentAnswer, AgentError
+from sessions_app.agents.context import context_message, system_prompt
 from sessions_app.models import Message, Role, Session
 
 ROLES = {Role.CONTACT: "user", Role.AGENT: "assistant", Role.STAFF: "assistant", Role.SYSTEM: "system"}
@@ -22,8 +23,12 @@ ROLES = {Role.CONTACT: "user", Role.AGENT: "assistant", Role.STAFF: "assistant",
 RETRYABLE_STATUSES = {408, 409, 425, 429}
 
 
-def chat_messages(session: Session, history: Sequence[Message], system_prompt: str) -> list[dict[str, str]]:
+def chat_messages(
+    session: Session, history: Sequence[Message], system_prompt: str, *, with_context: bool = True
+) -> list[dict[str, str]]:
     messages = [{"role": "system", "content": system_prompt}]
+    if with_context and (context := context_message(session)):
+        messages.append({"role": "system", "content": context})
     messages += [
         {"role": ROLES.get(Role(m.role), "user"), "content": m.content} for m in history if m.content
     ]
@@ -68,12 +73,12 @@ class OpenAIAgent:
         return text.strip(), str(data.get("id") or "")
 
     def answer(self, session: Session, history: Sequence[Message]) -> AgentAnswer:
-        text, response_id = self.complete(chat_messages(session, history, settings.AGENT_SYSTEM_PROMPT))
+        text, response_id = self.complete(chat_messages(session, history, system_prompt(session)))
         return AgentAnswer(text=text, source="openai", response_id=response_id)
 
     def stream(self, session: Session, history: Sequence[Message]) -> Iterator[str]:
         """The answer as it is generated, chunk by chunk (server-sent events, `stream: true`)."""
-        messages = chat_messages(session, history, settings.AGENT_SYSTEM_PROMPT)
+        messages = chat_messages(session, history, system_prompt(session))
         try:
             with httpx.stream(
                 "POST",
