@@ -39,6 +39,9 @@ workspace_urls = [
     path(
         "sessions/<str:session_id>/complete", workspace_api.CompleteView.as_view(), name="workspace-complete"
     ),
+    path(
+        "sessions/<str:session_id>/messages", workspace_api.MessagesView.as_view(), name="workspace-messages"
+    ),
     path("sessions/<str:session_id>", workspace_api.SessionView.as_view(), name="workspace-session"),
 ]
 
