@@ -15,6 +15,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from sessions_app.agents.plain_summary import person_summary
 from sessions_app.agents.summary import summarise
 from sessions_app.ingest.rule import InboundMessage, IngestResult, record_inbound_message
 from sessions_app.lifecycle.transitions import transition_session
@@ -202,18 +203,27 @@ def record_character_message(session: Session, text: str, *, actor: str) -> Inge
         )
 
 
-def open_summarized_session(
-    channel: Channel, contact: Contact, *, external_id: str, title: str = "", description: str = ""
-) -> tuple[Session, bool]:
+def person_summary_for(contact: Contact) -> tuple[str, str]:
+    """000's deterministic title and description for a session without messages (never a constant)."""
+    summary = person_summary(contact.display_name, contact.company, contact.phone or contact.name)
+    return summary.title, summary.description
+
+
+def open_summarized_session(channel: Channel, contact: Contact, *, external_id: str) -> tuple[Session, bool]:
     """000's create: the session and its generated title/description in one transaction."""
     with transaction.atomic():
-        session, created = create_session(
-            channel, contact, external_id=external_id, title=title, description=description
-        )
+        session, created = create_session(channel, contact, external_id=external_id)
         if created:
-            # A new session has no messages: its summary is the fallback, and no backend is asked
-            # while this transaction is open.
-            session = refresh_summary(
-                session, fallback_title=title or "New conversation", fallback_description=description
-            )
+            # A new session has no messages: its summary is the deterministic one from who it is
+            # with, and no backend is asked while this transaction is open.
+            title, description = person_summary_for(contact)
+            session = update_session(session, title=title, description=description)
     return session, created
+
+
+def summarize_for_person(session: Session, contact: Contact) -> Session:
+    """000's update: a summary from the conversation (the agent, else the deterministic fallback),
+    or from who it is with while there are no messages; it counts as activity. Outside a
+    transaction: the backend may take up to AGENT_TIMEOUT."""
+    title, description = person_summary_for(contact)
+    return refresh_summary(session, fallback_title=title, fallback_description=description, activity=True)
