@@ -7,6 +7,7 @@ from django.http import HttpRequest
 from sessions_app.lifecycle.transitions import TransitionRefused, transition_session
 from sessions_app.models import (
     Channel,
+    Character,
     Contact,
     ErasureRecord,
     KeywordAnswer,
@@ -37,6 +38,12 @@ class ChannelAdmin(admin.ModelAdmin):
     list_editable = ["reuse_window", "abandon_after", "archive_after", "is_active"]
     list_filter = ["kind", "surface", "is_active"]
     search_fields = ["address", "name"]
+
+
+@admin.register(Character)
+class CharacterAdmin(admin.ModelAdmin):
+    list_display = ["name", "config_id", "model", "updated_at"]
+    search_fields = ["name", "config_id"]
 
 
 @admin.register(Contact)

@@ -439,6 +439,28 @@ class KeywordAnswer(models.Model):
         return self.keyword
 
 
+class Character(models.Model):
+    """A seed 004 persona: the `config_id` its client sends, and how the agent speaks as it."""
+
+    config_id = models.CharField(
+        max_length=128, unique=True, help_text="The client's config_id, e.g. CHAR_xxx."
+    )
+    name = models.CharField(max_length=100)
+    system_prompt = models.TextField(help_text="The agent's system message in this character's sessions.")
+    model = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="The openai backend's model for this character; empty: AGENT_MODEL.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "config_id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.config_id})"
+
+
 class ApiKey(models.Model):
     """A key a service sends as `Authorization: Bearer sk_<prefix>_<secret>`; only its hash is stored.
 

@@ -8,12 +8,28 @@ from typing import Any
 
 from django.conf import settings
 
-from sessions_app.models import Session
+from sessions_app.models import Character, Session
+
+
+def character_of(session: Session) -> Character | None:
+    """The seed 004 persona of a character session (`agent_id` is its `config_id`), if staff made one."""
+    if not session.agent_id:
+        return None
+    return Character.objects.filter(config_id=session.agent_id).first()
 
 
 def system_prompt(session: Session) -> str:
-    """The system message for `session`'s agent (AGENT_SYSTEM_PROMPT)."""
+    """The system message for `session`'s agent: its character's prompt, else AGENT_SYSTEM_PROMPT."""
+    character = character_of(session)
+    if character is not None and character.system_prompt.strip():
+        return character.system_prompt
     return str(settings.AGENT_SYSTEM_PROMPT)
+
+
+def agent_model(session: Session) -> str:
+    """The model the openai backend asks for `session`: its character's, else AGENT_MODEL."""
+    character = character_of(session)
+    return (character.model if character is not None else "") or str(settings.AGENT_MODEL)
 
 
 def business_context(session: Session) -> dict[str, Any]:

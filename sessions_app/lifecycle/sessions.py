@@ -168,19 +168,19 @@ def edit_session(
     return current
 
 
-def character_session(channel: Channel, contact: Contact, owner: Any, agent_id: str) -> tuple[Session, bool]:
-    """The user's active session with character `agent_id`, opened if there is none: one at a time.
-
-    The contact row lock makes two concurrent "open" requests of one user queue, so the second
-    finds the first's session instead of opening another.
-    """
+def character_session(
+    channel: Channel, contact: Contact, owner: Any, agent_id: str, *, actor: str
+) -> tuple[Session, bool]:
+    """A new session with character `agent_id` every time, as the upstream API does; the user's
+    previous active session with that character is closed (through the lifecycle) in the same
+    transaction. The contact row lock makes two concurrent opens queue: one session stays active."""
     with transaction.atomic():
         Contact.objects.select_for_update().filter(pk=contact.pk).first()
-        existing = newest_active_session(
-            Session.objects.filter(owner=owner, agent_id=agent_id, channel=channel, contact=contact)
+        previous = Session.objects.filter(
+            owner=owner, agent_id=agent_id, channel=channel, contact=contact, status=SessionStatus.ACTIVE
         )
-        if existing is not None:
-            return existing, False
+        for session in previous:
+            transition_session(session, SessionStatus.CLOSED, actor=actor, reason="a new session was opened")
         return create_session(channel, contact, owner=owner, agent_id=agent_id)
 
 

@@ -65,7 +65,7 @@ class SessionsView(APIView):
     @extend_schema(
         request=OpenSessionSerializer,
         responses={200: CharacterSessionSerializer, 201: CharacterSessionSerializer},
-        summary="The user's session with this character (opened if none is active)",
+        summary="A new session with this character (the previous active one is closed)",
     )
     def post(self, request: Request) -> Response:
         user = require_end_user(request)
@@ -76,6 +76,7 @@ class SessionsView(APIView):
             contact_for_user(user),
             user,
             body.validated_data["config_id"],
+            actor=scope.actor(request),
         )
         return Response(character_session(session), status=201 if created else 200)
 
