@@ -7,6 +7,7 @@ from django.http import HttpRequest
 from sessions_app.lifecycle.transitions import TransitionRefused, transition_session
 from sessions_app.models import (
     Channel,
+    Character,
     Contact,
     ErasureRecord,
     KeywordAnswer,
@@ -25,6 +26,7 @@ class ChannelAdmin(admin.ModelAdmin):
         "kind",
         "address",
         "name",
+        "surface",
         "business_id",
         "reuse_window",
         "abandon_after",
@@ -33,9 +35,15 @@ class ChannelAdmin(admin.ModelAdmin):
     ]
     # Abandon-after beside the reuse window: each limits the other (Channel.clean), and the form
     # must hold the field that a refusal is reported on.
-    list_editable = ["reuse_window", "abandon_after", "is_active"]
-    list_filter = ["kind", "is_active"]
+    list_editable = ["reuse_window", "abandon_after", "archive_after", "is_active"]
+    list_filter = ["kind", "surface", "is_active"]
     search_fields = ["address", "name"]
+
+
+@admin.register(Character)
+class CharacterAdmin(admin.ModelAdmin):
+    list_display = ["name", "config_id", "model", "updated_at"]
+    search_fields = ["name", "config_id"]
 
 
 @admin.register(Contact)

@@ -27,6 +27,16 @@ class ChannelKind(models.TextChoices):
     API = "api", "API"
 
 
+class Surface(models.TextChoices):
+    """The seed API a chat channel serves; each has its own channel, so its own lifecycle thresholds."""
+
+    NONE = "", "None (Twilio, native API)"
+    SESSIONS_WEBHOOK = "000", "000 sessions webhook"
+    AGENT_API = "001", "001 agent API"
+    WORKSPACE_API = "002", "002 workspaces"
+    CHARACTERS_API = "004", "004 characters"
+
+
 class SessionStatus(models.TextChoices):
     ACTIVE = "active", "Active"
     CLOSED = "closed", "Closed"
@@ -80,6 +90,14 @@ class Channel(models.Model):
         help_text="The Twilio number traffic is sent To, in E.164; empty for web and API channels.",
     )
     name = models.CharField(max_length=100, blank=True)
+    surface = models.CharField(
+        max_length=8,
+        choices=Surface.choices,
+        default=Surface.NONE,
+        blank=True,
+        help_text="The seed surface whose sessions this channel holds: its abandon-after and "
+        "archive-after are that surface's lifecycle.",
+    )
     business_id = models.CharField(
         max_length=128, blank=True, help_text="The business this number serves; its sessions carry it."
     )
@@ -98,7 +116,7 @@ class Channel(models.Model):
     archive_after = models.PositiveIntegerField(
         null=True,
         blank=True,
-        help_text="Seconds after the last activity before an ended session is archived; 0 disables. "
+        help_text="Seconds after a session ended (its last status change) before it is archived; 0 disables. "
         "Empty: the SESSION_ARCHIVE_AFTER setting.",
     )
     is_active = models.BooleanField(default=True)
@@ -106,7 +124,9 @@ class Channel(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["kind", "address"], name="channel_kind_address_unique")
+            models.UniqueConstraint(
+                fields=["kind", "address", "surface"], name="channel_kind_address_surface_unique"
+            )
         ]
         ordering = ["kind", "address"]
 
@@ -261,6 +281,8 @@ class Session(models.Model):
             models.Index(fields=["channel_kind", "-last_activity_at", "-id"], name="session_kind_recent"),
             # Lists filtered by status, and the sweep's claim of quiet active sessions.
             models.Index(fields=["status", "-last_activity_at", "-id"], name="session_status_recent"),
+            # The sweep's claim of ended sessions, due by when they ended.
+            models.Index(fields=["status", "status_changed_at", "id"], name="session_status_changed"),
             # Partial: only API sessions have a business or an owner, and filters always name one, so the
             # Twilio sessions (most of the table) cost no entry here on every rewrite (docs/sweep.md).
             models.Index(
@@ -415,6 +437,28 @@ class KeywordAnswer(models.Model):
 
     def __str__(self) -> str:
         return self.keyword
+
+
+class Character(models.Model):
+    """A seed 004 persona: the `config_id` its client sends, and how the agent speaks as it."""
+
+    config_id = models.CharField(
+        max_length=128, unique=True, help_text="The client's config_id, e.g. CHAR_xxx."
+    )
+    name = models.CharField(max_length=100)
+    system_prompt = models.TextField(help_text="The agent's system message in this character's sessions.")
+    model = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="The openai backend's model for this character; empty: AGENT_MODEL.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "config_id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.config_id})"
 
 
 class ApiKey(models.Model):

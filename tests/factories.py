@@ -20,9 +20,10 @@ class UserFactory(factory.django.DjangoModelFactory):
 class ChannelFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Channel
-        django_get_or_create = ("kind", "address")
+        django_get_or_create = ("kind", "address", "surface")
 
     kind = ChannelKind.SMS
+    surface = ""
     address = "+15005550006"
 
 

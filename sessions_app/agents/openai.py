@@ -15,6 +15,7 @@ import httpx
 from django.conf import settings
 
 from sessions_app.agents.base import AgentAnswer, AgentError
+from sessions_app.agents.context import agent_model, context_message, system_prompt
 from sessions_app.models import Message, Role, Session
 
 ROLES = {Role.CONTACT: "user", Role.AGENT: "assistant", Role.STAFF: "assistant", Role.SYSTEM: "system"}
@@ -22,8 +23,12 @@ ROLES = {Role.CONTACT: "user", Role.AGENT: "assistant", Role.STAFF: "assistant",
 RETRYABLE_STATUSES = {408, 409, 425, 429}
 
 
-def chat_messages(session: Session, history: Sequence[Message], system_prompt: str) -> list[dict[str, str]]:
+def chat_messages(
+    session: Session, history: Sequence[Message], system_prompt: str, *, with_context: bool = True
+) -> list[dict[str, str]]:
     messages = [{"role": "system", "content": system_prompt}]
+    if with_context and (context := context_message(session)):
+        messages.append({"role": "system", "content": context})
     messages += [
         {"role": ROLES.get(Role(m.role), "user"), "content": m.content} for m in history if m.content
     ]
@@ -41,15 +46,15 @@ class OpenAIAgent:
         if settings.AGENT_API_KEY:
             self.headers["Authorization"] = f"Bearer {settings.AGENT_API_KEY}"
 
-    def _payload(self, messages: list[dict[str, str]], *, stream: bool) -> dict[str, Any]:
-        return {"model": self.model, "messages": messages, "stream": stream}
+    def _payload(self, messages: list[dict[str, str]], *, stream: bool, model: str = "") -> dict[str, Any]:
+        return {"model": model or self.model, "messages": messages, "stream": stream}
 
-    def complete(self, messages: list[dict[str, str]]) -> tuple[str, str]:
+    def complete(self, messages: list[dict[str, str]], *, model: str = "") -> tuple[str, str]:
         """(text, response id) of one non-streamed completion."""
         try:
             response = httpx.post(
                 self.url,
-                json=self._payload(messages, stream=False),
+                json=self._payload(messages, stream=False, model=model),
                 headers=self.headers,
                 timeout=self.timeout,
             )
@@ -68,17 +73,19 @@ class OpenAIAgent:
         return text.strip(), str(data.get("id") or "")
 
     def answer(self, session: Session, history: Sequence[Message]) -> AgentAnswer:
-        text, response_id = self.complete(chat_messages(session, history, settings.AGENT_SYSTEM_PROMPT))
+        text, response_id = self.complete(
+            chat_messages(session, history, system_prompt(session)), model=agent_model(session)
+        )
         return AgentAnswer(text=text, source="openai", response_id=response_id)
 
     def stream(self, session: Session, history: Sequence[Message]) -> Iterator[str]:
         """The answer as it is generated, chunk by chunk (server-sent events, `stream: true`)."""
-        messages = chat_messages(session, history, settings.AGENT_SYSTEM_PROMPT)
+        messages = chat_messages(session, history, system_prompt(session))
         try:
             with httpx.stream(
                 "POST",
                 self.url,
-                json=self._payload(messages, stream=True),
+                json=self._payload(messages, stream=True, model=agent_model(session)),
                 headers=self.headers,
                 timeout=self.timeout,
             ) as response:

@@ -26,6 +26,18 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
+def person_summary(name: str, company: str, fallback: str) -> Summary:
+    """Seed 000's title and description for a session with no messages yet, from who it is with:
+    "Chat with Ana (Acme)", "Chat with Ana", "Chat with Acme", else "Chat with <fallback>"."""
+    name, company = " ".join(name.split()), " ".join(company.split())
+    who = f"{name} ({company})" if name and company else name or company or fallback
+    of = f"{name} of {company}" if name and company else name or company or fallback
+    return Summary(
+        title=clip(f"Chat with {who}", TITLE_LENGTH),
+        description=clip(f"A new conversation with {of}; no messages yet.", DESCRIPTION_LENGTH),
+    )
+
+
 def summarize(session: Session, *, fallback_title: str = "", fallback_description: str = "") -> Summary:
     """Title: the first thing the contact said. Description: how many messages, and the latest one."""
     first = (

@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
 from sessions_app.lifecycle.sessions import METADATA_MAX_BYTES, check_metadata_size
-from sessions_app.models import Channel, ChannelKind, Contact, Direction, Message, Session
+from sessions_app.models import Channel, ChannelKind, Character, Contact, Direction, Message, Session
 
 MESSAGE_MAX_LENGTH = 10_000
 
@@ -184,3 +184,17 @@ class MessageCreateSerializer(serializers.Serializer):
         help_text="inbound: from the contact (gets an agent reply). outbound: a staff reply (staff only).",
     )
     metadata = serializers.JSONField(required=False, default=dict, validators=[validate_metadata])
+
+
+class CharacterSerializer(serializers.ModelSerializer):
+    config_id = serializers.RegexField(
+        r"^[A-Za-z0-9_.:-]{1,128}$",
+        max_length=128,
+        error_messages={"invalid": "Letters, digits and _ . : - only, at most 128."},
+    )
+
+    class Meta:
+        model = Character
+        fields = ["config_id", "name", "system_prompt", "model", "updated_at"]
+        read_only_fields = ["updated_at"]
+        extra_kwargs = {"model": {"required": False}}

@@ -7,6 +7,7 @@ router = SimpleRouter()
 router.register("sessions", views.SessionViewSet, basename="session")
 router.register("contacts", views.ContactViewSet, basename="contact")
 router.register("channels", views.ChannelViewSet, basename="channel")
+router.register("characters", views.CharacterViewSet, basename="character")
 
 messages = views.SessionMessageViewSet.as_view({"get": "list", "post": "create"})
 

@@ -22,6 +22,7 @@ from sessions_app.api.filters import SessionFilter
 from sessions_app.api.pagination import MessageCursorPagination, SessionCursorPagination
 from sessions_app.api.serializers import (
     ChannelSerializer,
+    CharacterSerializer,
     ContactSerializer,
     LinkMissionSerializer,
     MessageCreateSerializer,
@@ -36,7 +37,7 @@ from sessions_app.ingest.channels import channel_for
 from sessions_app.ingest.contacts import contact_for_user
 from sessions_app.ingest.rule import InboundMessage, record_inbound_message
 from sessions_app.lifecycle import sessions as session_ops
-from sessions_app.models import Channel, Contact, Direction, Message, Role, Session, SessionStatus
+from sessions_app.models import Channel, Character, Contact, Direction, Message, Role, Session, SessionStatus
 from sessions_app.search.statuses import SeveralStatuses
 
 
@@ -275,3 +276,21 @@ class TokenView(TokenObtainPairView):
 
 class TokenRefresh(TokenRefreshView):
     """`refresh` → a new `access` JWT."""
+
+
+class StaffOnly(permissions.BasePermission):
+    message = "Only staff manage characters."
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        return bool(request.user and request.user.is_authenticated) and scope.is_staff(request)
+
+
+class CharacterViewSet(viewsets.ModelViewSet):
+    """Seed 004's characters (personas): staff only, looked up by `config_id`."""
+
+    serializer_class = CharacterSerializer
+    permission_classes = [StaffOnly]
+    pagination_class = None
+    lookup_field = "config_id"
+    lookup_value_regex = "[A-Za-z0-9_.:-]{1,128}"
+    queryset = Character.objects.all()

@@ -29,16 +29,17 @@ def _cache() -> Any:
     return caches["process"]
 
 
-def _key(kind: str, address: str) -> str:
-    return f"channel:{kind}:{address}"
+def _key(kind: str, address: str, surface: str = "") -> str:
+    return f"channel:{kind}:{address}:{surface}"
 
 
-def channel_for(kind: str, address: str = "") -> Channel:
-    """The channel for traffic of `kind` sent to `address`, provisioned with defaults if new."""
-    cached = cached_channel(kind, address)
+def channel_for(kind: str, address: str = "", surface: str = "") -> Channel:
+    """The channel for traffic of `kind` sent to `address` (or for a seed `surface`), provisioned
+    with defaults if new. Each surface's channel holds that surface's lifecycle thresholds."""
+    cached = cached_channel(kind, address, surface)
     if cached is not None:
         return cached
-    channel, created = Channel.objects.get_or_create(kind=kind, address=address)
+    channel, created = Channel.objects.get_or_create(kind=kind, address=address, surface=surface)
     if created:
         log.info(
             "Provisioned a new %s channel for %s with default settings", kind, mask_phone(address) or "-"
@@ -46,13 +47,13 @@ def channel_for(kind: str, address: str = "") -> Channel:
     # Remembered only once committed: a channel provisioned by a transaction that then rolls back (a
     # database error, a test) must not outlive it here.
     read_at = timezone.now()
-    transaction.on_commit(lambda: _cache().set(_key(kind, address), (read_at, channel), None))
+    transaction.on_commit(lambda: _cache().set(_key(kind, address, surface), (read_at, channel), None))
     return channel
 
 
-def cached_channel(kind: str, address: str = "") -> Channel | None:
+def cached_channel(kind: str, address: str = "", surface: str = "") -> Channel | None:
     """This process's copy of the channel, while it is fresh; None when it must be read again."""
-    entry: tuple[datetime, Channel] | None = _cache().get(_key(kind, address))
+    entry: tuple[datetime, Channel] | None = _cache().get(_key(kind, address, surface))
     if entry is None:
         return None
     read_at, channel = entry

@@ -11,7 +11,7 @@ from sessions_app.ingest.channels import channel_for
 from sessions_app.ingest.contacts import contact_for_external_user
 from sessions_app.ingest.rule import InboundMessage, IngestResult, record_inbound_message
 from sessions_app.lifecycle.sessions import newest_active_session
-from sessions_app.models import ChannelKind, Session
+from sessions_app.models import ChannelKind, Session, Surface
 
 
 def chat_user_sessions(business_id: str, user_id: str) -> QuerySet[Session]:
@@ -50,7 +50,7 @@ def record_chat_message(
     with transaction.atomic():
         contact = contact_for_external_user(business_id, user_id)
         return record_inbound_message(
-            channel_for(ChannelKind.API, ""),
+            channel_for(ChannelKind.API, "", Surface.AGENT_API),
             contact,
             InboundMessage(content=text, metadata={"source": source}),
             session_defaults={

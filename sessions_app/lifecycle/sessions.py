@@ -15,7 +15,9 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from sessions_app.agents.plain_summary import person_summary
 from sessions_app.agents.summary import summarise
+from sessions_app.ingest.rule import InboundMessage, IngestResult, record_inbound_message
 from sessions_app.lifecycle.transitions import transition_session
 from sessions_app.models import Channel, Contact, Session, SessionStatus
 
@@ -82,8 +84,14 @@ def create_session(
     return session, True
 
 
-def update_session(session: Session, *, metadata: Mapping[str, Any] | None = None, **fields: Any) -> Session:
-    """Change editable fields; `metadata` is merged key by key into the stored metadata."""
+def update_session(
+    session: Session, *, metadata: Mapping[str, Any] | None = None, activity: bool = False, **fields: Any
+) -> Session:
+    """Change editable fields; `metadata` is merged key by key into the stored metadata.
+
+    `activity`: the user did this (002's auto-save `PUT`, 000's `update`), so it counts as activity
+    for the lifecycle: `last_activity_at` moves, even when nothing else changed.
+    """
     unknown = set(fields) - EDITABLE_FIELDS
     if unknown:
         raise TypeError(f"not editable: {', '.join(sorted(unknown))}")
@@ -99,6 +107,9 @@ def update_session(session: Session, *, metadata: Mapping[str, Any] | None = Non
             check_metadata_size(merged)
             current.metadata = merged
             changed.append("metadata")
+        if activity:
+            current.last_activity_at = timezone.now()
+            changed.append("last_activity_at")
         if changed:
             current.updated_at = timezone.now()
             current.save(update_fields=[*changed, "updated_at"])
@@ -117,7 +128,9 @@ def link_mission(session: Session, mission_id: str) -> Session:
     return update_session(session, mission_id=mission_id)
 
 
-def refresh_summary(session: Session, *, fallback_title: str = "", fallback_description: str = "") -> Session:
+def refresh_summary(
+    session: Session, *, fallback_title: str = "", fallback_description: str = "", activity: bool = False
+) -> Session:
     """Store a title and description generated from the conversation by the agent backend, or the
     deterministic fallback (`agents/summary.py`).
 
@@ -125,7 +138,7 @@ def refresh_summary(session: Session, *, fallback_title: str = "", fallback_desc
     locked while it is awaited; the write itself is one short transaction.
     """
     summary = summarise(session, fallback_title=fallback_title, fallback_description=fallback_description)
-    return update_session(session, title=summary.title, description=summary.description)
+    return update_session(session, title=summary.title, description=summary.description, activity=activity)
 
 
 def delete_session(session: Session) -> None:
@@ -144,44 +157,73 @@ def edit_session(
     actor: str,
     to_status: str | None = None,
     metadata: Mapping[str, Any] | None = None,
+    activity: bool = False,
     **fields: Any,
 ) -> Session:
     """Fields, merged metadata and (through the lifecycle) a status change, all or nothing."""
     with transaction.atomic():
-        current = update_session(session, metadata=metadata, **fields)
+        current = update_session(session, metadata=metadata, activity=activity, **fields)
         if to_status is not None:
             current = transition_session(current, to_status, actor=actor)
     return current
 
 
-def character_session(channel: Channel, contact: Contact, owner: Any, agent_id: str) -> tuple[Session, bool]:
-    """The user's active session with character `agent_id`, opened if there is none: one at a time.
-
-    The contact row lock makes two concurrent "open" requests of one user queue, so the second
-    finds the first's session instead of opening another.
-    """
+def character_session(
+    channel: Channel, contact: Contact, owner: Any, agent_id: str, *, actor: str
+) -> tuple[Session, bool]:
+    """A new session with character `agent_id` every time, as the upstream API does; the user's
+    previous active session with that character is closed (through the lifecycle) in the same
+    transaction. The contact row lock makes two concurrent opens queue: one session stays active."""
     with transaction.atomic():
         Contact.objects.select_for_update().filter(pk=contact.pk).first()
-        existing = newest_active_session(
-            Session.objects.filter(owner=owner, agent_id=agent_id, channel=channel, contact=contact)
+        previous = Session.objects.filter(
+            owner=owner, agent_id=agent_id, channel=channel, contact=contact, status=SessionStatus.ACTIVE
         )
-        if existing is not None:
-            return existing, False
+        for session in previous:
+            transition_session(session, SessionStatus.CLOSED, actor=actor, reason="a new session was opened")
         return create_session(channel, contact, owner=owner, agent_id=agent_id)
 
 
-def open_summarized_session(
-    channel: Channel, contact: Contact, *, external_id: str, title: str = "", description: str = ""
-) -> tuple[Session, bool]:
+def record_character_message(session: Session, text: str, *, actor: str) -> IngestResult:
+    """A 004 `/chat` message in `session`: an ended session (abandoned, closed...) is reopened first,
+    through the lifecycle, and the message joins it; the seed's client keeps one id per character
+    and never asks for another, so its conversation goes on. One transaction."""
+    assert session.contact is not None
+    with transaction.atomic():
+        if session.status != SessionStatus.ACTIVE:
+            transition_session(
+                session, SessionStatus.ACTIVE, actor=actor, reason="a new message in a character session"
+            )
+        return record_inbound_message(
+            session.channel,
+            session.contact,
+            InboundMessage(content=text, metadata={"source": "http"}),
+            session_defaults={"owner": session.owner, "agent_id": session.agent_id},
+            preferred_session_id=session.pk,
+        )
+
+
+def person_summary_for(contact: Contact) -> tuple[str, str]:
+    """000's deterministic title and description for a session without messages (never a constant)."""
+    summary = person_summary(contact.display_name, contact.company, contact.phone or contact.name)
+    return summary.title, summary.description
+
+
+def open_summarized_session(channel: Channel, contact: Contact, *, external_id: str) -> tuple[Session, bool]:
     """000's create: the session and its generated title/description in one transaction."""
     with transaction.atomic():
-        session, created = create_session(
-            channel, contact, external_id=external_id, title=title, description=description
-        )
+        session, created = create_session(channel, contact, external_id=external_id)
         if created:
-            # A new session has no messages: its summary is the fallback, and no backend is asked
-            # while this transaction is open.
-            session = refresh_summary(
-                session, fallback_title=title or "New conversation", fallback_description=description
-            )
+            # A new session has no messages: its summary is the deterministic one from who it is
+            # with, and no backend is asked while this transaction is open.
+            title, description = person_summary_for(contact)
+            session = update_session(session, title=title, description=description)
     return session, created
+
+
+def summarize_for_person(session: Session, contact: Contact) -> Session:
+    """000's update: a summary from the conversation (the agent, else the deterministic fallback),
+    or from who it is with while there are no messages; it counts as activity. Outside a
+    transaction: the backend may take up to AGENT_TIMEOUT."""
+    title, description = person_summary_for(contact)
+    return refresh_summary(session, fallback_title=title, fallback_description=description, activity=True)

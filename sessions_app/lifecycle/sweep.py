@@ -4,7 +4,10 @@ Thresholds come from each channel (`Channel.effective_abandon_after` / `effectiv
 seconds, 0 disables). Channels without an override share one set of statements against the
 setting; each channel with an override gets its own. Every statement moves a bounded batch through
 `lifecycle.transition_sessions_batch`, which holds the status rules and records the changes.
-Both steps count from `last_activity_at`, which every stored message (ingest and outbound) bumps.
+Abandoning counts from `last_activity_at`, which every stored message (ingest and outbound), an
+activity ping and a metadata save bump; archiving counts from `status_changed_at`, when the session
+ended, for every surface. Each seed surface has a channel of its own (`Channel.surface`), whose
+thresholds (seeded by migration 0016, editable in admin) are that surface's lifecycle.
 """
 
 from __future__ import annotations
@@ -60,13 +63,22 @@ class _Step:
     threshold: Callable[[Channel], int]
     override: Callable[[Channel], int | None]
     default: int
+    counted_from: str = "last_activity_at"
 
 
 def _steps() -> list[_Step]:
     """One step per source status: each batch then reads one (status, last_activity_at) index range
     in order, instead of re-scanning rows earlier batches already moved."""
     return [
-        _Step(step.name, step.to_status, (source,), step.threshold, step.override, step.default)
+        _Step(
+            step.name,
+            step.to_status,
+            (source,),
+            step.threshold,
+            step.override,
+            step.default,
+            step.counted_from,
+        )
         for step in _grouped_steps()
         for source in step.from_statuses
     ]
@@ -89,6 +101,7 @@ def _grouped_steps() -> list[_Step]:
             lambda c: c.effective_archive_after,
             lambda c: c.archive_after,
             settings.SESSION_ARCHIVE_AFTER,
+            "status_changed_at",
         ),
     ]
 
@@ -137,10 +150,15 @@ def _drain(
             inactive_since=position,
             inactive_before=before,
             actor=ACTOR,
-            reason=f"no activity for {scope.seconds}s",
+            reason=(
+                f"no activity for {scope.seconds}s"
+                if step.counted_from == "last_activity_at"
+                else f"ended {scope.seconds}s ago"
+            ),
             channel_ids=scope.only,
             exclude_channel_ids=scope.exclude,
             limit=size,
+            counted_from=step.counted_from,
         )
         result.statements += 1
         for from_status, count in moved.items():

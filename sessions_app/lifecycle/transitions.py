@@ -26,7 +26,8 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
     S.CLOSED: frozenset({S.ACTIVE, S.RESOLVED, S.ARCHIVED}),
     S.RESOLVED: frozenset({S.ACTIVE, S.CLOSED, S.ARCHIVED}),
     S.COMPLETED: frozenset({S.ACTIVE, S.ARCHIVED}),
-    S.ABANDONED: frozenset({S.ACTIVE, S.CLOSED, S.RESOLVED, S.ARCHIVED}),
+    # Completed too: seed 002's client completes its session on logout, however long it was quiet.
+    S.ABANDONED: frozenset({S.ACTIVE, S.CLOSED, S.RESOLVED, S.COMPLETED, S.ARCHIVED}),
     S.ARCHIVED: frozenset({S.ACTIVE}),
 }
 
@@ -97,6 +98,7 @@ def transition_sessions_batch(
     channel_ids: Sequence[int] | None = None,
     exclude_channel_ids: Sequence[int] = (),
     limit: int = 5000,
+    counted_from: str = "last_activity_at",
 ) -> MovedCounts:
     """Move at most `limit` sessions in `from_statuses` whose last activity is before `inactive_before`
     (and not before `inactive_since`, when given) to `to_status`, oldest first, recording one
@@ -109,9 +111,14 @@ def transition_sessions_batch(
     are skipped, not waited for, and the status and time predicates are re-checked on the locked
     rows, so a session that just received a message is never moved. Call it until the counts add
     up to fewer than `limit`, each time from the `reached` of the call before.
+
+    `counted_from` is the time the thresholds count from: `last_activity_at` (quiet sessions) or
+    `status_changed_at` (how long ago a session ended; the archive step, for every surface).
     """
     if to_status not in SessionStatus.values:
         raise ValueError(f"unknown status {to_status!r}; one of {', '.join(SessionStatus.values)}")
+    if counted_from not in COUNTED_FROM:
+        raise ValueError(f"counted_from must be one of {', '.join(COUNTED_FROM)}, not {counted_from!r}")
     to_status = str(to_status)
     sources = sources_for(to_status, from_statuses)
     if not sources or (channel_ids is not None and not channel_ids):
@@ -128,6 +135,7 @@ def transition_sessions_batch(
         exclude_channel_ids,
         limit,
         now,
+        counted_from,
     )
     total = sum(moved.values())
     if total:
@@ -158,10 +166,10 @@ def _announce(count: int, to_status: str) -> None:
 # "Stop 15").
 _BATCH_SQL = """
 WITH picked AS (
-    SELECT ctid, id, last_activity_at FROM {session}
+    SELECT ctid, id, {counted_from} AS counted_from FROM {session}
     WHERE status >= %(source)s AND status <= %(source)s
-      AND last_activity_at >= %(since)s AND last_activity_at < %(before)s {channel_filter}
-    ORDER BY status DESC, last_activity_at, id
+      AND {counted_from} >= %(since)s AND {counted_from} < %(before)s {channel_filter}
+    ORDER BY status DESC, {counted_from}, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ), moved AS (
@@ -174,21 +182,31 @@ WITH picked AS (
     SELECT id, %(source)s, %(to)s, %(actor)s, %(reason)s, %(now)s FROM moved
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM recorded), (SELECT max(last_activity_at) FROM picked)
+SELECT (SELECT count(*) FROM recorded), (SELECT max(counted_from) FROM picked)
 """
+
+# The columns a batch may count its threshold from: the claim walks (status, column) in order, and
+# `session_status_recent` / `session_status_changed` are those indexes.
+COUNTED_FROM = ("last_activity_at", "status_changed_at")
 
 # The start of time for a claim with no lower bound: a real timestamp (psycopg sends no -infinity).
 BEGINNING = datetime(1, 1, 1, tzinfo=UTC)
 
 
 class MovedCounts(dict[str, int]):
-    """How many sessions moved from each source status; `reached` is the newest last activity among
+    """How many sessions moved from each source status; `reached` is the newest counted-from time among
     the sessions claimed (for a call with one source status), where the next batch may start."""
 
     reached: datetime | None = None
 
 
-def batch_sql(channel_filter: str = "", *, session_table: str = "", change_table: str = "") -> str:
+def batch_sql(
+    channel_filter: str = "",
+    *,
+    session_table: str = "",
+    change_table: str = "",
+    counted_from: str = "last_activity_at",
+) -> str:
     """The batch statement, with `channel_filter` (SQL text, or "") added to the claim.
 
     Other tables than the models' are for the sweep benchmark's yardstick (bench/sweep.py), which
@@ -197,6 +215,7 @@ def batch_sql(channel_filter: str = "", *, session_table: str = "", change_table
         session=session_table or Session._meta.db_table,
         change=change_table or StatusChange._meta.db_table,
         channel_filter=channel_filter,
+        counted_from=counted_from,
     )
 
 
@@ -211,6 +230,7 @@ def _batch(
     exclude_channel_ids: Sequence[int],
     limit: int,
     now: datetime,
+    counted_from: str,
 ) -> MovedCounts:
     channel_filter = ""
     params: dict[str, Any] = {
@@ -227,7 +247,7 @@ def _batch(
     if exclude_channel_ids:
         channel_filter += " AND NOT (channel_id = ANY(%(exclude_ids)s))"
         params["exclude_ids"] = list(exclude_channel_ids)
-    sql = batch_sql(channel_filter)
+    sql = batch_sql(channel_filter, counted_from=counted_from)
     # Don't wait for the WAL flush at commit when the batch is a transaction of its own: a batch lost
     # in a crash is lost whole, StatusChange rows with their moves, and is simply due again at the
     # next sweep (docs/sweep.md). Inside a caller's transaction the caller decides.

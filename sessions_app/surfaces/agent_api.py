@@ -18,12 +18,19 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from sessions_app.api import scope
-from sessions_app.api.serializers import MESSAGE_MAX_LENGTH
+from sessions_app.api.serializers import MESSAGE_MAX_LENGTH, validate_metadata
 from sessions_app.delivery.outbound import wait_for_reply
 from sessions_app.ingest import chat
 from sessions_app.lifecycle import sessions as session_ops
 from sessions_app.models import Message, Role, Session, SessionStatus
-from sessions_app.surfaces.common import as_uuid, iso_ms, json_null, parse_limit, visible_session_or_404
+from sessions_app.surfaces.common import (
+    as_uuid,
+    iso_ms,
+    json_null,
+    parse_limit,
+    parse_offset,
+    visible_session_or_404,
+)
 
 # Our six statuses onto the seed's four (docs/api-surfaces.md).
 STATUS_001 = {
@@ -59,6 +66,18 @@ class SendMessageResponseSerializer(serializers.Serializer):
     timestamp = serializers.CharField()
     sessionId = serializers.CharField()
     pending = serializers.BooleanField(required=False, help_text="true: the reply was not ready in time.")
+
+
+class UpdateSession001Serializer(serializers.Serializer):
+    metadata = serializers.JSONField(  # type: ignore[assignment]  # the seed names it so
+        required=False, validators=[validate_metadata], help_text="Merged key by key."
+    )
+    status = serializers.ChoiceField(choices=["closed", "resolved"], required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs:
+            raise serializers.ValidationError("Send metadata, status or both.")
+        return attrs
 
 
 class SessionMetadataSerializer(serializers.Serializer):
@@ -200,17 +219,21 @@ class ActiveSessionView(APIView):
 
 class HistoryView(APIView):
     @extend_schema(
-        parameters=[OpenApiParameter("limit", int, description="1-50, default 20")],
+        parameters=[
+            OpenApiParameter("limit", int, description="1-50, default 20"),
+            OpenApiParameter("offset", int, description="sessions to skip, default 0"),
+        ],
         responses={200: Session001Serializer(many=True)},
         summary="The user's sessions, newest first",
     )
     def get(self, request: Request, business_id: str, user_id: str) -> Response:
         limit = parse_limit(request.query_params.get("limit"), default=20, maximum=50)
+        offset = parse_offset(request.query_params.get("offset"))
         _check_speaks_for(request, business_id, user_id)
         sessions = (
             _user_sessions(request, business_id, user_id)
             .select_related("contact")
-            .order_by("-created_at", "-id")[:limit]
+            .order_by("-created_at", "-id")[offset : offset + limit]
         )
         return Response([session_001(s) for s in sessions])
 
@@ -232,6 +255,27 @@ class SessionView(APIView):
     @extend_schema(responses={200: Session001Serializer}, summary="One session")
     def get(self, request: Request, session_id: str) -> Response:
         return Response(session_001(visible_session_or_404(request, session_id)))
+
+    @extend_schema(
+        request=UpdateSession001Serializer,
+        responses={200: Session001Serializer},
+        summary="Save metadata (merged) and/or end the session (closed or resolved)",
+    )
+    def patch(self, request: Request, session_id: str) -> Response:
+        session = visible_session_or_404(request, session_id)
+        if session.contact is not None and session.contact.external_user_id:
+            _check_speaks_for(request, session.business_id, session.contact.external_user_id)
+        body = UpdateSession001Serializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        updated = session_ops.edit_session(
+            session,
+            actor=scope.actor(request),
+            to_status=data.get("status"),
+            metadata=data.get("metadata"),
+            activity=True,
+        )
+        return Response(session_001(updated))
 
 
 __all__ = [

@@ -40,6 +40,18 @@ def parse_limit(raw: str | None, *, default: int, maximum: int, name: str = "lim
     return value
 
 
+def parse_offset(raw: str | None, *, name: str = "offset", maximum: int = 100_000) -> int:
+    if raw in (None, ""):
+        return 0
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise ValidationError({name: ["A whole number is required."]}) from None
+    if not 0 <= value <= maximum:
+        raise ValidationError({name: [f"Must be between 0 and {maximum}."]})
+    return value
+
+
 def as_uuid(raw: str) -> uuid.UUID | None:
     try:
         return uuid.UUID(str(raw))

@@ -13,7 +13,7 @@ import hmac
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Count, Q
 from drf_spectacular.utils import extend_schema
 from rest_framework import authentication, exceptions, serializers, status
 from rest_framework.permissions import IsAuthenticated
@@ -26,9 +26,10 @@ from sessions_app.api.throttling import refuse_if_locked_out
 from sessions_app.ingest.channels import channel_for
 from sessions_app.ingest.contacts import contact_for_person
 from sessions_app.lifecycle import sessions as session_ops
-from sessions_app.models import ChannelKind, Contact, Session
+from sessions_app.models import ChannelKind, Contact, Session, Surface
 from sessions_app.phones import InvalidPhoneNumber, normalize_phone
 from sessions_app.surfaces.common import as_uuid, iso_s
+from sessions_app.surfaces.thumbnails import thumbnail_path
 
 METHODS = ["create", "list", "update", "delete", "get"]
 NEEDS_SESSION = {"create", "update", "delete", "get"}
@@ -112,21 +113,24 @@ class WebhookResponseSerializer(serializers.Serializer):
     )
 
 
-def _summary(session: Session) -> dict[str, Any]:
+def _summary(session: Session, request: Request) -> dict[str, Any]:
     return {
         "sessionId": session.external_id or str(session.pk),
         "title": session.title,
         "description": session.description,
-        "thumbnail": session.thumbnail_url or None,
+        "thumbnail": request.build_absolute_uri(thumbnail_path(session)),
     }
 
 
-def _details(session: Session) -> dict[str, Any]:
+def _details(session: Session, request: Request) -> dict[str, Any]:
+    """`messageCount` and `lastActivity` are the session's own messages' (and activity's): whichever
+    surface stored them."""
+    count = getattr(session, "stored_messages", None)
     return {
-        **_summary(session),
+        **_summary(session, request),
         "createdAt": iso_s(session.created_at),
         "lastActivity": iso_s(session.last_activity_at),
-        "messageCount": session.message_count,
+        "messageCount": session.messages.count() if count is None else count,
     }
 
 
@@ -166,34 +170,35 @@ class SessionsWebhookView(APIView):
         contact = contact_for_person(data["phoneNumber"], data["name"], data["companyName"])
         method = data["method"]
         if method == "list":
-            sessions = contact.sessions.order_by("-last_activity_at", "-id")[:LIST_LIMIT]
-            return Response({"success": True, "data": [_details(s) for s in sessions]})
+            sessions = contact.sessions.annotate(stored_messages=Count("messages")).order_by(
+                "-last_activity_at", "-id"
+            )[:LIST_LIMIT]
+            return Response({"success": True, "data": [_details(s, request) for s in sessions]})
         if method == "create":
             try:
                 session, created = session_ops.open_summarized_session(
-                    channel_for(ChannelKind.WEB, ""),
+                    channel_for(ChannelKind.WEB, "", Surface.SESSIONS_WEBHOOK),
                     contact,
                     external_id=data["sessionId"],
-                    title=data.get("title", ""),
-                    description=data.get("description", ""),
                 )
             except session_ops.SessionIdTaken:
                 raise Conflict("This sessionId belongs to another user.", code="session_id_taken") from None
             return Response(
-                {"success": True, "message": "Session created successfully", "data": _summary(session)},
+                {
+                    "success": True,
+                    "message": "Session created successfully",
+                    "data": _summary(session, request),
+                },
                 status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
             )
         session = _find(contact, data["sessionId"])
         if method == "get":
-            return Response({"success": True, "data": _details(session)})
+            return Response({"success": True, "data": _details(session, request)})
         if method == "delete":
             session_ops.delete_session(session)
             return Response({"success": True, "message": "Session deleted successfully"})
-        session = session_ops.refresh_summary(
-            session,
-            fallback_title=data.get("title", ""),
-            fallback_description=data.get("description", ""),
-        )
+        # The client's own title and description are not echoed: the backend writes them (the seed).
+        session = session_ops.summarize_for_person(session, contact)
         return Response(
-            {"success": True, "message": "Session updated successfully", "data": _summary(session)}
+            {"success": True, "message": "Session updated successfully", "data": _summary(session, request)}
         )

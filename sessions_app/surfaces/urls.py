@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from sessions_app.surfaces import agent_api, characters_api, sessions_webhook, workspace_api
+from sessions_app.surfaces import agent_api, characters_api, sessions_webhook, thumbnails, workspace_api
 
 agent_urls = [
     path("messages", agent_api.MessagesView.as_view(), name="agent-messages"),
@@ -39,6 +39,9 @@ workspace_urls = [
     path(
         "sessions/<str:session_id>/complete", workspace_api.CompleteView.as_view(), name="workspace-complete"
     ),
+    path(
+        "sessions/<str:session_id>/messages", workspace_api.MessagesView.as_view(), name="workspace-messages"
+    ),
     path("sessions/<str:session_id>", workspace_api.SessionView.as_view(), name="workspace-session"),
 ]
 
@@ -49,4 +52,9 @@ characters_urls = [
 
 webhook_urls = [
     path("sessions", sessions_webhook.SessionsWebhookView.as_view(), name="sessions-webhook"),
+    path(
+        "sessions/<uuid:session_id>/thumbnail.svg",
+        thumbnails.thumbnail_view,
+        name="sessions-webhook-thumbnail",
+    ),
 ]

@@ -21,8 +21,14 @@ from sessions_app.ingest.channels import channel_for
 from sessions_app.ingest.contacts import contact_for_user
 from sessions_app.lifecycle import sessions as session_ops
 from sessions_app.lifecycle.transitions import transition_session
-from sessions_app.models import ChannelKind, Session, SessionStatus
-from sessions_app.surfaces.common import json_null, parse_limit, require_end_user, visible_session_or_404
+from sessions_app.models import ChannelKind, Message, Role, Session, SessionStatus, Surface
+from sessions_app.surfaces.common import (
+    json_null,
+    parse_limit,
+    parse_offset,
+    require_end_user,
+    visible_session_or_404,
+)
 
 # Our six statuses onto the seed's four; and back for PUT (docs/api-surfaces.md).
 STATUS_002 = {
@@ -68,6 +74,78 @@ class UpdateUserSessionSerializer(serializers.Serializer):
     )
 
 
+# The seed's chat roles.
+CHAT_ROLE = {Role.CONTACT: "user", Role.AGENT: "assistant", Role.STAFF: "assistant", Role.SYSTEM: "system"}
+MESSAGES_DEFAULT = 50
+MESSAGES_MAX = 100
+
+
+class ChatMessageSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    chat_id = serializers.CharField()
+    role = serializers.ChoiceField(choices=["user", "assistant", "system"])
+    content = serializers.CharField(allow_blank=True)
+    created_at = serializers.DateTimeField()
+
+
+class MessagePageSerializer(serializers.Serializer):
+    messages = ChatMessageSerializer(many=True, help_text="Oldest first.")
+    total = serializers.IntegerField()
+    limit = serializers.IntegerField()
+    offset = serializers.IntegerField(help_text="How many newer messages this page skipped.")
+    next_offset = serializers.IntegerField(
+        allow_null=True, help_text="The offset of older messages, or null."
+    )
+
+
+class RecoveredSessionSerializer(UserSessionSerializer):
+    chat = MessagePageSerializer(help_text="The chat's newest messages (limit/offset page them).")
+    mission = serializers.DictField(allow_null=True, help_text='{"id": mission_id} or null.')
+
+
+def chat_message(message: Message) -> dict[str, Any]:
+    return {
+        "id": str(message.pk),
+        "chat_id": str(message.session_id),
+        "role": CHAT_ROLE.get(Role(message.role), "system"),
+        "content": message.content,
+        "created_at": message.created_at,
+    }
+
+
+def message_page(session: Session, limit: int, offset: int) -> dict[str, Any]:
+    """The page of `limit` messages after skipping the `offset` newest, shown oldest first."""
+    total = session.messages.count()
+    newest_first = list(session.messages.order_by("-created_at", "-id")[offset : offset + limit])
+    return {
+        "messages": [chat_message(m) for m in reversed(newest_first)],
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+        "next_offset": offset + limit if offset + limit < total else None,
+    }
+
+
+def page_params(request: Request) -> tuple[int, int]:
+    limit = parse_limit(request.query_params.get("limit"), default=MESSAGES_DEFAULT, maximum=MESSAGES_MAX)
+    return limit, parse_offset(request.query_params.get("offset"))
+
+
+def recovered_session(session: Session, limit: int, offset: int) -> dict[str, Any]:
+    """The seed's recovery answer: the session with its chat messages and its mission."""
+    return {
+        **user_session(session),
+        "chat": message_page(session, limit, offset),
+        "mission": {"id": session.mission_id} if session.mission_id else None,
+    }
+
+
+PAGE_PARAMETERS = [
+    OpenApiParameter("limit", int, description=f"messages, 1-{MESSAGES_MAX}, default {MESSAGES_DEFAULT}"),
+    OpenApiParameter("offset", int, description="newest messages to skip, default 0"),
+]
+
+
 def user_session(session: Session) -> dict[str, Any]:
     return {
         "id": str(session.pk),
@@ -111,7 +189,7 @@ class SessionsView(APIView):
         body.is_valid(raise_exception=True)
         name = body.validated_data["name"] or f"Session {timezone.now():%Y-%m-%d %H:%M}"
         session, _ = session_ops.create_session(
-            channel_for(ChannelKind.WEB, ""),
+            channel_for(ChannelKind.WEB, "", Surface.WORKSPACE_API),
             contact_for_user(user),
             owner=user,
             title=name,
@@ -122,20 +200,28 @@ class SessionsView(APIView):
 
 class ActiveView(APIView):
     @extend_schema(
-        responses={200: UserSessionSerializer},
-        summary="The user's active session (marked active now), or null",
+        parameters=PAGE_PARAMETERS,
+        responses={200: RecoveredSessionSerializer},
+        summary="The user's active session (marked active now) with its messages and mission, or null",
     )
     def get(self, request: Request) -> HttpResponse:
+        limit, offset = page_params(request)
         session = session_ops.newest_active_session(_own(request))
         if session is None:
             return json_null()
-        return Response(user_session(session_ops.touch_activity(session)))
+        return Response(recovered_session(session_ops.touch_activity(session), limit, offset))
 
 
 class SessionView(APIView):
-    @extend_schema(responses={200: UserSessionSerializer}, summary="One of the user's sessions")
+    @extend_schema(
+        parameters=PAGE_PARAMETERS,
+        responses={200: RecoveredSessionSerializer},
+        summary="One of the user's sessions, with its messages and mission",
+    )
     def get(self, request: Request, session_id: str) -> Response:
-        return Response(user_session(visible_session_or_404(request, session_id, _own(request))))
+        limit, offset = page_params(request)
+        session = visible_session_or_404(request, session_id, _own(request))
+        return Response(recovered_session(session, limit, offset))
 
     @extend_schema(
         request=UpdateUserSessionSerializer,
@@ -157,9 +243,22 @@ class SessionView(APIView):
             actor=scope.actor(request),
             to_status=FROM_002[data["status"]] if "status" in data else None,
             metadata=data.get("session_metadata"),
+            activity=True,  # the seed's auto-save: the user is here
             **fields,
         )
         return Response(user_session(updated))
+
+
+class MessagesView(APIView):
+    @extend_schema(
+        parameters=PAGE_PARAMETERS,
+        responses={200: MessagePageSerializer},
+        summary="Page through a session's chat messages, newest page first",
+    )
+    def get(self, request: Request, session_id: str) -> Response:
+        limit, offset = page_params(request)
+        session = visible_session_or_404(request, session_id, _own(request))
+        return Response(message_page(session, limit, offset))
 
 
 class LinkMissionView(APIView):
