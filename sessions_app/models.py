@@ -281,6 +281,18 @@ class Session(models.Model):
             models.Index(fields=["channel_kind", "-last_activity_at", "-id"], name="session_kind_recent"),
             # Lists filtered by status, and the sweep's claim of quiet active sessions.
             models.Index(fields=["status", "-last_activity_at", "-id"], name="session_status_recent"),
+            # The same lists on one channel tab, and in creation order (docs/sweep.md, "Stop 18").
+            models.Index(
+                fields=["channel_kind", "status", "-last_activity_at", "-id"],
+                name="session_kind_status_recent",
+            ),
+            models.Index(fields=["status", "-created_at", "-id"], name="session_status_created"),
+            # Admin's "last message at: no date": only sessions that never had a message.
+            models.Index(
+                fields=["-last_activity_at", "-id"],
+                condition=Q(last_message_at__isnull=True),
+                name="session_no_message_recent",
+            ),
             # The sweep's claim of ended sessions, due by when they ended.
             models.Index(fields=["status", "status_changed_at", "id"], name="session_status_changed"),
             # Partial: only API sessions have a business or an owner, and filters always name one, so the

@@ -6,7 +6,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from sessions_app.models import ChannelKind, Message, Role, SessionStatus, StatusChange
+from sessions_app.admin import CappedCountPaginator
+from sessions_app.models import ChannelKind, Message, Role, Session, SessionStatus, StatusChange
 from tests.factories import ChannelFactory, ContactFactory, MessageFactory, SessionFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -264,3 +265,21 @@ def test_a_channels_own_abandon_and_archive_thresholds_are_set_on_its_page(staff
     channel.refresh_from_db()
     assert (channel.abandon_after, channel.archive_after) == (600, 86400)
     assert (channel.effective_abandon_after, channel.effective_archive_after) == (600, 86400)
+
+
+def test_the_changelist_counts_sessions_only_up_to_its_cap():
+    class SmallCap(CappedCountPaginator):
+        CAP = 3
+
+    SessionFactory.create_batch(6)
+    paginator = SmallCap(Session.objects.order_by("-last_activity_at"), 2)
+    assert paginator.count == 4  # CAP + 1: "more than CAP"
+    assert paginator.num_pages == 2
+    assert len(paginator.page(2).object_list) == 2
+    assert SmallCap(Session.objects.filter(status=SessionStatus.CLOSED), 2).count == 0
+
+
+def test_the_changelist_refuses_several_statuses_in_one_hand_made_filter(staff_client):
+    SessionFactory()
+    assert staff_client.get(CHANGELIST + "?status__in=abandoned,closed").status_code == 400
+    assert staff_client.get(CHANGELIST + "?status__exact=abandoned").status_code == 200

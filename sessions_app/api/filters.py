@@ -11,6 +11,7 @@ import django_filters
 from django import forms
 from django.db.models import QuerySet
 from rest_framework.exceptions import ValidationError
+from rest_framework.filters import OrderingFilter
 
 from sessions_app.models import ChannelKind, Session, SessionStatus
 from sessions_app.phones import InvalidPhoneNumber, normalize_phone
@@ -102,3 +103,19 @@ class SessionFilter(django_filters.FilterSet):
 
     def filter_q(self, queryset: QuerySet[Session], name: str, value: Any) -> QuerySet[Session]:
         return search_sessions(queryset, value)
+
+
+class SessionOrdering(OrderingFilter):
+    """`?ordering=`, and when a list names none: newest first by creation for a creation range
+    (`created_after`/`created_before`), by last activity otherwise.
+
+    A creation range in activity order has no index to read in order (one column filtered, another
+    sorted): at a million sessions, half of them in range, a page took 666 ms, against 25 ms in
+    creation order (docs/sweep.md, "Stop 18")."""
+
+    def get_default_ordering(self, view: Any) -> list[str] | None:
+        params = view.request.query_params
+        if params.get("created_after") or params.get("created_before"):
+            return ["-created_at"]
+        ordering: list[str] | None = super().get_default_ordering(view)
+        return ordering

@@ -18,7 +18,7 @@ from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from sessions_app.api import scope
 from sessions_app.api.errors import Conflict
-from sessions_app.api.filters import SessionFilter
+from sessions_app.api.filters import SessionFilter, SessionOrdering
 from sessions_app.api.pagination import MessageCursorPagination, SessionCursorPagination
 from sessions_app.api.serializers import (
     ChannelSerializer,
@@ -73,7 +73,7 @@ def _transition_view(name: str, to_status: str) -> Any:
 class SessionViewSet(viewsets.ModelViewSet):
     serializer_class = SessionSerializer
     pagination_class = SessionCursorPagination
-    filter_backends = [DjangoFilterBackend, OrderingFilter]
+    filter_backends = [DjangoFilterBackend, SessionOrdering]
     filterset_class = SessionFilter
     ordering_fields = ["last_activity_at", "created_at", "message_count"]
     ordering = ["-last_activity_at"]

@@ -11,8 +11,8 @@ through `SeveralStatuses`.
 
 It wraps the filtered queryset (every filter applied, the statuses included) and offers what the
 two paginators call: `order_by`, `filter`, `select_related`, slicing and `count`. A slice in the
-order of the status index (last activity, either way round) is one query per status, each taking
-the first `stop` rows of its status, merged by (last activity, id). Everything else (a count, an
+order of a status index (last activity or creation, either way round) is one query per status, each
+taking the first `stop` rows of its status, merged by (that time, id). Everything else (a count, an
 unsliced read, another order) is the plain query.
 """
 
@@ -27,13 +27,18 @@ from django.db.models import QuerySet
 
 from sessions_app.models import Session
 
-# The orderings a merged page can be served in: the order of `session_status_recent` within one
-# status, either way round (DRF's cursor pages backwards by reversing it), and whether newest first.
-MERGEABLE = {
-    ("-last_activity_at",): True,
-    ("-last_activity_at", "-id"): True,
-    ("last_activity_at",): False,
-    ("last_activity_at", "id"): False,
+# The orderings a merged page can be served in, each with the field it merges on and whether newest
+# first: the order of `session_status_recent` or of `session_status_created` within one status,
+# either way round (DRF's cursor pages backwards by reversing it).
+MERGEABLE: dict[tuple[str, ...], tuple[str, bool]] = {
+    ("-last_activity_at",): ("last_activity_at", True),
+    ("-last_activity_at", "-id"): ("last_activity_at", True),
+    ("last_activity_at",): ("last_activity_at", False),
+    ("last_activity_at", "id"): ("last_activity_at", False),
+    ("-created_at",): ("created_at", True),
+    ("-created_at", "-id"): ("created_at", True),
+    ("created_at",): ("created_at", False),
+    ("created_at", "id"): ("created_at", False),
 }
 
 
@@ -89,11 +94,11 @@ class SeveralStatuses:
         ordering = self.ordering
         if not isinstance(key, slice) or key.stop is None or key.step or ordering not in MERGEABLE:
             return self.queryset[key] if isinstance(key, int) else list(self.queryset[key])
-        newest_first = MERGEABLE[ordering]
-        tie_break = ("-last_activity_at", "-id") if newest_first else ("last_activity_at", "id")
+        field, newest_first = MERGEABLE[ordering]
+        tie_break = (f"-{field}", "-id") if newest_first else (field, "id")
         base = self.queryset.order_by(*tie_break)
         # Each slice holds the first `stop` of its status in the page's order, so the first `stop` of
         # all of them merged are the first `stop` of the whole list.
         slices = [list(base.filter(status=status)[: key.stop]) for status in self.statuses]
-        merged = heapq.merge(*slices, key=lambda s: (s.last_activity_at, s.pk), reverse=newest_first)
+        merged = heapq.merge(*slices, key=lambda s: (getattr(s, field), s.pk), reverse=newest_first)
         return list(islice(merged, key.start or 0, key.stop))

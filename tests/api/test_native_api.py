@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import time_machine
+from django.utils import timezone
 
 from sessions_app.models import Message, Role, Session, SessionStatus, StatusChange
 from tests.factories import ChannelFactory, ContactFactory, MessageFactory, SessionFactory
@@ -129,6 +130,12 @@ def test_filters(api, staff_token):
     assert get("created_after=2025-01-10T10:30:00Z&created_before=2025-01-10T11:30:00Z") == [b]
     # An offset PostgreSQL cannot store (found by schemathesis: was a 500) is converted to UTC.
     assert set(get("created_after=2025-01-10T13:30:00%2B17:07&created_before=2025-01-10T11:30:00Z")) == {a, b}
+    # A creation range lists newest created first unless the client orders otherwise (an index reads
+    # it in that order); without one, by last activity. The first created is the last active here.
+    Session.objects.filter(pk=a).update(last_activity_at=timezone.now())
+    assert get("created_before=2025-01-10T13:00:00Z") == [c, b, a]
+    assert get("created_before=2025-01-10T13:00:00Z&ordering=-last_activity_at") == [a, c, b]
+    assert get("status=active&status=closed&status=resolved")[0] == a
     assert get("q=parcel") == [c]  # message text
     assert get("q=refund") == [b]  # title, any case
     assert get("q=lovelace") == [a]  # contact name

@@ -104,8 +104,36 @@ def test_one_status_and_counts_read_as_before(django_assert_num_queries):
         assert len(list(several().order_by("-last_activity_at")[:10])) == 4
     with django_assert_num_queries(2):  # the model's own ordering is last activity too
         assert [s.status for s in several()[:2]] == [S.ABANDONED, S.CLOSED]
+    with django_assert_num_queries(2):  # creation order has a status index too
+        assert len(list(several().order_by("-created_at", "-id")[:10])) == 4
     with django_assert_num_queries(1):  # another order: the plain query
-        assert len(list(several().order_by("-created_at")[:10])) == 4
+        assert len(list(several().order_by("title")[:10])) == 4
+
+
+@pytest.mark.django_db
+def test_several_statuses_page_in_creation_order_too(api, staff_token):
+    channel = ChannelFactory()
+    now = timezone.now()
+    cycle = [S.ACTIVE, S.ABANDONED, S.CLOSED, S.ARCHIVED]
+    # Created in one order, last active in another, so the two orders differ.
+    made = [
+        SessionFactory(
+            channel=channel,
+            status=cycle[i % 4],
+            created_at=now - timedelta(minutes=i),
+            last_activity_at=now - timedelta(minutes=(i * 7) % 24),
+        )
+        for i in range(24)
+    ]
+    expected = [str(s.pk) for s in made if s.status in ENDED]
+    pages = api_pages(
+        api, staff_token, "/api/v1/sessions/?status=abandoned&status=closed&ordering=-created_at&page_size=5"
+    )
+    assert [pk for page in pages for pk in page] == expected
+    oldest_first = api_pages(
+        api, staff_token, "/api/v1/sessions/?status=abandoned&status=closed&ordering=created_at&page_size=5"
+    )
+    assert [pk for page in oldest_first for pk in page] == expected[::-1]
 
 
 def _rows_removed_by_filters(sql: str) -> int:
