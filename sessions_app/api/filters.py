@@ -4,8 +4,8 @@ through the shared `sessions_app.search.query` (what matches and how it stays fa
 
 from __future__ import annotations
 
-from datetime import UTC
 from collections.abc import Sequence
+from datetime import UTC
 from typing import Any
 
 import django_filters
