@@ -213,7 +213,7 @@ def message_event(message: Message, session: Session) -> None:
                     session,
                     "ai_function_call",
                     {
-                        "functionData": action,
+                        "functionData": {k: v for k, v in action.items() if k != "type"},
                         "sessionId": str(session.pk),
                         "responseId": payload["responseId"],
                     },

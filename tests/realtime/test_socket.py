@@ -325,7 +325,7 @@ def test_an_agent_action_asking_the_front_end_to_act_is_an_ai_function_call():
         assert chunk[4]["streaming"]["isChunk"] and final[3] == "new_message"
         assert final[4]["actions"] == [action]
         assert call[3] == "ai_function_call"
-        assert call[4]["functionData"] == action
+        assert call[4]["functionData"] == {"name": "show_booking_form", "arguments": {"service": "cleaning"}}
         await socket.close()
 
     run(scenario())
