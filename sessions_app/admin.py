@@ -3,13 +3,16 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from sessions_app.agents.tools import BACKEND_HANDLERS
 from sessions_app.lifecycle.transitions import TransitionRefused, transition_session
 from sessions_app.models import (
+    AgentTool,
     Channel,
     Character,
     Contact,
@@ -19,6 +22,7 @@ from sessions_app.models import (
     Session,
     SessionStatus,
     StatusChange,
+    ToolRunsOn,
 )
 from sessions_app.privacy.erasure_admin import erase_selected_contacts
 from sessions_app.search.query import search_sessions
@@ -42,6 +46,27 @@ class ChannelAdmin(admin.ModelAdmin):
     list_editable = ["reuse_window", "abandon_after", "archive_after", "is_active"]
     list_filter = ["kind", "surface", "is_active"]
     search_fields = ["address", "name"]
+
+
+class AgentToolForm(forms.ModelForm):
+    class Meta:
+        model = AgentTool
+        fields = ["name", "description", "parameters", "runs_on", "is_active"]
+
+    def clean(self) -> dict[str, Any]:
+        data: dict[str, Any] = super().clean() or {}
+        if data.get("runs_on") == ToolRunsOn.BACKEND and data.get("name") not in BACKEND_HANDLERS:
+            known = ", ".join(sorted(BACKEND_HANDLERS))
+            self.add_error("name", f"A backend tool names a handler of this server: one of {known}.")
+        return data
+
+
+@admin.register(AgentTool)
+class AgentToolAdmin(admin.ModelAdmin):
+    form = AgentToolForm
+    list_display = ["name", "runs_on", "is_active", "updated_at"]
+    list_filter = ["runs_on", "is_active"]
+    search_fields = ["name", "description"]
 
 
 @admin.register(Character)

@@ -7,9 +7,12 @@ values.
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import timedelta
+from typing import Any
 
+import jsonschema
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -500,3 +503,54 @@ class ApiKey(models.Model):
     @property
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
+
+
+TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # what OpenAI accepts as a function name
+
+
+def empty_object_schema() -> dict[str, Any]:
+    return {"type": "object", "properties": {}}
+
+
+class ToolRunsOn(models.TextChoices):
+    FRONTEND = "frontend", "Frontend (the user's page, as ai_function_call)"
+    BACKEND = "backend", "Backend (a handler on this server)"
+
+
+class AgentTool(models.Model):
+    """A function the agent may call (the openai backend offers every active one to the model).
+
+    A frontend tool's call goes to the session's sockets as `ai_function_call`; a backend tool runs a
+    handler of `agents/tools.py` and its result goes back to the model."""
+
+    name = models.CharField(
+        max_length=64, unique=True, help_text="The function's name: letters, digits, _ and -, at most 64."
+    )
+    description = models.TextField(help_text="What the tool does and when to call it (the model reads it).")
+    parameters = models.JSONField(
+        default=empty_object_schema, help_text='JSON schema of the arguments, e.g. {"type": "object", ...}.'
+    )
+    runs_on = models.CharField(max_length=16, choices=ToolRunsOn.choices, default=ToolRunsOn.FRONTEND)
+    is_active = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.runs_on})"
+
+    def clean(self) -> None:
+        problems: dict[str, str] = {}
+        if not TOOL_NAME.match(self.name or ""):
+            problems["name"] = "Use letters, digits, _ and - only, at most 64 characters."
+        schema = self.parameters
+        if not isinstance(schema, dict) or schema.get("type") != "object":
+            problems["parameters"] = 'The arguments are a JSON object: the schema needs "type": "object".'
+        else:
+            try:
+                jsonschema.Draft202012Validator.check_schema(schema)
+            except jsonschema.SchemaError as exc:
+                problems["parameters"] = f"Not a valid JSON schema: {exc.message}"
+        if problems:
+            raise ValidationError(problems)

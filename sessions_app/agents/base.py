@@ -29,6 +29,10 @@ class StreamingAgentBackend(Protocol):
 
     def answer(self, session: Session, history: Sequence[Message]) -> AgentAnswer: ...
 
+    def can_stream(self) -> bool:
+        """False when this answer must come whole (e.g. the model may call tools)."""
+        ...
+
     def stream(self, session: Session, history: Sequence[Message]) -> Iterator[str]:
         """The answer's text in pieces, as the backend generates it."""
         ...

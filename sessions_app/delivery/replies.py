@@ -60,7 +60,7 @@ def produce_reply(inbound_id: int) -> Message | None:
     history = list(reversed(session.messages.order_by("-created_at", "-id")[:HISTORY_LENGTH]))
     backend = get_backend()
     try:
-        if settings.AGENT_STREAM and isinstance(backend, StreamingAgentBackend):
+        if settings.AGENT_STREAM and isinstance(backend, StreamingAgentBackend) and backend.can_stream():
             answer = _streamed_answer(backend, session, history)
         else:
             answer = backend.answer(session, history)

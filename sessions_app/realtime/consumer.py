@@ -1,8 +1,10 @@
 """The socket seed 001's client connects to: `/socket/websocket`, Phoenix V2 JSON frames.
 
-Topics: `messages:{businessId}` (the seed's), `session:{sessionId}` (one conversation) and
-`staff:sessions` (every session, for the staff UI). A frame we cannot use gets a `phx_reply` with
-status `error` and a reason; the socket stays open.
+Topics: `messages:{businessId}` (the seed's: one user's sessions in that business),
+`session:{sessionId}` (one conversation), and for staff only `staff:sessions` (every session, for the
+staff UI) and `staff:business:{businessId}` (the business-wide feed). Which user a socket sees is
+decided in `realtime/auth.py`. A frame we cannot use gets a `phx_reply` with status `error` and a
+reason; the socket stays open.
 """
 
 from __future__ import annotations
@@ -20,7 +22,14 @@ from django.core.exceptions import ValidationError
 from sessions_app.ingest.chat import chat_user_sessions, record_chat_message
 from sessions_app.models import Session
 from sessions_app.realtime import protocol
-from sessions_app.realtime.auth import Principal, principal_for_token, principal_for_user
+from sessions_app.realtime.auth import (
+    EVERYTHING,
+    Audience,
+    Principal,
+    Refused,
+    principal_for_token,
+    principal_for_user,
+)
 from sessions_app.realtime.groups import STAFF_GROUP, business_group, session_group
 
 log = logging.getLogger(__name__)
@@ -29,18 +38,17 @@ MAX_ID_LENGTH = 128
 MAX_MESSAGE_LENGTH = 4000
 
 
-class TopicRefused(Exception):
-    pass
-
-
 class PhoenixSocketConsumer(AsyncWebsocketConsumer):
     principal: Principal
-    # topic -> (join_ref, group)
-    joined: dict[str, tuple[str | None, str]]
+    # topic -> (join_ref, group, whose sessions' events it relays)
+    joined: dict[str, tuple[str | None, str, Audience]]
+    # the socket's `userId` param, or why it cannot be used
+    scope_problem: str
 
     async def connect(self) -> None:
         params = parse_qs(self.scope.get("query_string", b"").decode())
         token = (params.get("token") or [""])[0]
+        requested_user = (params.get("userId") or [""])[0]
         try:
             principal = await database_sync_to_async(principal_for_token)(token) if token else None
         except Exception:  # e.g. the database is unreachable: refuse, the client retries
@@ -54,6 +62,14 @@ class PhoenixSocketConsumer(AsyncWebsocketConsumer):
             log.info("Socket refused: no valid token or login")
             await self.close(code=4401)
             return
+        self.scope_problem = ""
+        if len(requested_user) > MAX_ID_LENGTH:
+            self.scope_problem = f"the userId param is at most {MAX_ID_LENGTH} characters"
+        else:
+            try:
+                principal = principal.scoped_to(requested_user)
+            except Refused as exc:
+                self.scope_problem = str(exc)
         self.principal = principal
         self.joined = {}
         await self.accept()
@@ -65,7 +81,7 @@ class PhoenixSocketConsumer(AsyncWebsocketConsumer):
         return bool(origin) and urlsplit(origin).netloc == host
 
     async def disconnect(self, code: int) -> None:
-        for _, group in getattr(self, "joined", {}).values():
+        for _, group, _ in getattr(self, "joined", {}).values():
             await self.channel_layer.group_discard(group, self.channel_name)
 
     async def send_frame(self, text: str) -> None:
@@ -115,14 +131,14 @@ class PhoenixSocketConsumer(AsyncWebsocketConsumer):
 
     async def join(self, frame: protocol.Frame) -> None:
         try:
-            group = await self.group_for_topic(frame.topic)
-        except TopicRefused as exc:
+            group, audience = await self.group_for_topic(frame.topic)
+        except Refused as exc:
             await self.reply(frame, "error", {"reason": str(exc)})
             return
         previous = self.joined.get(frame.topic)
         if previous is None:
             await self.channel_layer.group_add(group, self.channel_name)
-        self.joined[frame.topic] = (frame.join_ref, group)
+        self.joined[frame.topic] = (frame.join_ref, group, audience)
         await self.reply(frame, "ok", {})
 
     async def leave(self, frame: protocol.Frame) -> None:
@@ -134,24 +150,29 @@ class PhoenixSocketConsumer(AsyncWebsocketConsumer):
             protocol.encode(frame.join_ref, frame.join_ref, frame.topic, protocol.PHX_CLOSE, {})
         )
 
-    async def group_for_topic(self, topic: str) -> str:
+    async def group_for_topic(self, topic: str) -> tuple[str, Audience]:
         kind, _, key = topic.partition(":")
-        if kind == "messages":
-            if not key or len(key) > MAX_ID_LENGTH:
-                raise TopicRefused("messages topics are messages:{businessId}")
-            if not self.principal.may_join_business(key):
-                raise TopicRefused("unauthorized")
-            return business_group(key)
-        if kind == "session":
-            session = await database_sync_to_async(_session_or_none)(key)
-            if session is None or not self.principal.may_see(session.business_id, session.owner_id):
-                raise TopicRefused("unauthorized or unknown session")
-            return session_group(session.pk)
         if topic == "staff:sessions":
             if self.principal.kind != "staff":
-                raise TopicRefused("unauthorized")
-            return STAFF_GROUP
-        raise TopicRefused("unmatched topic")
+                raise Refused("unauthorized")
+            return STAFF_GROUP, EVERYTHING
+        if kind == "staff" and key.startswith("business:"):
+            business_id = key.partition(":")[2]
+            if not business_id or len(business_id) > MAX_ID_LENGTH:
+                raise Refused("the business-wide topic is staff:business:{businessId}")
+            if self.principal.kind != "staff":
+                raise Refused("unauthorized: the business-wide feed is for staff")
+            return business_group(business_id), EVERYTHING
+        if kind not in ("messages", "session"):
+            raise Refused("unmatched topic")
+        if self.scope_problem:
+            raise Refused(self.scope_problem)
+        if kind == "messages":
+            if not key or len(key) > MAX_ID_LENGTH:
+                raise Refused("messages topics are messages:{businessId}")
+            return business_group(key), self.principal.audience_in_business(key)
+        session_id, audience = await database_sync_to_async(_session_audience)(self.principal, key)
+        return session_group(session_id), audience
 
     async def new_message(self, frame: protocol.Frame) -> None:
         business_id = frame.topic.partition(":")[2]
@@ -172,6 +193,8 @@ class PhoenixSocketConsumer(AsyncWebsocketConsumer):
             problems["sessionId"] = "must be a session id this server gave out"
         if self.principal.kind == "user" and user_id != self.principal.username:
             problems["userId"] = "a user may only send as themselves (userId = their username)"
+        elif self.principal.chat_user and user_id != self.principal.chat_user:
+            problems["userId"] = f"this socket is scoped to userId {self.principal.chat_user!r}"
         if problems:
             await self.reply(frame, "error", {"reason": "invalid message", "fields": problems})
             return
@@ -192,7 +215,7 @@ class PhoenixSocketConsumer(AsyncWebsocketConsumer):
             owner = get_user_model().objects.filter(pk=self.principal.user_id).first()
         if session_id is not None:
             named = chat_user_sessions(business_id, user_id).filter(pk=session_id).first()
-            if named is None or not self.principal.may_see(named.business_id, named.owner_id):
+            if named is None or not self.principal.visible_sessions().filter(pk=named.pk).exists():
                 return None
         return record_chat_message(
             business_id=business_id,
@@ -206,10 +229,10 @@ class PhoenixSocketConsumer(AsyncWebsocketConsumer):
 
     async def relay_event(self, message: dict[str, Any]) -> None:
         """A broadcast from `publish.publish`, once per group this socket is in."""
-        if not self.principal.may_see(message.get("business_id", ""), message.get("owner_id")):
-            return
-        for topic, (_, group) in list(self.joined.items()):
-            if group == message["group"]:
+        business_id, owner_id = message.get("business_id", ""), message.get("owner_id")
+        chat_user = message.get("chat_user", "")
+        for topic, (_, group, audience) in list(self.joined.items()):
+            if group == message["group"] and audience.admits(business_id, owner_id, chat_user):
                 await self.send_frame(
                     protocol.encode(None, None, topic, message["event"], message["payload"])
                 )
@@ -223,10 +246,14 @@ def _is_uuid(value: Any) -> bool:
     return True
 
 
-def _session_or_none(key: str) -> Session | None:
-    if not _is_uuid(key):
-        return None
-    try:
-        return Session.objects.filter(pk=key).first()
-    except ValidationError:
-        return None
+def _session_audience(principal: Principal, key: str) -> tuple[uuid.UUID, Audience]:
+    """The session `key` names and what `principal` sees of it, or Refused."""
+    session = None
+    if _is_uuid(key):
+        try:
+            session = Session.objects.select_related("contact").filter(pk=key).first()
+        except ValidationError:
+            session = None
+    if session is None:
+        raise Refused("unauthorized or unknown session")
+    return session.pk, principal.audience_of_session(session)

@@ -63,14 +63,25 @@ def _groups(session: Session) -> list[str]:
     return groups
 
 
+def chat_user_of(session: Session) -> str:
+    """The seed 001 `userId` whose session this is ("" for SMS and other contacts of no business)."""
+    contact = session.contact
+    if contact is None or contact.business_id != session.business_id:
+        return ""
+    return contact.external_user_id
+
+
 def publish(session: Session, event: str, payload: dict[str, Any]) -> None:
-    """Send `event` to every topic that shows `session`; never raises (delivery is best effort)."""
+    """Send `event` to every topic that shows `session`; never raises (delivery is best effort).
+    The event carries whose session it is; each socket's topics relay only what they may show
+    (`realtime/auth.py`)."""
     _send(
         _groups(session),
         event,
         payload,
         business_id=session.business_id,
         owner_id=session.owner_id,
+        chat_user=chat_user_of(session),
         session_id=str(session.pk),
     )
 
@@ -82,6 +93,7 @@ def _send(
     *,
     business_id: str = "",
     owner_id: int | None = None,
+    chat_user: str = "",
     session_id: str | None = None,
 ) -> None:
     layer = get_channel_layer()
@@ -97,6 +109,7 @@ def _send(
                 "payload": payload,
                 "business_id": business_id,
                 "owner_id": owner_id,
+                "chat_user": chat_user,
                 "session_id": session_id,
             },
         )
@@ -200,7 +213,7 @@ def message_event(message: Message, session: Session) -> None:
                     session,
                     "ai_function_call",
                     {
-                        "functionData": action,
+                        "functionData": {k: v for k, v in action.items() if k != "type"},
                         "sessionId": str(session.pk),
                         "responseId": payload["responseId"],
                     },

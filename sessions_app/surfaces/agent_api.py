@@ -23,6 +23,7 @@ from sessions_app.delivery.outbound import wait_for_reply
 from sessions_app.ingest import chat
 from sessions_app.lifecycle import sessions as session_ops
 from sessions_app.models import Message, Role, Session, SessionStatus
+from sessions_app.realtime.tokens import SOCKET_TOKEN_TTL, mint_socket_token
 from sessions_app.surfaces.common import (
     as_uuid,
     iso_ms,
@@ -278,11 +279,40 @@ class SessionView(APIView):
         return Response(session_001(updated))
 
 
+class SocketTokenRequestSerializer(serializers.Serializer):
+    businessId = serializers.CharField(max_length=128, validators=[_not_reserved])
+    userId = serializers.CharField(max_length=128)
+
+
+class SocketTokenSerializer(serializers.Serializer):
+    token = serializers.CharField()
+    expiresAt = serializers.CharField(help_text=f"ISO 8601: it connects until then ({SOCKET_TOKEN_TTL} s).")
+
+
+class SocketTokenView(APIView):
+    @extend_schema(
+        request=SocketTokenRequestSerializer,
+        responses={200: SocketTokenSerializer},
+        summary="Mint a short-lived socket token for one user (API keys only; for browsers)",
+    )
+    def post(self, request: Request) -> Response:
+        key = scope.api_key_of(request)
+        if key is None:
+            raise PermissionDenied("Socket tokens are minted with a service API key.")
+        body = SocketTokenRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        scope.check_business(request, data["businessId"])
+        token, expires_at = mint_socket_token(key, data["businessId"], data["userId"])
+        return Response({"token": token, "expiresAt": iso_ms(expires_at)})
+
+
 __all__ = [
     "ActiveSessionView",
     "HistoryView",
     "MessagesView",
     "SessionMessagesView",
     "SessionView",
+    "SocketTokenView",
     "as_uuid",
 ]

@@ -6,6 +6,7 @@ from sessions_app.surfaces import agent_api, characters_api, sessions_webhook, t
 
 agent_urls = [
     path("messages", agent_api.MessagesView.as_view(), name="agent-messages"),
+    path("socket-token", agent_api.SocketTokenView.as_view(), name="agent-socket-token"),
     path(
         "sessions/business/<str:business_id>/user/<str:user_id>/active",
         agent_api.ActiveSessionView.as_view(),

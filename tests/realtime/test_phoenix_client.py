@@ -11,10 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from rest_framework_simplejwt.tokens import AccessToken
 
-from sessions_app.models import Session
+from sessions_app.api.keys import issue_key
+from sessions_app.models import AgentTool, Session, ToolRunsOn
+from tests.api.test_agent_tools import text_reply, tool_call_reply
 from tests.factories import UserFactory
+from tests.http_stub import running_stub
 from tests.servers import AsgiServer
 
 JS = Path(__file__).parent / "js"
@@ -123,3 +127,42 @@ def test_the_seed_chat_manager_joins_pushes_streams_and_survives_a_restart(phoen
     assert session.business_id == "B0100001"
     assert session.message_count == 4
     assert list(session.messages.values_list("role", flat=True)) == ["contact", "agent", "contact", "agent"]
+
+
+def test_the_seed_chat_manager_on_a_minted_token_gets_its_ai_function_call(phoenix_package):
+    """The browser path: the service mints a socket token with its key, the seed's ChatManager
+    connects with `params: {token}`, and a frontend tool call reaches its `handleFunctionCall`."""
+    AgentTool.objects.create(
+        name="show_booking_form",
+        description="Open the booking form.",
+        parameters={"type": "object", "properties": {"service": {"type": "string"}}},
+        runs_on=ToolRunsOn.FRONTEND,
+    )
+    _, key = issue_key("crm", business_id="B0100001")
+    replies = [tool_call_reply("show_booking_form", {"service": "cleaning"}), text_reply("Here is the form.")]
+    for model in running_stub(replies):
+        server = AsgiServer(
+            AGENT_BACKEND="openai", AGENT_URL=model.url + "/v1", AGENT_API_KEY="sk-test-not-a-secret"
+        ).start()
+        client = None
+        try:
+            minted = requests.post(
+                f"{server.url}/agent/api/socket-token",
+                json={"businessId": "B0100001", "userId": "user_123"},
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=10,
+            )
+            assert minted.status_code == 200, minted.text
+            client = NodeClient(server, minted.json()["token"])
+            client.expect("joined")
+            client.send("send I'd like a cleaning")
+            call = client.expect("function_call")
+            assert call["functionData"] == {
+                "name": "show_booking_form",
+                "arguments": {"service": "cleaning"},
+                "callId": "call_1",
+            }
+        finally:
+            if client is not None:
+                client.close()
+            server.stop()

@@ -6,6 +6,7 @@ import json
 import os
 import uuid
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
@@ -29,8 +30,10 @@ def token_for(user: Any) -> str:
 
 
 class Socket:
-    def __init__(self, token: str | None) -> None:
-        path = "/socket/websocket?vsn=2.0.0" + (f"&token={token}" if token else "")
+    def __init__(self, token: str | None, **params: str) -> None:
+        """`params` as a Phoenix client sends its `params` (seed 001's: businessId, userId, token)."""
+        query = {"vsn": "2.0.0", **({"token": token} if token else {}), **params}
+        path = "/socket/websocket?" + urlencode(query)
         self.communicator = WebsocketCommunicator(application, path)
         self.ref = 0
 
@@ -184,7 +187,7 @@ def test_a_pushed_message_is_stored_and_the_reply_streams_back_on_the_topic():
     staff = UserFactory(is_staff=True)
 
     async def scenario() -> None:
-        socket = Socket(token_for(staff))
+        socket = Socket(token_for(staff), businessId="B0100001", userId="user_123")
         assert await socket.connect()
         ref = await socket.push("messages:B0100001", "phx_join", {"userId": "user_123"})
         assert (await socket.reply_to(ref))["status"] == "ok"
@@ -224,9 +227,9 @@ def test_invalid_message_payloads_are_refused_naming_the_fields():
     staff = UserFactory(is_staff=True)
 
     async def scenario() -> None:
-        socket = Socket(token_for(staff))
+        socket = Socket(token_for(staff), userId="u1")
         assert await socket.connect()
-        await socket.reply_to(await socket.push("messages:B1", "phx_join", {}))
+        assert (await socket.reply_to(await socket.push("messages:B1", "phx_join", {})))["status"] == "ok"
         ref = await socket.push(
             "messages:B1", "new_message", {"businessId": "B2", "message": "", "sessionId": "x"}
         )
@@ -311,7 +314,7 @@ def test_an_agent_action_asking_the_front_end_to_act_is_an_ai_function_call():
     async def scenario() -> None:
         socket = Socket(token_for(staff))
         assert await socket.connect()
-        await socket.reply_to(await socket.push("messages:B1", "phx_join", {}))
+        await socket.reply_to(await socket.push("staff:business:B1", "phx_join", {}))
         await sync_to_async(record_outbound_message)(
             session,
             "Let me open the booking form.",
@@ -322,7 +325,7 @@ def test_an_agent_action_asking_the_front_end_to_act_is_an_ai_function_call():
         assert chunk[4]["streaming"]["isChunk"] and final[3] == "new_message"
         assert final[4]["actions"] == [action]
         assert call[3] == "ai_function_call"
-        assert call[4]["functionData"] == action
+        assert call[4]["functionData"] == {"name": "show_booking_form", "arguments": {"service": "cleaning"}}
         await socket.close()
 
     run(scenario())
@@ -337,12 +340,20 @@ def test_an_sms_to_a_business_number_reaches_that_business_topic():
     async def scenario() -> None:
         socket = Socket(token_for(staff))
         assert await socket.connect()
-        await socket.reply_to(await socket.push("messages:B7", "phx_join", {}))
+        assert (await socket.reply_to(await socket.push("staff:business:B7", "phx_join", {})))[
+            "status"
+        ] == "ok"
+        # A user-scoped socket of that business does not get the SMS (it is no chat user's).
+        scoped = Socket(token_for(staff), userId="u1")
+        assert await scoped.connect()
+        assert (await scoped.reply_to(await scoped.push("messages:B7", "phx_join", {})))["status"] == "ok"
         await sync_to_async(send_sms)(Client(), "+15551234567", "Hello business seven")
         received = (await socket.events(1))[0]
-        assert received[2:4] == ["messages:B7", "message_received"]
+        assert received[2:4] == ["staff:business:B7", "message_received"]
         assert received[4]["businessId"] == "B7"
+        assert await scoped.nothing_more()
         await socket.close()
+        await scoped.close()
 
     run(scenario())
     assert Session.objects.get().business_id == "B7"
@@ -355,7 +366,7 @@ def test_an_api_key_connects_and_a_business_limited_key_stays_in_its_business():
     _, unlimited = issue_key("ops")
 
     async def scenario() -> None:
-        socket = Socket(limited)
+        socket = Socket(limited, userId="u1")
         assert await socket.connect()
         assert (await socket.reply_to(await socket.push("messages:B1", "phx_join", {})))["status"] == "ok"
         refused = await socket.reply_to(await socket.push("messages:B2", "phx_join", {}))
@@ -366,7 +377,7 @@ def test_an_api_key_connects_and_a_business_limited_key_stays_in_its_business():
         ref = await socket.push("messages:B1", "new_message", {"userId": "u1", "message": "from the CRM"})
         assert (await socket.reply_to(ref))["status"] == "ok"
         await socket.close()
-        other = Socket(unlimited)
+        other = Socket(unlimited, userId="u1")
         assert await other.connect()
         assert (await other.reply_to(await other.push("messages:B2", "phx_join", {})))["status"] == "ok"
         await other.close()

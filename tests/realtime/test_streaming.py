@@ -34,7 +34,7 @@ def test_a_streamed_answer_arrives_in_chunks_then_whole(streaming_model):
     staff = UserFactory(is_staff=True)
 
     async def scenario() -> list[list]:
-        socket = Socket(token_for(staff))
+        socket = Socket(token_for(staff), userId="u1")
         assert await socket.connect()
         await socket.reply_to(await socket.push("messages:B1", "phx_join", {}))
         ref = await socket.push("messages:B1", "new_message", {"userId": "u1", "message": "Bună ziua!"})
