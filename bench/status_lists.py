@@ -250,20 +250,23 @@ def admin_cases(superuser: Any) -> list[Case]:
             query = choice["query_string"].lstrip("?")
             if query:
                 links[f"{spec.title}: {choice['display']}"] = query
-    newest = Session.objects.order_by("-last_activity_at").values_list("last_activity_at", flat=True).first()
-    if newest is not None:
-        day = newest.astimezone()
-        links["date hierarchy: year"] = f"last_activity_at__year={day.year}"
-        links["date hierarchy: month"] = (
-            f"last_activity_at__year={day.year}&last_activity_at__month={day.month}"
-        )
-        links["date hierarchy: day"] = (
-            f"last_activity_at__year={day.year}&last_activity_at__month={day.month}"
-            f"&last_activity_at__day={day.day}"
-        )
+    if model_admin.date_hierarchy:
+        latest = Session.objects.order_by("-last_activity_at").values_list("last_activity_at", flat=True)
+        newest = latest.first()
+        if newest is not None:
+            day = newest.astimezone()
+            links["date hierarchy: year"] = f"last_activity_at__year={day.year}"
+            links["date hierarchy: month"] = (
+                f"last_activity_at__year={day.year}&last_activity_at__month={day.month}"
+            )
+            links["date hierarchy: day"] = (
+                f"last_activity_at__year={day.year}&last_activity_at__month={day.month}"
+                f"&last_activity_at__day={day.day}"
+            )
+    if model_admin.lookup_allowed("status__in", "abandoned,closed", None):
+        links["status__in=abandoned,closed"] = "status__in=abandoned,closed"
+        links["status__in=active,abandoned"] = "status__in=active,abandoned"
     links |= {
-        "status__in=abandoned,closed": "status__in=abandoned,closed",
-        "status__in=active,abandoned": "status__in=active,abandoned",
         "search q=sms": "q=sms",
         "search q=rare word": "q=zzyzx",
         "status=abandoned&search q=sms": "status__exact=abandoned&q=sms",
@@ -282,7 +285,6 @@ def admin_cases(superuser: Any) -> list[Case]:
     for name, query in {
         "no filter": "",
         "status: Abandoned": "status__exact=abandoned",
-        "status__in=abandoned,closed": "status__in=abandoned,closed",
     }.items():
         cases.append(Case("admin page", name, lambda q=query: page(q) or 0, judged=False))
     return cases
