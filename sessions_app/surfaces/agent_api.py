@@ -23,7 +23,15 @@ from sessions_app.delivery.outbound import wait_for_reply
 from sessions_app.ingest import chat
 from sessions_app.lifecycle import sessions as session_ops
 from sessions_app.models import Message, Role, Session, SessionStatus
-from sessions_app.surfaces.common import as_uuid, iso_ms, json_null, parse_limit, visible_session_or_404
+from sessions_app.surfaces.common import (
+    SESSION_ID,
+    as_uuid,
+    iso_ms,
+    json_null,
+    limit_schema,
+    parse_limit,
+    visible_session_or_404,
+)
 
 # Our six statuses onto the seed's four (docs/api-surfaces.md).
 STATUS_001 = {
@@ -189,7 +197,9 @@ class MessagesView(APIView):
 
 
 class ActiveSessionView(APIView):
-    @extend_schema(responses={200: Session001Serializer}, summary="The user's active session, or null")
+    @extend_schema(
+        responses={200: Session001Serializer(allow_null=True)}, summary="The user's active session, or null"
+    )
     def get(self, request: Request, business_id: str, user_id: str) -> HttpResponse:
         _check_speaks_for(request, business_id, user_id)
         session: Session | None = session_ops.newest_active_session(
@@ -200,7 +210,7 @@ class ActiveSessionView(APIView):
 
 class HistoryView(APIView):
     @extend_schema(
-        parameters=[OpenApiParameter("limit", int, description="1-50, default 20")],
+        parameters=[OpenApiParameter("limit", limit_schema(50), description="1-50, default 20")],
         responses={200: Session001Serializer(many=True)},
         summary="The user's sessions, newest first",
     )
@@ -217,7 +227,10 @@ class HistoryView(APIView):
 
 class SessionMessagesView(APIView):
     @extend_schema(
-        parameters=[OpenApiParameter("limit", int, description="1-100, default 50")],
+        parameters=[
+            SESSION_ID,
+            OpenApiParameter("limit", limit_schema(100), description="1-100, default 50"),
+        ],
         responses={200: Message001Serializer(many=True)},
         summary="A session's latest messages, oldest first",
     )
@@ -229,7 +242,7 @@ class SessionMessagesView(APIView):
 
 
 class SessionView(APIView):
-    @extend_schema(responses={200: Session001Serializer}, summary="One session")
+    @extend_schema(parameters=[SESSION_ID], responses={200: Session001Serializer}, summary="One session")
     def get(self, request: Request, session_id: str) -> Response:
         return Response(session_001(visible_session_or_404(request, session_id)))
 

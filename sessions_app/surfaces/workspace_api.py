@@ -16,13 +16,20 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from sessions_app.api import scope
-from sessions_app.api.serializers import validate_metadata
+from sessions_app.api.serializers import MetadataField
 from sessions_app.ingest.channels import channel_for
 from sessions_app.ingest.contacts import contact_for_user
 from sessions_app.lifecycle import sessions as session_ops
 from sessions_app.lifecycle.transitions import transition_session
 from sessions_app.models import ChannelKind, Session, SessionStatus
-from sessions_app.surfaces.common import json_null, parse_limit, require_end_user, visible_session_or_404
+from sessions_app.surfaces.common import (
+    SESSION_ID,
+    json_null,
+    limit_schema,
+    parse_limit,
+    require_end_user,
+    visible_session_or_404,
+)
 
 # Our six statuses onto the seed's four; and back for PUT (docs/api-surfaces.md).
 STATUS_002 = {
@@ -56,16 +63,14 @@ class UserSessionSerializer(serializers.Serializer):
 
 class CreateUserSessionSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
-    session_metadata = serializers.JSONField(required=False, default=dict, validators=[validate_metadata])
+    session_metadata = MetadataField(required=False, default=dict)
 
 
 class UpdateUserSessionSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=255, required=False, allow_blank=True)
     status = serializers.ChoiceField(choices=list(FROM_002), required=False)
     mission_id = serializers.CharField(max_length=128, required=False, allow_blank=True, allow_null=True)
-    session_metadata = serializers.JSONField(
-        required=False, validators=[validate_metadata], help_text="Merged key by key."
-    )
+    session_metadata = MetadataField(required=False, help_text="Merged key by key.")
 
 
 def user_session(session: Session) -> dict[str, Any]:
@@ -91,7 +96,7 @@ def _own(request: Request) -> Any:
 
 class SessionsView(APIView):
     @extend_schema(
-        parameters=[OpenApiParameter("limit", int, description="1-100, default 50")],
+        parameters=[OpenApiParameter("limit", limit_schema(100), description="1-100, default 50")],
         responses={200: UserSessionSerializer(many=True)},
         summary="The user's sessions, most recently active first",
     )
@@ -122,7 +127,7 @@ class SessionsView(APIView):
 
 class ActiveView(APIView):
     @extend_schema(
-        responses={200: UserSessionSerializer},
+        responses={200: UserSessionSerializer(allow_null=True)},
         summary="The user's active session (marked active now), or null",
     )
     def get(self, request: Request) -> HttpResponse:
@@ -133,11 +138,14 @@ class ActiveView(APIView):
 
 
 class SessionView(APIView):
-    @extend_schema(responses={200: UserSessionSerializer}, summary="One of the user's sessions")
+    @extend_schema(
+        parameters=[SESSION_ID], responses={200: UserSessionSerializer}, summary="One of the user's sessions"
+    )
     def get(self, request: Request, session_id: str) -> Response:
         return Response(user_session(visible_session_or_404(request, session_id, _own(request))))
 
     @extend_schema(
+        parameters=[SESSION_ID],
         request=UpdateUserSessionSerializer,
         responses={200: UserSessionSerializer},
         summary="Update name, status, mission or metadata (merged)",
@@ -163,7 +171,12 @@ class SessionView(APIView):
 
 
 class LinkMissionView(APIView):
-    @extend_schema(request=None, responses={200: UserSessionSerializer}, summary="Link a mission")
+    @extend_schema(
+        parameters=[SESSION_ID],
+        request=None,
+        responses={200: UserSessionSerializer},
+        summary="Link a mission",
+    )
     def post(self, request: Request, session_id: str, mission_id: str) -> Response:
         session = visible_session_or_404(request, session_id, _own(request))
         if len(mission_id) > 128:
@@ -174,14 +187,24 @@ class LinkMissionView(APIView):
 
 
 class ActivityView(APIView):
-    @extend_schema(request=None, responses={200: UserSessionSerializer}, summary="Record activity")
+    @extend_schema(
+        parameters=[SESSION_ID],
+        request=None,
+        responses={200: UserSessionSerializer},
+        summary="Record activity",
+    )
     def post(self, request: Request, session_id: str) -> Response:
         session = visible_session_or_404(request, session_id, _own(request))
         return Response(user_session(session_ops.touch_activity(session)))
 
 
 class CompleteView(APIView):
-    @extend_schema(request=None, responses={200: UserSessionSerializer}, summary="Complete the session")
+    @extend_schema(
+        parameters=[SESSION_ID],
+        request=None,
+        responses={200: UserSessionSerializer},
+        summary="Complete the session",
+    )
     def post(self, request: Request, session_id: str) -> Response:
         session = visible_session_or_404(request, session_id, _own(request))
         updated = transition_session(session, SessionStatus.COMPLETED, actor=scope.actor(request))
