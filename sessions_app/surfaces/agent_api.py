@@ -70,7 +70,8 @@ class SendMessageResponseSerializer(serializers.Serializer):
 
 
 class SessionMetadataSerializer(serializers.Serializer):
-    businessType = serializers.CharField(allow_blank=True)
+    # Any JSON: a string when it came with this API's messages, but /api/v1/ writes metadata freely.
+    businessType = serializers.JSONField(help_text='The seed\'s business type ("" when none).')
     context = serializers.JSONField()  # type: ignore[assignment]  # the seed names it so
 
 

@@ -28,11 +28,12 @@ from hypothesis import settings as hypothesis_settings
 from schemathesis.generation.stateful.state_machine import DEFAULT_STATE_MACHINE_SETTINGS
 
 from config.wsgi import application
+from sessions_app.api.keys import issue_key
 from sessions_app.api.schema import EXTRA_ERRORS, LINKS
 from sessions_app.ingest.channels import channel_for
 from sessions_app.ingest.contacts import contact_for_user
 from sessions_app.lifecycle import sessions as session_ops
-from sessions_app.models import ChannelKind
+from sessions_app.models import ChannelKind, Contact, Session
 from tests.api.conftest import token_for
 from tests.in_process import connection_kept_open
 
@@ -179,6 +180,7 @@ def test_the_server_answers_every_error_status_the_schema_lists(api, staff, sett
     }
     detail_ids = {"/api/v1/contacts/": str(contact.pk), "/api/v1/channels/": str(channel.pk)}
     token = token_for(api, "staffer")
+    limited_key = issue_key("elsewhere", business_id="other")[1]
     csrf_client = Client(enforce_csrf_checks=True)
     csrf_client.force_login(staff)
     # Unknown ids; and a value with a slash, which no route matches (any string parameter can be one).
@@ -222,6 +224,9 @@ def test_the_server_answers_every_error_status_the_schema_lists(api, staff, sett
         if 403 in listed and method not in ("get", "head", "options"):
             # Django's session login without a CSRF token.
             answers[403] = getattr(csrf_client, method)(path, data="{}", content_type="application/json")
+        elif 403 in listed:
+            # A key limited to another business: not a user (002), nor of business b1 (001).
+            answers[403] = api.request(method, path, auth=f"Bearer {limited_key}")
         if 404 in listed:
             if "{" in template:
                 answers[404] = api.request(method, _fill(template, unknown), body, auth=auth_for(path))
@@ -235,18 +240,32 @@ def test_the_server_answers_every_error_status_the_schema_lists(api, staff, sett
             answers[415] = api.request(
                 method, path, HTTP_AUTHORIZATION=auth_for(path), **_raw("x", "text/plain")
             )
+        # What is left is one view's own logic (EXTRA_ERRORS), which the surfaces' own tests provoke.
+        untried = listed - answers.keys() - {429}
+        assert untried <= EXTRA_ERRORS.get((method, template), {}).keys(), (method, template, untried)
         for status, response in answers.items():
-            if response.status_code != status:
+            if response.status_code != status or not _is_error_body(response):
                 missing.append((method, template, status, response.status_code))
         if 429 in listed:
             settings.AUTH_FAILURE_LIMIT = 1
             cache.set("auth-failures:127.0.0.1", 1)
             response = api.request(method, path, body, auth=auth_for(path))
-            if response.status_code != 429 or not response.has_header("Retry-After"):
+            if (
+                response.status_code != 429
+                or not _is_error_body(response)
+                or not response.has_header("Retry-After")
+            ):
                 missing.append((method, template, 429, response.status_code))
             cache.clear()
             settings.AUTH_FAILURE_LIMIT = 10_000
     assert not missing, missing
+
+
+def _is_error_body(response: Any) -> bool:
+    if response["Content-Type"] != "application/json":
+        return False
+    error = response.json().get("error")
+    return isinstance(error, dict) and isinstance(error.get("code"), str) and "message" in error
 
 
 def _raw(body: str, content_type: str) -> dict[str, Any]:
@@ -260,6 +279,27 @@ def test_the_seeds_overlapping_paths_answer_what_the_schema_says(api, staff_toke
     assert (
         api.get("/api/v1/sessions/active/", auth=staff_token).json()["error"]["code"] == "no_active_session"
     )
+
+
+def test_the_conflicts_listed_for_one_view_are_answered(api, staff, staff_token, service_key):
+    """Two 409s of EXTRA_ERRORS no other test provokes: `id_taken` and `no_contact`."""
+    channel = channel_for(ChannelKind.API, "")
+    session_ops.create_session(channel, contact_for_user(staff), owner=staff, external_id="ext-1")
+    other = Contact.objects.create(display_name="Someone else")
+    taken = api.post("/api/v1/sessions/", {"contact": other.pk, "external_id": "ext-1"}, auth=service_key)
+    assert taken.status_code == 409 and taken.json()["error"]["code"] == "id_taken"
+    orphan = Session.objects.create(channel=channel, channel_kind=ChannelKind.API)
+    said = api.post(f"/api/v1/sessions/{orphan.pk}/messages/", {"content": "hi"}, auth=staff_token)
+    assert said.status_code == 409 and said.json()["error"]["code"] == "no_contact"
+
+
+def test_seed_001_answers_metadata_as_stored(api, staff_token):
+    """`businessType` is whatever the metadata holds: the native API may have written any JSON there."""
+    session = api.post("/api/v1/sessions/", {"metadata": {"businessType": 5}}, auth=staff_token).json()
+    answer = api.get(f"/agent/api/sessions/{session['id']}", auth=staff_token).json()
+    assert answer["metadata"] == {"businessType": 5, "context": {}}
+    schema = generate_schema()["components"]["schemas"]["SessionMetadata"]["properties"]
+    assert "type" not in schema["businessType"] and "type" not in schema["context"]
 
 
 # --- Schemathesis: generated requests against every operation, then sequences along the links ---------
