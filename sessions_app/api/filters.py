@@ -11,6 +11,7 @@ from typing import Any
 import django_filters
 from django import forms
 from django.db.models import QuerySet
+from drf_spectacular.utils import extend_schema_field
 from rest_framework.exceptions import ValidationError
 from rest_framework.filters import OrderingFilter
 
@@ -31,6 +32,7 @@ def search_sessions(queryset: QuerySet[Session], text: str) -> QuerySet[Session]
     return session_search.search_sessions(queryset, text)
 
 
+@extend_schema_field({"type": "integer", "minimum": 1, "maximum": 2**63 - 1})
 class IdFilter(django_filters.NumberFilter):
     """A row id: a whole number within the database's integer range (not a decimal, not 9e18)."""
 
@@ -102,6 +104,14 @@ class SessionFilter(django_filters.FilterSet):
         # Several statuses: the view reads a page as one index range per status (SeveralStatuses).
         return in_statuses(queryset, value)
 
+    @extend_schema_field(
+        {
+            "type": "string",
+            "minLength": Q_MIN_LENGTH,
+            "maxLength": Q_MAX_LENGTH,
+            "description": "Search text (docs/api.md, Search at scale).",
+        }
+    )
     def filter_q(self, queryset: QuerySet[Session], name: str, value: Any) -> QuerySet[Session]:
         return search_sessions(queryset, value)
 

@@ -27,6 +27,16 @@ class StrictCursorPagination(CursorPagination):
             raise ValidationError({"page_size": [f"Must be between 1 and {self.max_page_size}."]})
         return size
 
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"].update(minimum=1, maximum=int(self.max_page_size))
+                parameter["description"] = (
+                    f"Results per page, 1-{self.max_page_size} (default {self.page_size})."
+                )
+        return parameters
+
 
 class SessionCursorPagination(StrictCursorPagination):
     ordering = "-last_activity_at"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from sessions_app.lifecycle.sessions import METADATA_MAX_BYTES, check_metadata_size
@@ -21,6 +22,15 @@ def validate_metadata(value: Any) -> None:
         check_metadata_size(value)
     except ValueError:
         raise serializers.ValidationError(f"Must be at most {METADATA_MAX_BYTES} bytes as JSON.") from None
+
+
+@extend_schema_field({"type": "object", "additionalProperties": {}})
+class MetadataField(serializers.JSONField):
+    """A JSON object of at most METADATA_MAX_BYTES (the schema says object: any other JSON is a 400)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("validators", [validate_metadata])
+        super().__init__(**kwargs)
 
 
 class ContactSerializer(serializers.ModelSerializer):
@@ -83,8 +93,8 @@ class SessionContactSerializer(serializers.ModelSerializer):
 
 
 class SessionSerializer(serializers.ModelSerializer):
-    contact = SessionContactSerializer(read_only=True)
-    owner: Any = serializers.PrimaryKeyRelatedField(read_only=True)
+    contact = SessionContactSerializer(read_only=True, allow_null=True)
+    owner: Any = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
 
     class Meta:
         model = Session
@@ -132,7 +142,7 @@ class SessionCreateSerializer(serializers.Serializer):
     location_id = serializers.CharField(required=False, max_length=128, allow_blank=True, default="")
     agent_id = serializers.CharField(required=False, max_length=128, allow_blank=True, default="")
     mission_id = serializers.CharField(required=False, max_length=128, allow_blank=True, default="")
-    metadata = serializers.JSONField(required=False, default=dict, validators=[validate_metadata])
+    metadata = MetadataField(required=False, default=dict)
 
 
 class SessionUpdateSerializer(serializers.Serializer):
@@ -142,11 +152,7 @@ class SessionUpdateSerializer(serializers.Serializer):
     location_id = serializers.CharField(required=False, max_length=128, allow_blank=True)
     agent_id = serializers.CharField(required=False, max_length=128, allow_blank=True)
     mission_id = serializers.CharField(required=False, max_length=128, allow_blank=True)
-    metadata = serializers.JSONField(
-        required=False,
-        validators=[validate_metadata],
-        help_text="Merged key by key into the stored metadata.",
-    )
+    metadata = MetadataField(required=False, help_text="Merged key by key into the stored metadata.")
 
 
 class LinkMissionSerializer(serializers.Serializer):
@@ -183,7 +189,7 @@ class MessageCreateSerializer(serializers.Serializer):
         default=Direction.INBOUND,
         help_text="inbound: from the contact (gets an agent reply). outbound: a staff reply (staff only).",
     )
-    metadata = serializers.JSONField(required=False, default=dict, validators=[validate_metadata])
+    metadata = MetadataField(required=False, default=dict)
 
 
 class CharacterSerializer(serializers.ModelSerializer):

@@ -49,7 +49,6 @@ class StaffWriteOrReadOnly(permissions.BasePermission):
 
 
 def _transition_view(name: str, to_status: str) -> Any:
-    @extend_schema(request=TransitionSerializer, responses=SessionSerializer, summary=f"{name} a session")
     def handler(self: SessionViewSet, request: Request, pk: str | None = None) -> Response:
         session = self.get_object()
         body = TransitionSerializer(data=request.data or {})
@@ -62,11 +61,18 @@ def _transition_view(name: str, to_status: str) -> Any:
         return Response(SessionSerializer(self._reload(updated)).data)
 
     handler.__name__ = name.replace("-", "_")
-    return action(detail=True, methods=["post"], url_path=name)(handler)
+    # extend_schema after action: action() replaces the function's kwargs, where the schema is kept.
+    return extend_schema(
+        request=TransitionSerializer, responses=SessionSerializer, summary=f"{name.title()} a session"
+    )(action(detail=True, methods=["post"], url_path=name)(handler))
 
 
 @extend_schema_view(
-    create=extend_schema(request=SessionCreateSerializer, responses={201: SessionSerializer}),
+    create=extend_schema(
+        request=SessionCreateSerializer,
+        # 200: the external_id named an existing session of this contact, answered as it is.
+        responses={200: SessionSerializer, 201: SessionSerializer},
+    ),
     update=extend_schema(request=SessionUpdateSerializer, responses=SessionSerializer),
     partial_update=extend_schema(request=SessionUpdateSerializer, responses=SessionSerializer),
 )

@@ -25,9 +25,11 @@ from sessions_app.lifecycle import sessions as session_ops
 from sessions_app.models import Message, Role, Session, SessionStatus
 from sessions_app.realtime.tokens import SOCKET_TOKEN_TTL, mint_socket_token
 from sessions_app.surfaces.common import (
+    SESSION_ID,
     as_uuid,
     iso_ms,
     json_null,
+    limit_schema,
     parse_limit,
     parse_offset,
     visible_session_or_404,
@@ -82,7 +84,8 @@ class UpdateSession001Serializer(serializers.Serializer):
 
 
 class SessionMetadataSerializer(serializers.Serializer):
-    businessType = serializers.CharField(allow_blank=True)
+    # Any JSON: a string when it came with this API's messages, but /api/v1/ writes metadata freely.
+    businessType = serializers.JSONField(help_text='The seed\'s business type ("" when none).')
     context = serializers.JSONField()  # type: ignore[assignment]  # the seed names it so
 
 
@@ -209,7 +212,9 @@ class MessagesView(APIView):
 
 
 class ActiveSessionView(APIView):
-    @extend_schema(responses={200: Session001Serializer}, summary="The user's active session, or null")
+    @extend_schema(
+        responses={200: Session001Serializer(allow_null=True)}, summary="The user's active session, or null"
+    )
     def get(self, request: Request, business_id: str, user_id: str) -> HttpResponse:
         _check_speaks_for(request, business_id, user_id)
         session: Session | None = session_ops.newest_active_session(
@@ -221,8 +226,10 @@ class ActiveSessionView(APIView):
 class HistoryView(APIView):
     @extend_schema(
         parameters=[
-            OpenApiParameter("limit", int, description="1-50, default 20"),
-            OpenApiParameter("offset", int, description="sessions to skip, default 0"),
+            OpenApiParameter("limit", limit_schema(50), description="1-50, default 20"),
+            OpenApiParameter(
+                "offset", {"type": "integer", "minimum": 0}, description="sessions to skip, default 0"
+            ),
         ],
         responses={200: Session001Serializer(many=True)},
         summary="The user's sessions, newest first",
@@ -241,7 +248,10 @@ class HistoryView(APIView):
 
 class SessionMessagesView(APIView):
     @extend_schema(
-        parameters=[OpenApiParameter("limit", int, description="1-100, default 50")],
+        parameters=[
+            SESSION_ID,
+            OpenApiParameter("limit", limit_schema(100), description="1-100, default 50"),
+        ],
         responses={200: Message001Serializer(many=True)},
         summary="A session's latest messages, oldest first",
     )
@@ -253,7 +263,7 @@ class SessionMessagesView(APIView):
 
 
 class SessionView(APIView):
-    @extend_schema(responses={200: Session001Serializer}, summary="One session")
+    @extend_schema(parameters=[SESSION_ID], responses={200: Session001Serializer}, summary="One session")
     def get(self, request: Request, session_id: str) -> Response:
         return Response(session_001(visible_session_or_404(request, session_id)))
 

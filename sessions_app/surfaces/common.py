@@ -8,6 +8,8 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 
 from sessions_app.api import scope
@@ -50,6 +52,17 @@ def parse_offset(raw: str | None, *, name: str = "offset", maximum: int = 100_00
     if not 0 <= value <= maximum:
         raise ValidationError({name: [f"Must be between 0 and {maximum}."]})
     return value
+
+
+# A session id in a path: a UUID (anything else answers 404 like an unknown id).
+SESSION_ID = OpenApiParameter(
+    "session_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="Session id"
+)
+
+
+def limit_schema(maximum: int) -> dict[str, Any]:
+    """The OpenAPI schema of a `limit` query parameter that `parse_limit` reads."""
+    return {"type": "integer", "minimum": 1, "maximum": maximum}
 
 
 def as_uuid(raw: str) -> uuid.UUID | None:

@@ -16,14 +16,16 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from sessions_app.api import scope
-from sessions_app.api.serializers import validate_metadata
+from sessions_app.api.serializers import MetadataField
 from sessions_app.ingest.channels import channel_for
 from sessions_app.ingest.contacts import contact_for_user
 from sessions_app.lifecycle import sessions as session_ops
 from sessions_app.lifecycle.transitions import transition_session
 from sessions_app.models import ChannelKind, Message, Role, Session, SessionStatus, Surface
 from sessions_app.surfaces.common import (
+    SESSION_ID,
     json_null,
+    limit_schema,
     parse_limit,
     parse_offset,
     require_end_user,
@@ -62,16 +64,14 @@ class UserSessionSerializer(serializers.Serializer):
 
 class CreateUserSessionSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
-    session_metadata = serializers.JSONField(required=False, default=dict, validators=[validate_metadata])
+    session_metadata = MetadataField(required=False, default=dict)
 
 
 class UpdateUserSessionSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=255, required=False, allow_blank=True)
     status = serializers.ChoiceField(choices=list(FROM_002), required=False)
     mission_id = serializers.CharField(max_length=128, required=False, allow_blank=True, allow_null=True)
-    session_metadata = serializers.JSONField(
-        required=False, validators=[validate_metadata], help_text="Merged key by key."
-    )
+    session_metadata = MetadataField(required=False, help_text="Merged key by key.")
 
 
 # The seed's chat roles.
@@ -141,8 +141,14 @@ def recovered_session(session: Session, limit: int, offset: int) -> dict[str, An
 
 
 PAGE_PARAMETERS = [
-    OpenApiParameter("limit", int, description=f"messages, 1-{MESSAGES_MAX}, default {MESSAGES_DEFAULT}"),
-    OpenApiParameter("offset", int, description="newest messages to skip, default 0"),
+    OpenApiParameter(
+        "limit",
+        limit_schema(MESSAGES_MAX),
+        description=f"messages, 1-{MESSAGES_MAX}, default {MESSAGES_DEFAULT}",
+    ),
+    OpenApiParameter(
+        "offset", {"type": "integer", "minimum": 0, "maximum": 100_000}, description="newest messages to skip"
+    ),
 ]
 
 
@@ -169,7 +175,7 @@ def _own(request: Request) -> Any:
 
 class SessionsView(APIView):
     @extend_schema(
-        parameters=[OpenApiParameter("limit", int, description="1-100, default 50")],
+        parameters=[OpenApiParameter("limit", limit_schema(100), description="1-100, default 50")],
         responses={200: UserSessionSerializer(many=True)},
         summary="The user's sessions, most recently active first",
     )
@@ -201,7 +207,7 @@ class SessionsView(APIView):
 class ActiveView(APIView):
     @extend_schema(
         parameters=PAGE_PARAMETERS,
-        responses={200: RecoveredSessionSerializer},
+        responses={200: RecoveredSessionSerializer(allow_null=True)},
         summary="The user's active session (marked active now) with its messages and mission, or null",
     )
     def get(self, request: Request) -> HttpResponse:
@@ -214,7 +220,7 @@ class ActiveView(APIView):
 
 class SessionView(APIView):
     @extend_schema(
-        parameters=PAGE_PARAMETERS,
+        parameters=[SESSION_ID, *PAGE_PARAMETERS],
         responses={200: RecoveredSessionSerializer},
         summary="One of the user's sessions, with its messages and mission",
     )
@@ -224,6 +230,7 @@ class SessionView(APIView):
         return Response(recovered_session(session, limit, offset))
 
     @extend_schema(
+        parameters=[SESSION_ID],
         request=UpdateUserSessionSerializer,
         responses={200: UserSessionSerializer},
         summary="Update name, status, mission or metadata (merged)",
@@ -262,7 +269,12 @@ class MessagesView(APIView):
 
 
 class LinkMissionView(APIView):
-    @extend_schema(request=None, responses={200: UserSessionSerializer}, summary="Link a mission")
+    @extend_schema(
+        parameters=[SESSION_ID],
+        request=None,
+        responses={200: UserSessionSerializer},
+        summary="Link a mission",
+    )
     def post(self, request: Request, session_id: str, mission_id: str) -> Response:
         session = visible_session_or_404(request, session_id, _own(request))
         if len(mission_id) > 128:
@@ -273,14 +285,24 @@ class LinkMissionView(APIView):
 
 
 class ActivityView(APIView):
-    @extend_schema(request=None, responses={200: UserSessionSerializer}, summary="Record activity")
+    @extend_schema(
+        parameters=[SESSION_ID],
+        request=None,
+        responses={200: UserSessionSerializer},
+        summary="Record activity",
+    )
     def post(self, request: Request, session_id: str) -> Response:
         session = visible_session_or_404(request, session_id, _own(request))
         return Response(user_session(session_ops.touch_activity(session)))
 
 
 class CompleteView(APIView):
-    @extend_schema(request=None, responses={200: UserSessionSerializer}, summary="Complete the session")
+    @extend_schema(
+        parameters=[SESSION_ID],
+        request=None,
+        responses={200: UserSessionSerializer},
+        summary="Complete the session",
+    )
     def post(self, request: Request, session_id: str) -> Response:
         session = visible_session_or_404(request, session_id, _own(request))
         updated = transition_session(session, SessionStatus.COMPLETED, actor=scope.actor(request))
