@@ -139,6 +139,21 @@ EXTRA_ERRORS: dict[tuple[str, str], dict[int, str]] = {
     ("post", "/workspace/api/sessions/{session_id}/link-mission/{mission_id}"): {
         400: "`invalid`: `mission_id` is longer than 128 characters."
     },
+    **{
+        (method, path): {403: "`permission_denied`: characters are managed by staff only."}
+        for method, path in (
+            ("get", "/api/v1/characters/"),
+            ("post", "/api/v1/characters/"),
+            *((method, "/api/v1/characters/{config_id}/") for method in ("get", "put", "patch", "delete")),
+        )
+    },
+    ("get", "/workspace/api/sessions/{session_id}/messages"): {
+        403: "`permission_denied`: this endpoint acts for a logged-in user (JWT), not a key."
+    },
+    ("post", "/agent/api/socket-token"): {
+        403: "`permission_denied`: a service's API key mints socket tokens (not a user's login), and a "
+        "key limited to a business mints them only there."
+    },
     ("post", "/characters/api/chat"): {
         404: "`session_not_found`: unknown, or another user's session: open a new one.",
         409: "`session_character_mismatch`: the session belongs to another character.",

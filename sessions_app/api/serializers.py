@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.validators import UniqueValidator
 
 from sessions_app.lifecycle.sessions import METADATA_MAX_BYTES, check_metadata_size
 from sessions_app.models import Channel, ChannelKind, Character, Contact, Direction, Message, Session
@@ -58,12 +60,17 @@ class ChannelSerializer(serializers.ModelSerializer):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         # The model's own rule (a reuse window no longer than abandon-after), which admin forms run
         # through `full_clean` and DRF does not: checked on the channel as it would be saved.
-        current = {}
-        if self.instance is not None:
-            current = {f.attname: getattr(self.instance, f.attname) for f in Channel._meta.concrete_fields}
-        channel = Channel(**{**current, **attrs})
+        if self.instance is None:
+            channel = Channel(**attrs)
+        else:  # a copy, changed: the saved row is not a clash with itself
+            channel = copy.copy(self.instance)
+            for name, value in attrs.items():
+                setattr(channel, name, value)
         try:
             channel.clean()
+            # Its unique (kind, address, surface) too: `surface` is not a field here, so DRF adds no
+            # validator for it, and the database's refusal would be a 500.
+            channel.validate_constraints()
         except DjangoValidationError as exc:
             raise serializers.ValidationError(exc.message_dict) from None
         return attrs
@@ -197,6 +204,8 @@ class CharacterSerializer(serializers.ModelSerializer):
         r"^[A-Za-z0-9_.:-]{1,128}$",
         max_length=128,
         error_messages={"invalid": "Letters, digits and _ . : - only, at most 128."},
+        # Declared here, the field loses the model's unique check, and a taken id would be a 500.
+        validators=[UniqueValidator(queryset=Character.objects.all(), message="A character has this id.")],
     )
 
     class Meta:

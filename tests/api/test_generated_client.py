@@ -165,4 +165,4 @@ def test_a_generated_client_drives_sessions_end_to_end(generated, staff, bob, se
             client=g.client(bob_tokens.access), body=g.model("CreateUserSessionRequest")(name="Bob's")
         )
         now_active = g.api("workspace_api_sessions_active_retrieve").sync(client=g.client(bob_tokens.access))
-        assert isinstance(now_active, g.model("UserSession")) and now_active.id == mine.id
+        assert isinstance(now_active, g.model("RecoveredSession")) and now_active.id == mine.id

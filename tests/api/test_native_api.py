@@ -276,3 +276,17 @@ def test_staff_cannot_give_a_channel_a_reuse_window_longer_than_its_abandon_afte
     own_limit = api.patch(path, {"reuse_window": 9000}, auth=staff_token)
     assert own_limit.status_code == 400
     assert "abandon_after" in own_limit.content.decode()
+
+
+def test_a_second_channel_with_the_same_kind_and_address_is_a_400_not_a_500(api, staff_token):
+    ChannelFactory(kind="sms", address="+15005550006")
+    twin = {"kind": "sms", "address": "+15005550006", "name": "again"}
+    refused = api.post("/api/v1/channels/", twin, auth=staff_token)
+    assert refused.status_code == 400, refused.content
+    assert "already exists" in refused.content.decode()
+    other = ChannelFactory(kind="sms", address="+15005550007")
+    moved = api.patch(f"/api/v1/channels/{other.pk}/", {"address": "+15005550006"}, auth=staff_token)
+    assert moved.status_code == 400, moved.content
+    # Its own unchanged values are no clash with itself.
+    same = api.patch(f"/api/v1/channels/{other.pk}/", {"name": "renamed"}, auth=staff_token)
+    assert same.status_code == 200, same.content

@@ -33,7 +33,7 @@ from sessions_app.api.schema import EXTRA_ERRORS, LINKS
 from sessions_app.ingest.channels import channel_for
 from sessions_app.ingest.contacts import contact_for_user
 from sessions_app.lifecycle import sessions as session_ops
-from sessions_app.models import ChannelKind, Contact, Session
+from sessions_app.models import ChannelKind, Character, Contact, Session
 from tests.api.conftest import token_for
 from tests.in_process import connection_kept_open
 
@@ -177,6 +177,9 @@ def test_the_server_answers_every_error_status_the_schema_lists(api, staff, sett
         "mission_id": "m-1",
         "business_id": "b1",
         "user_id": staff.username,
+        "config_id": Character.objects.create(
+            config_id="CHAR_errors", name="E", system_prompt="E."
+        ).config_id,
     }
     detail_ids = {"/api/v1/contacts/": str(contact.pk), "/api/v1/channels/": str(channel.pk)}
     token = token_for(api, "staffer")
@@ -184,12 +187,23 @@ def test_the_server_answers_every_error_status_the_schema_lists(api, staff, sett
     csrf_client = Client(enforce_csrf_checks=True)
     csrf_client.force_login(staff)
     # Unknown ids; and a value with a slash, which no route matches (any string parameter can be one).
-    unknown = {**ids, "id": str(uuid.uuid4()), "session_id": str(uuid.uuid4()), "business_id": "a/b"}
+    unknown = {
+        **ids,
+        "id": str(uuid.uuid4()),
+        "session_id": str(uuid.uuid4()),
+        "business_id": "a/b",
+        "config_id": "CHAR_unknown",
+    }
     missing: list[tuple[str, str, int, int]] = []
     upload_limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
 
+    service_key = issue_key("service")[1]
+
     def auth_for(path: str) -> str:
-        return WEBHOOK_BASIC if path.startswith("/webhook/") else f"Bearer {token}"
+        if path.startswith("/webhook/"):
+            return WEBHOOK_BASIC
+        # Socket tokens are minted by a service with its key, never by a user.
+        return f"Bearer {service_key}" if path == "/agent/api/socket-token" else f"Bearer {token}"
 
     for (method, template), operation in operations_of(schema).items():
         path_ids = dict(ids)

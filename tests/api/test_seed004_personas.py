@@ -88,6 +88,8 @@ def test_characters_api_is_staff_only_with_clear_errors(api, staff_token, alice_
     assert [c["config_id"] for c in listed] == ["CHAR_x"]
     patched = api.patch("/api/v1/characters/CHAR_x/", {"system_prompt": "Be Y."}, auth=staff_token)
     assert patched.status_code == 200 and Character.objects.get().system_prompt == "Be Y."
+    taken = api.post("/api/v1/characters/", body, auth=staff_token)
+    assert taken.status_code == 400 and "config_id" in taken.json()["error"]["fields"]
     bad = api.post("/api/v1/characters/", {"config_id": "bad id!"}, auth=staff_token)
     assert bad.status_code == 400
     assert {"config_id", "name", "system_prompt"} <= set(bad.json()["error"]["fields"])
