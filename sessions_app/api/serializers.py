@@ -26,6 +26,22 @@ def validate_metadata(value: Any) -> None:
         raise serializers.ValidationError(f"Must be at most {METADATA_MAX_BYTES} bytes as JSON.") from None
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
+
+
+def validate_storable_json(value: Any) -> None:
+    """PostgreSQL's jsonb cannot hold U+0000 (it was a 500: "unsupported Unicode escape sequence")."""
+    if _has_nul(value):
+        raise serializers.ValidationError("Must not contain NUL (U+0000) characters.", code="null_characters")
+
+
 @extend_schema_field({"type": "object", "additionalProperties": {}})
 class MetadataField(serializers.JSONField):
     """A JSON object of at most METADATA_MAX_BYTES (the schema says object: any other JSON is a 400)."""
@@ -196,7 +212,10 @@ class MessageCreateSerializer(serializers.Serializer):
         default=Direction.INBOUND,
         help_text="inbound: from the contact (gets an agent reply). outbound: a staff reply (staff only).",
     )
-    metadata = MetadataField(required=False, default=dict)
+    # Stored in the message's jsonb column (a session's metadata is stored encrypted, as text).
+    metadata = MetadataField(
+        required=False, default=dict, validators=[validate_metadata, validate_storable_json]
+    )
 
 
 class CharacterSerializer(serializers.ModelSerializer):

@@ -316,6 +316,21 @@ def test_seed_001_answers_metadata_as_stored(api, staff_token):
     assert "type" not in schema["businessType"] and "type" not in schema["context"]
 
 
+def test_a_nul_character_in_message_metadata_is_a_400_not_a_500(api, staff, staff_token):
+    """Found by the stateful tests: jsonb cannot store U+0000, and the message's metadata is jsonb."""
+    session, _ = session_ops.create_session(channel_for(ChannelKind.API, ""), contact_for_user(staff))
+    for metadata in ({"a\x00": 1}, {"a": ["b\x00"]}):
+        response = api.post(
+            f"/api/v1/sessions/{session.pk}/messages/",
+            {"content": "hi", "direction": "outbound", "metadata": metadata},
+            auth=staff_token,
+        )
+        assert response.status_code == 400, response.content
+        assert response.json()["error"]["code"] == "null_characters"
+    ok = api.post(f"/api/v1/sessions/{session.pk}/messages/", {"content": "hi"}, auth=staff_token)
+    assert ok.status_code == 201
+
+
 # --- Schemathesis: generated requests against every operation, then sequences along the links ---------
 
 
