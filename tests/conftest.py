@@ -1,6 +1,8 @@
 import pytest
 from django.test import Client
 
+from tests.http_stub import running_stub
+
 
 @pytest.fixture
 def client() -> Client:
@@ -35,3 +37,21 @@ def _channels_postgres_on_the_test_database(django_db_setup, django_db_blocker):
     from sessions_app.realtime.publish import run_on_publisher
 
     run_on_publisher(close_pools())
+
+
+@pytest.fixture
+def model_server():
+    """A local OpenAI-compatible server (tests/http_stub.py) the test scripts its answers on."""
+    yield from running_stub()
+
+
+@pytest.fixture
+def openai_agent(settings, model_server):
+    """The `openai` backend pointed at `model_server`, answering whole (not streamed) completions."""
+    settings.AGENT_BACKEND = "openai"
+    settings.AGENT_URL = model_server.url + "/v1"
+    settings.AGENT_API_KEY = "sk-test-not-a-secret"
+    settings.AGENT_MODEL = "test-model"
+    settings.AGENT_STREAM = False
+    settings.AGENT_TIMEOUT = 2
+    return model_server

@@ -14,7 +14,7 @@ import time_machine
 from sessions_app.admin import AgentToolForm
 from sessions_app.models import AgentTool, Message, Role, ToolRunsOn
 from tests.api.test_seed001_agent_api import first_message
-from tests.http_stub import Reply, running_stub
+from tests.http_stub import Reply
 
 BOOKING_SCHEMA = {
     "type": "object",
@@ -46,18 +46,9 @@ def text_reply(text: str) -> Reply:
 
 
 @pytest.fixture
-def model_server():
-    yield from running_stub()
-
-
-@pytest.fixture
-def openai_agent(settings, model_server):
-    settings.AGENT_BACKEND = "openai"
-    settings.AGENT_URL = model_server.url + "/v1"
-    settings.AGENT_API_KEY = "sk-test-not-a-secret"
+def openai_agent(openai_agent, settings):
     settings.AGENT_STREAM = True  # with tools defined the answer comes whole all the same
-    settings.AGENT_TIMEOUT = 2
-    return model_server
+    return openai_agent
 
 
 @pytest.fixture

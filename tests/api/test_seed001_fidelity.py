@@ -8,27 +8,12 @@ import time_machine
 
 from sessions_app.models import Session, SessionStatus, StatusChange
 from tests.api.test_seed001_agent_api import first_message
-from tests.http_stub import Reply, running_stub
+from tests.http_stub import Reply
 
 COMPLETION = {
     "id": "chatcmpl-ctx",
     "choices": [{"index": 0, "message": {"role": "assistant", "content": "Sure."}, "finish_reason": "stop"}],
 }
-
-
-@pytest.fixture
-def model_server():
-    yield from running_stub()
-
-
-@pytest.fixture
-def openai_agent(settings, model_server):
-    settings.AGENT_BACKEND = "openai"
-    settings.AGENT_URL = model_server.url + "/v1"
-    settings.AGENT_API_KEY = "sk-test-not-a-secret"
-    settings.AGENT_STREAM = False
-    settings.AGENT_TIMEOUT = 2
-    return model_server
 
 
 @pytest.mark.django_db(transaction=True)

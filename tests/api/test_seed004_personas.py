@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from sessions_app.models import Character, Session, SessionStatus, StatusChange
-from tests.http_stub import Reply, running_stub
+from tests.http_stub import Reply
 
 COMPLETION = {
     "id": "chatcmpl-char",
@@ -16,21 +16,11 @@ COMPLETION = {
 
 
 @pytest.fixture
-def model_server():
-    yield from running_stub()
-
-
-@pytest.fixture
-def openai_agent(settings, model_server):
-    settings.AGENT_BACKEND = "openai"
-    settings.AGENT_URL = model_server.url + "/v1"
-    settings.AGENT_API_KEY = "sk-test-not-a-secret"
+def openai_agent(openai_agent, settings):
     settings.AGENT_MODEL = "default-model"
     settings.AGENT_SYSTEM_PROMPT = "Default prompt."
-    settings.AGENT_STREAM = False
-    settings.AGENT_TIMEOUT = 2
-    model_server.default = Reply(body=COMPLETION)
-    return model_server
+    openai_agent.default = Reply(body=COMPLETION)
+    return openai_agent
 
 
 def chat(api, token, config_id, text="Ahoy"):

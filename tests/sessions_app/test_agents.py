@@ -12,7 +12,7 @@ from sessions_app.agents.summary import fallback_summary, summarise
 from sessions_app.delivery.replies import produce_reply, recover_owed_replies
 from sessions_app.models import KeywordAnswer, Message, ReplyState, Role, Session
 from tests.factories import MessageFactory, SessionFactory
-from tests.http_stub import Reply, running_stub
+from tests.http_stub import Reply
 from tests.twilio_helpers import send_sms
 
 pytestmark = pytest.mark.django_db
@@ -28,21 +28,11 @@ COMPLETION = {
 
 
 @pytest.fixture
-def model_server():
-    yield from running_stub()
-
-
-@pytest.fixture
-def openai_agent(settings, model_server):
-    settings.AGENT_BACKEND = "openai"
-    settings.AGENT_URL = model_server.url + "/v1"
-    settings.AGENT_API_KEY = "sk-test-not-a-secret"
-    settings.AGENT_MODEL = "test-model"
-    settings.AGENT_STREAM = False  # these tests script whole (non-streamed) completions
+def openai_agent(openai_agent, settings):
     settings.AGENT_TIMEOUT = 1
     settings.TASK_MAX_ATTEMPTS = 3
     settings.TASK_RETRY_BACKOFF = 0
-    return model_server
+    return openai_agent
 
 
 def texts_in(client, *texts, callbacks):
