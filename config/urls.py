@@ -33,5 +33,6 @@ urlpatterns += [
     path("characters/api/", include(surfaces.characters_urls)),
 ]
 
+handler400 = "sessions_app.api.errors.handler400"
 handler404 = "sessions_app.api.errors.handler404"
 handler500 = "sessions_app.api.errors.handler500"

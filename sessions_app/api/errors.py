@@ -143,6 +143,16 @@ def handler404(request: HttpRequest, exception: Exception | None = None) -> Any:
     return page_not_found(request, exception or Http404())
 
 
+def handler400(request: HttpRequest, exception: Exception | None = None) -> Any:
+    """A request Django refuses before any view (a Host not in ALLOWED_HOSTS, a malformed body it
+    read itself): JSON in the shared shape under the API prefixes; Django's page elsewhere."""
+    if request.path.startswith(API_PREFIXES):
+        return json_error(request, 400, "Bad request.")
+    from django.views.defaults import bad_request
+
+    return bad_request(request, exception or Exception())
+
+
 def handler500(request: HttpRequest) -> Any:
     if request.path.startswith(API_PREFIXES):
         return json_error(request, 500, "Internal error; it has been logged.")
