@@ -50,16 +50,16 @@ class Socket:
     async def raw(self, text: str) -> None:
         await self.communicator.send_to(text_data=text)
 
-    async def receive(self, timeout: float = 5) -> list[Any]:
+    async def receive(self, timeout: float = 10) -> list[Any]:
         return json.loads(await self.communicator.receive_from(timeout=timeout))
 
-    async def reply_to(self, ref: str, timeout: float = 5) -> dict[str, Any]:
+    async def reply_to(self, ref: str, timeout: float = 10) -> dict[str, Any]:
         while True:
             frame = await self.receive(timeout)
             if frame[3] == "phx_reply" and frame[1] == ref:
                 return frame[4]
 
-    async def events(self, count: int, timeout: float = 5) -> list[list[Any]]:
+    async def events(self, count: int, timeout: float = 10) -> list[list[Any]]:
         found = []
         while len(found) < count:
             frame = await self.receive(timeout)
