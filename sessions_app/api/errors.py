@@ -12,6 +12,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db.models import ProtectedError
 from django.http import Http404, HttpRequest, JsonResponse
+from django.views.defaults import bad_request, page_not_found, server_error
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -138,8 +139,6 @@ def handler404(request: HttpRequest, exception: Exception | None = None) -> Any:
     """JSON in the shared shape under the API prefixes; Django's page elsewhere."""
     if request.path.startswith(API_PREFIXES):
         return json_error(request, 404, "No such endpoint.")
-    from django.views.defaults import page_not_found
-
     return page_not_found(request, exception or Http404())
 
 
@@ -148,14 +147,10 @@ def handler400(request: HttpRequest, exception: Exception | None = None) -> Any:
     read itself): JSON in the shared shape under the API prefixes; Django's page elsewhere."""
     if request.path.startswith(API_PREFIXES):
         return json_error(request, 400, "Bad request.")
-    from django.views.defaults import bad_request
-
     return bad_request(request, exception or Exception())
 
 
 def handler500(request: HttpRequest) -> Any:
     if request.path.startswith(API_PREFIXES):
         return json_error(request, 500, "Internal error; it has been logged.")
-    from django.views.defaults import server_error
-
     return server_error(request)

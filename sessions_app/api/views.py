@@ -37,6 +37,7 @@ from sessions_app.ingest.channels import channel_for
 from sessions_app.ingest.contacts import contact_for_user
 from sessions_app.ingest.rule import InboundMessage, record_inbound_message
 from sessions_app.lifecycle import sessions as session_ops
+from sessions_app.lifecycle.transitions import transition_session
 from sessions_app.models import Channel, Character, Contact, Direction, Message, Role, Session, SessionStatus
 from sessions_app.search.statuses import SeveralStatuses
 
@@ -53,8 +54,6 @@ def _transition_view(name: str, to_status: str) -> Any:
         session = self.get_object()
         body = TransitionSerializer(data=request.data or {})
         body.is_valid(raise_exception=True)
-        from sessions_app.lifecycle.transitions import transition_session
-
         updated = transition_session(
             session, to_status, actor=scope.actor(request), reason=body.validated_data["reason"]
         )

@@ -11,6 +11,7 @@ from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -278,8 +279,6 @@ class LinkMissionView(APIView):
     def post(self, request: Request, session_id: str, mission_id: str) -> Response:
         session = visible_session_or_404(request, session_id, _own(request))
         if len(mission_id) > 128:
-            from rest_framework.exceptions import ValidationError
-
             raise ValidationError({"mission_id": ["At most 128 characters."]})
         return Response(user_session(session_ops.link_mission(session, mission_id)))
 

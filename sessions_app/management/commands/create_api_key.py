@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from sessions_app.api.keys import issue_key
 
@@ -17,13 +17,9 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         name = options["name"].strip()
         if not name or len(name) > 100:
-            from django.core.management.base import CommandError
-
             raise CommandError("NAME must be 1 to 100 characters")
         business = options["business"].strip()
         if len(business) > 128:
-            from django.core.management.base import CommandError
-
             raise CommandError("--business must be at most 128 characters")
         key, plain = issue_key(name, business)
         scope = f"business {business}" if business else "all businesses"
