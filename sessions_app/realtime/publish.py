@@ -66,7 +66,9 @@ def _groups(session: Session) -> list[str]:
 def chat_user_of(session: Session) -> str:
     """The seed 001 `userId` whose session this is ("" for SMS and other contacts of no business)."""
     contact = session.contact
-    if contact is None or contact.business_id != session.business_id:
+    # external_user_id first: a phone contact has none, and the inbound path loads it without its
+    # business (a deferred field whose read would cost a query per message).
+    if contact is None or not contact.external_user_id or contact.business_id != session.business_id:
         return ""
     return contact.external_user_id
 
