@@ -37,13 +37,14 @@ class ChannelAdmin(admin.ModelAdmin):
         "surface",
         "business_id",
         "reuse_window",
+        "reopen_window",
         "abandon_after",
         "archive_after",
         "is_active",
     ]
     # Abandon-after beside the reuse window: each limits the other (Channel.clean), and the form
     # must hold the field that a refusal is reported on.
-    list_editable = ["reuse_window", "abandon_after", "archive_after", "is_active"]
+    list_editable = ["reuse_window", "reopen_window", "abandon_after", "archive_after", "is_active"]
     list_filter = ["kind", "surface", "is_active"]
     search_fields = ["address", "name"]
 

@@ -99,6 +99,14 @@ EXTRA_ERRORS: dict[tuple[str, str], dict[int, str]] = {
         }
         for name in ("complete", "close", "resolve", "archive", "reopen")
     },
+    ("post", "/api/v1/sessions/{id}/merge/"): {
+        403: "`permission_denied`: only staff and API keys merge sessions.",
+        409: "`already_merged`: one of the two sessions was merged before.",
+    },
+    ("post", "/api/v1/sessions/{id}/split/"): {
+        403: "`permission_denied`: only staff and API keys split sessions.",
+        409: "`already_merged`: the session was merged into another; it has no messages.",
+    },
     ("post", "/api/v1/sessions/{session_id}/messages/"): {
         403: "`permission_denied`: only staff and API keys send outbound messages.",
         409: "`no_contact`: the session has no contact to speak for.",

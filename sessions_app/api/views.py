@@ -25,17 +25,20 @@ from sessions_app.api.serializers import (
     CharacterSerializer,
     ContactSerializer,
     LinkMissionSerializer,
+    MergeSerializer,
     MessageCreateSerializer,
     MessageSerializer,
     SessionCreateSerializer,
     SessionSerializer,
     SessionUpdateSerializer,
+    SplitSerializer,
     TransitionSerializer,
 )
 from sessions_app.delivery.outbound import record_outbound_message
 from sessions_app.ingest.channels import channel_for
 from sessions_app.ingest.contacts import contact_for_user
 from sessions_app.ingest.rule import InboundMessage, record_inbound_message
+from sessions_app.lifecycle import boundaries
 from sessions_app.lifecycle import sessions as session_ops
 from sessions_app.lifecycle.transitions import transition_session
 from sessions_app.models import Channel, Character, Contact, Direction, Message, Role, Session, SessionStatus
@@ -177,6 +180,42 @@ class SessionViewSet(viewsets.ModelViewSet):
         if session is None:
             raise NotFound("No active session.", code="no_active_session")
         return Response(SessionSerializer(session).data)
+
+    def _check_may_reshape(self, request: Request) -> None:
+        if scope.end_user(request) is not None and not scope.is_staff(request):
+            raise PermissionDenied("Only staff and services merge or split sessions.")
+
+    @extend_schema(
+        request=MergeSerializer,
+        responses=SessionSerializer,
+        summary="Merge this session into another of the same contact and channel (answers the target)",
+    )
+    @action(detail=True, methods=["post"])
+    def merge(self, request: Request, pk: str | None = None) -> Response:
+        self._check_may_reshape(request)
+        source = self.get_object()
+        body = MergeSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        into = body.validated_data["into"]
+        target = self.get_queryset().filter(pk=into).first()
+        if target is None:
+            raise ValidationError({"into": [f"No session {into}."]})
+        merged = boundaries.merge_sessions(source, target, actor=scope.actor(request))
+        return Response(SessionSerializer(self._reload(merged)).data)
+
+    @extend_schema(
+        request=SplitSerializer,
+        responses={201: SessionSerializer},
+        summary="Split this session: the message named and every later one move to a new session",
+    )
+    @action(detail=True, methods=["post"])
+    def split(self, request: Request, pk: str | None = None) -> Response:
+        self._check_may_reshape(request)
+        session = self.get_object()
+        body = SplitSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        new = boundaries.split_session(session, body.validated_data["message_id"], actor=scope.actor(request))
+        return Response(SessionSerializer(self._reload(new)).data, status=status.HTTP_201_CREATED)
 
     complete = _transition_view("complete", SessionStatus.COMPLETED)
     close = _transition_view("close", SessionStatus.CLOSED)

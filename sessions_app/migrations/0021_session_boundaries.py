@@ -1,0 +1,63 @@
+"""Session boundaries (docs/session-boundaries.md): a reopen window per channel, merged sessions.
+
+- `Channel.reopen_window`; the reuse rule's function takes the effective window as a new last
+  parameter (and returns `reopened_from`), so its old signature is dropped before the file is applied
+  again (sessions_app/ingest/record_inbound.sql).
+- Status `merged` and `Session.merged_into`, indexed only where set.
+- The search document's message update trigger stays out while merge or split move messages
+  (sessions_app/search/document.sql): they refresh each document once.
+"""
+
+import django.db.models.deletion
+from django.conf import settings
+from django.db import migrations, models
+
+from sessions_app.sql import INGEST, SEARCH, apply_sql_file
+
+OLD_INGEST_SIGNATURE = (
+    "sessions_app_record_inbound(bigint, interval, timestamptz, bigint, text, text, text, text, text, "
+    "uuid, uuid, text, text, text, text, text, integer, text, text, text, jsonb, jsonb, text)"
+)
+
+
+class Migration(migrations.Migration):
+
+    dependencies = [
+        ('sessions_app', '0020_agent_tool'),
+        migrations.swappable_dependency(settings.AUTH_USER_MODEL),
+    ]
+
+    operations = [
+        migrations.RunSQL(f"DROP FUNCTION IF EXISTS {OLD_INGEST_SIGNATURE}", migrations.RunSQL.noop),
+        migrations.AddField(
+            model_name='channel',
+            name='reopen_window',
+            field=models.PositiveIntegerField(blank=True, help_text='Seconds after a session was closed or resolved in which a new message from its contact reopens it instead of opening a new session; 0 never reopens. Empty: the SESSION_REOPEN_WINDOW setting.', null=True),
+        ),
+        migrations.AddField(
+            model_name='session',
+            name='merged_into',
+            field=models.ForeignKey(blank=True, db_index=False, editable=False, help_text='The session this one was merged into.', null=True, on_delete=django.db.models.deletion.CASCADE, related_name='merged_from', to='sessions_app.session'),
+        ),
+        migrations.AlterField(
+            model_name='session',
+            name='status',
+            field=models.CharField(choices=[('active', 'Active'), ('closed', 'Closed'), ('resolved', 'Resolved'), ('completed', 'Completed'), ('abandoned', 'Abandoned'), ('archived', 'Archived'), ('merged', 'Merged')], default='active', max_length=16),
+        ),
+        migrations.AlterField(
+            model_name='statuschange',
+            name='from_status',
+            field=models.CharField(choices=[('active', 'Active'), ('closed', 'Closed'), ('resolved', 'Resolved'), ('completed', 'Completed'), ('abandoned', 'Abandoned'), ('archived', 'Archived'), ('merged', 'Merged')], max_length=16),
+        ),
+        migrations.AlterField(
+            model_name='statuschange',
+            name='to_status',
+            field=models.CharField(choices=[('active', 'Active'), ('closed', 'Closed'), ('resolved', 'Resolved'), ('completed', 'Completed'), ('abandoned', 'Abandoned'), ('archived', 'Archived'), ('merged', 'Merged')], max_length=16),
+        ),
+        migrations.AddIndex(
+            model_name='session',
+            index=models.Index(condition=models.Q(('merged_into__isnull', False)), fields=['merged_into'], name='session_merged_into'),
+        ),
+        apply_sql_file(INGEST),
+        apply_sql_file(SEARCH),
+    ]
