@@ -27,6 +27,7 @@ from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET, require_POST
 
 from sessions_app.delivery.outbound import MESSAGING_KINDS, record_outbound_message
+from sessions_app.lifecycle.boundaries import BoundaryRefused, merge_sessions, split_session
 from sessions_app.lifecycle.transitions import TransitionRefused, allowed_targets, transition_session
 from sessions_app.models import DeliveryStatus, Direction, Message, Role, Session, SessionStatus
 from sessions_app.ui import queries
@@ -173,17 +174,30 @@ class ThreadMessage:
     message: Message
     media: list[MediaItem]
     tracks_delivery: bool  # outbound with a delivery status that may still change
+    splittable: bool = False  # "Split here" is offered beside it: not the session's first message
 
 
-def _thread(messages_: list[Message]) -> list[ThreadMessage]:
+def _thread(
+    messages_: list[Message], *, first_id: int | None = None, splittable: bool = True
+) -> list[ThreadMessage]:
     return [
         ThreadMessage(
             message=m,
             media=_media_items(m),
             tracks_delivery=m.direction == Direction.OUTBOUND and m.delivery_status not in FINAL_DELIVERY,
+            splittable=splittable and m.pk != first_id,
         )
         for m in messages_
     ]
+
+
+def _first_message_id(session_id: Any) -> int | None:
+    return (
+        Message.objects.filter(session_id=session_id)
+        .order_by("created_at", "id")
+        .values_list("pk", flat=True)
+        .first()
+    )
 
 
 def _load_session(session_id: UUID) -> Session:
@@ -198,13 +212,16 @@ def _render_session(
     reply_text: str = "",
     reply_error: str = "",
 ) -> HttpResponse:
-    thread = _thread(list(session.messages.order_by("created_at", "id")))
+    messages_ = list(session.messages.order_by("created_at", "id"))
+    reshapable = session.status != SessionStatus.MERGED
+    thread = _thread(messages_, first_id=messages_[0].pk if messages_ else None, splittable=reshapable)
     targets = allowed_targets(session.status)
     context = {
         "session": session,
         "thread": thread,
         "history": list(session.status_changes.order_by("created_at", "id")),
         "actions": [(to, label) for to, label in ACTIONS if to in targets],
+        "merge_targets": queries.merge_targets(session) if reshapable else [],
         "allowed_text": ", ".join(sorted(targets)) or "nothing",
         "metadata": sorted((str(k), v) for k, v in (session.metadata or {}).items()),
         "reply_text": reply_text,
@@ -245,7 +262,9 @@ def session_detail_updates(request: HttpRequest, session_id: UUID) -> HttpRespon
             Message.objects.filter(
                 session_id=session_id, created_at__gt=since - queries.POLL_OVERLAP
             ).order_by("created_at", "id")
-        )
+        ),
+        first_id=_first_message_id(session_id),
+        splittable=session.status != SessionStatus.MERGED,
     )
     delivery = dict(
         Message.objects.filter(session_id=session_id, pk__in=pending).values_list("pk", "delivery_status")
@@ -317,3 +336,49 @@ def session_reply(request: HttpRequest, session_id: UUID) -> HttpResponse:
     else:
         messages.success(request, "Reply stored in the thread.")
     return redirect(reverse("sessions_ui:detail", args=[session.pk]) + "#reply")
+
+
+def _boundary_refused(
+    request: HttpRequest, session: Session, what: str, exc: BoundaryRefused
+) -> HttpResponse:
+    messages.error(request, f"{what} refused: {exc}")
+    session.refresh_from_db()
+    return _render_session(request, session, status=409 if exc.conflict else 400)
+
+
+@require_POST
+@staff_required
+def session_merge(request: HttpRequest, session_id: UUID) -> HttpResponse:
+    """Merge this session into the one chosen (same contact and channel): its messages move there."""
+    session = _load_session(session_id)
+    try:
+        target = Session.objects.filter(pk=UUID(request.POST.get("into", ""))).first()
+    except ValueError:
+        target = None
+    if target is None:
+        messages.error(request, "Choose the session to merge this one into.")
+        return _render_session(request, session, status=400)
+    try:
+        merge_sessions(session, target, actor=f"staff:{request.user.get_username()}")
+    except BoundaryRefused as exc:
+        return _boundary_refused(request, session, "Merge", exc)
+    messages.success(request, f"Session “{session}” was merged into this one; its messages are here now.")
+    return redirect("sessions_ui:detail", session_id=target.pk)
+
+
+@require_POST
+@staff_required
+def session_split(request: HttpRequest, session_id: UUID) -> HttpResponse:
+    """Split this session before the message chosen: it and every later message go to a new session."""
+    session = _load_session(session_id)
+    try:
+        message_id = int(request.POST.get("message_id", ""))
+    except ValueError:
+        messages.error(request, "Choose the message to split at.")
+        return _render_session(request, session, status=400)
+    try:
+        new = split_session(session, message_id, actor=f"staff:{request.user.get_username()}")
+    except BoundaryRefused as exc:
+        return _boundary_refused(request, session, "Split", exc)
+    messages.success(request, f"Split: this new session holds message {message_id} and every later one.")
+    return redirect("sessions_ui:detail", session_id=new.pk)
