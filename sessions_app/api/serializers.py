@@ -180,6 +180,26 @@ class SessionUpdateSerializer(serializers.Serializer):
     metadata = MetadataField(required=False, help_text="Merged key by key into the stored metadata.")
 
 
+class WindowCountSerializer(serializers.Serializer):
+    seconds = serializers.IntegerField(help_text="The reuse window replayed.")
+    sessions = serializers.IntegerField(
+        help_text="Sessions it would have made of the period's inbound messages."
+    )
+
+
+class GapBucketSerializer(serializers.Serializer):
+    upper_seconds = serializers.IntegerField(
+        allow_null=True,
+        help_text="Gaps up to this long (seconds, inclusive) and longer than the previous bucket's.",
+    )
+    count = serializers.IntegerField()
+
+
+class WindowReportSerializer(serializers.Serializer):
+    windows = WindowCountSerializer(many=True)
+    gaps = GapBucketSerializer(many=True, help_text="Gaps between consecutive inbound messages per contact.")
+
+
 class MergeSerializer(serializers.Serializer):
     into = serializers.UUIDField(
         help_text="The session this one's messages move into (same contact and channel)."

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, permissions, status, viewsets
@@ -33,8 +34,10 @@ from sessions_app.api.serializers import (
     SessionUpdateSerializer,
     SplitSerializer,
     TransitionSerializer,
+    WindowReportSerializer,
 )
 from sessions_app.delivery.outbound import record_outbound_message
+from sessions_app.ingest import window_report as reports
 from sessions_app.ingest.channels import channel_for
 from sessions_app.ingest.contacts import contact_for_user
 from sessions_app.ingest.rule import InboundMessage, record_inbound_message
@@ -312,6 +315,33 @@ class ChannelViewSet(viewsets.ModelViewSet):
         if getattr(self, "swagger_fake_view", False):
             return Channel.objects.none()
         return scope.visible_channels(self.request).order_by("kind", "address")
+
+    @extend_schema(
+        responses=WindowReportSerializer,
+        summary="What-if window report: sessions each reuse window would have made of the stored inbound "
+        "messages, and the gaps between them (staff)",
+        parameters=[
+            OpenApiParameter("windows", str, description="Comma-separated seconds (default 60,300,900)."),
+            OpenApiParameter(
+                "since", str, description="ISO 8601 with a zone (default: 30 days before until)."
+            ),
+            OpenApiParameter("until", str, description="ISO 8601 with a zone (default: now)."),
+        ],
+    )
+    @action(detail=True, methods=["get"], url_path="window-report")
+    def window_report(self, request: Request, pk: str | None = None) -> Response:
+        if not scope.is_staff(request):
+            raise PermissionDenied("Only staff read a channel's window report.")
+        channel = self.get_object()
+        params = request.query_params
+        try:
+            query = reports.ReportQuery.parse(
+                params.get("windows"), params.get("since"), params.get("until"), now=timezone.now()
+            )
+        except reports.BadReportQuery as exc:
+            raise ValidationError({exc.field: [str(exc)]}) from None
+        report = reports.window_report(channel, query.windows, query.since, query.until)
+        return Response(report.as_dict())
 
 
 class TokenView(TokenObtainPairView):

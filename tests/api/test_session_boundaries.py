@@ -324,3 +324,65 @@ def test_a_split_then_merge_restores_the_thread(api, staff_token, pair):
     back = api.post(f"/api/v1/sessions/{new['id']}/merge/", {"into": str(session.pk)}, auth=staff_token)
     assert back.status_code == 200
     assert back.json()["message_count"] == 3
+
+
+# --- The window report -----------------------------------------------------------------------------------
+
+
+def test_the_window_report_answers_the_shape_the_issue_gives(api, staff_token):
+    channel = ChannelFactory()
+    session = SessionFactory(channel=channel)
+    now = datetime.now(tz=UTC)
+    for seconds_ago in (3000, 2900, 100):  # gaps of 100 s and 2800 s
+        MessageFactory(session=session, created_at=now - timedelta(seconds=seconds_ago))
+    MessageFactory(session=session, created_at=now - timedelta(days=31))  # before the default period
+    response = api.get(f"/api/v1/channels/{channel.pk}/window-report/?windows=60,300,3600", auth=staff_token)
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert set(body) == {"windows", "gaps"}
+    assert body["windows"] == [
+        {"seconds": 60, "sessions": 3},
+        {"seconds": 300, "sessions": 2},
+        {"seconds": 3600, "sessions": 1},
+    ]
+    counts = {g["upper_seconds"]: g["count"] for g in body["gaps"]}
+    assert counts[120] == 1 and counts[3600] == 1 and sum(counts.values()) == 2
+    assert body["gaps"][-1]["upper_seconds"] is None
+    assert all(set(g) == {"upper_seconds", "count"} for g in body["gaps"])
+
+    default = api.get(f"/api/v1/channels/{channel.pk}/window-report/", auth=staff_token).json()
+    assert [w["seconds"] for w in default["windows"]] == [60, 300, 900]
+    since = (now - timedelta(days=40)).isoformat()
+    longer = api.client.get(
+        f"/api/v1/channels/{channel.pk}/window-report/",
+        {"windows": "300", "since": since},
+        HTTP_AUTHORIZATION=f"Bearer {staff_token}",
+    ).json()
+    assert longer["windows"] == [{"seconds": 300, "sessions": 3}]
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("windows=abc", "windows"),
+        ("windows=0", "windows"),
+        ("windows=" + ",".join(str(n) for n in range(1, 30)), "windows"),
+        ("since=yesterday", "since"),
+        ("until=2026-01-01T00:00:00", "until"),
+        ("since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z", "since"),
+        ("since=2020-01-01T00:00:00Z&until=2026-01-01T00:00:00Z", "since"),
+    ],
+)
+def test_bad_window_report_parameters_are_a_400_naming_them(api, staff_token, query, field):
+    channel = ChannelFactory()
+    response = api.get(f"/api/v1/channels/{channel.pk}/window-report/?{query}", auth=staff_token)
+    assert response.status_code == 400
+    assert field in response.json()["error"]["fields"]
+
+
+def test_only_staff_read_a_window_report(api, alice, alice_token, service_key):
+    session = SessionFactory(owner=alice)
+    path = f"/api/v1/channels/{session.channel_id}/window-report/"
+    assert api.get(path, auth=alice_token).status_code == 403
+    assert api.get(path, auth=service_key).status_code == 403
+    assert api.get(path).status_code == 401
