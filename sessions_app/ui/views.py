@@ -17,7 +17,7 @@ from uuid import UUID
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
@@ -27,11 +27,14 @@ from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET, require_POST
 
 from sessions_app.delivery.outbound import MESSAGING_KINDS, record_outbound_message
+from sessions_app.ingest.channels import set_reuse_window
+from sessions_app.ingest.window_report import BadReportQuery, ReportQuery, window_report
 from sessions_app.lifecycle.boundaries import BoundaryRefused, merge_sessions, split_session
 from sessions_app.lifecycle.transitions import TransitionRefused, allowed_targets, transition_session
-from sessions_app.models import DeliveryStatus, Direction, Message, Role, Session, SessionStatus
+from sessions_app.models import Channel, DeliveryStatus, Direction, Message, Role, Session, SessionStatus
 from sessions_app.ui import queries
 from sessions_app.ui.chart import build_chart
+from sessions_app.ui.window_chart import build_window_chart, duration_label
 
 # The staff actions this page offers, in button order: (target status, button label).
 ACTIONS = [
@@ -382,3 +385,70 @@ def session_split(request: HttpRequest, session_id: UUID) -> HttpResponse:
         return _boundary_refused(request, session, "Split", exc)
     messages.success(request, f"Split: this new session holds message {message_id} and every later one.")
     return redirect("sessions_ui:detail", session_id=new.pk)
+
+
+# --- A channel's windows: the what-if report --------------------------------------------------------
+
+
+@require_GET
+@staff_required
+def channel_windows(request: HttpRequest, channel_id: int) -> HttpResponse:
+    """The channel's gap histogram with its window marked, sessions against the window, and buttons
+    that set the window (ingest/window_report.py)."""
+    channel = get_object_or_404(Channel, pk=channel_id)
+    current = int(channel.effective_reuse_window.total_seconds())
+    now = timezone.now()
+    status = 200
+    try:
+        query = ReportQuery.parse(
+            request.GET.get("windows"), request.GET.get("since"), request.GET.get("until"), now=now
+        )
+    except BadReportQuery as exc:
+        messages.error(request, f"{exc.field}: {exc} Showing the defaults instead.")
+        query, status = ReportQuery.parse(None, None, None, now=now), 400
+    asked = sorted({*query.windows, current} if current else set(query.windows))
+    report = window_report(channel, asked, query.since, query.until)
+    abandon = channel.effective_abandon_after
+    rows = [
+        {
+            "seconds": w.seconds,
+            "label": duration_label(w.seconds),
+            "sessions": w.sessions,
+            "current": w.seconds == current,
+            "allowed": not abandon or w.seconds <= abandon,
+        }
+        for w in report.windows
+    ]
+    context = {
+        "channel": channel,
+        "current": current,
+        "current_label": duration_label(current),
+        "own_window": channel.reuse_window is not None,
+        "abandon_label": duration_label(abandon) if abandon else "",
+        "report": report,
+        "chart": build_window_chart(report, current),
+        "rows": rows,
+        "query": query,
+        "windows_text": ",".join(str(w) for w in query.windows),
+    }
+    return render(request, "sessions_ui/channel_windows.html", context, status=status)
+
+
+@require_POST
+@staff_required
+def channel_set_window(request: HttpRequest, channel_id: int) -> HttpResponse:
+    channel = get_object_or_404(Channel, pk=channel_id)
+    back = reverse("sessions_ui:channel-windows", args=[channel.pk])
+    query = request.POST.get("query", "")
+    if query and all(part.split("=", 1)[0] in {"windows", "since", "until"} for part in query.split("&")):
+        back += "?" + query
+    try:
+        seconds = int(request.POST.get("seconds", ""))
+        set_reuse_window(channel, seconds)
+    except ValueError:
+        messages.error(request, "Choose a window in whole seconds.")
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, f"The reuse window of {channel} is now {duration_label(seconds)}.")
+    return redirect(back)

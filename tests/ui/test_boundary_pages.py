@@ -3,6 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.utils import timezone
 
 from sessions_app.models import Session, SessionStatus, StatusChange
 from tests.factories import ChannelFactory, ContactFactory, MessageFactory, SessionFactory
@@ -95,3 +96,66 @@ def test_merge_and_split_need_staff(client):
     last = session.messages.order_by("created_at").last()
     assert client.post(f"{LIST}{session.pk}/split/", {"message_id": last.pk}).status_code == 302  # login
     assert Session.objects.count() == 1
+
+
+# --- A channel's windows ---------------------------------------------------------------------------------
+
+
+def channel_with_gaps(**fields):
+    """One contact's inbound messages 100 s, 200 s and 2,000 s apart, in the last day."""
+    channel = ChannelFactory(**fields)
+    session = SessionFactory(channel=channel)
+    start = timezone.now() - timedelta(hours=2)
+    for seconds in (0, 100, 300, 2300):
+        MessageFactory(session=session, created_at=start + timedelta(seconds=seconds))
+    return channel
+
+
+def test_the_window_page_draws_the_histogram_the_sessions_line_and_the_current_window(staff_client):
+    channel = channel_with_gaps(reuse_window=300)
+    response = staff_client.get(f"{LIST}channels/{channel.pk}/windows/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "<svg" in html and 'id="current-window-mark"' in html and "now: 5 min" in html
+    assert "gaps of 1 min to 2 min: 1" in html and "gaps of 30 min to 1 h: 1" in html
+    assert "<polyline" in html and "window 300 s: 2 sessions" in html
+    assert "https://" not in html.split("<body>")[1].split("</svg>")[0]  # nothing from elsewhere
+    rows = {w.seconds: w.sessions for w in response.context["report"].windows}
+    assert rows == {60: 4, 300: 2, 900: 2}
+    assert 'data-window="300"' in html and "current window" in html
+
+
+def test_the_window_button_sets_the_channels_reuse_window(staff_client):
+    channel = channel_with_gaps(reuse_window=300)
+    response = staff_client.post(
+        f"{LIST}channels/{channel.pk}/windows/set/", {"seconds": "900", "query": "windows=60,900"}
+    )
+    assert response.status_code == 302
+    assert response["Location"] == f"{LIST}channels/{channel.pk}/windows/?windows=60,900"
+    channel.refresh_from_db()
+    assert channel.reuse_window == 900
+    page = staff_client.get(response["Location"]).content.decode()
+    assert "The reuse window of" in page and "is now 15 min" in page
+
+
+def test_a_window_longer_than_abandon_after_is_refused_and_not_offered(staff_client):
+    channel = channel_with_gaps(reuse_window=300, abandon_after=600)
+    html = staff_client.get(f"{LIST}channels/{channel.pk}/windows/?windows=60,900").content.decode()
+    assert "longer than abandon-after" in html
+    response = staff_client.post(f"{LIST}channels/{channel.pk}/windows/set/", {"seconds": "900"}, follow=True)
+    assert "must not be longer than abandon-after" in response.content.decode()
+    channel.refresh_from_db()
+    assert channel.reuse_window == 300
+
+
+def test_bad_window_page_parameters_are_explained(staff_client):
+    channel = channel_with_gaps()
+    response = staff_client.get(f"{LIST}channels/{channel.pk}/windows/?windows=x")
+    assert response.status_code == 400
+    assert "Showing the defaults instead." in response.content.decode()
+
+
+def test_the_session_page_links_to_its_channels_windows(staff_client):
+    session = session_with(ContactFactory(), ChannelFactory(), [0])
+    html = staff_client.get(f"{LIST}{session.pk}/").content.decode()
+    assert f'href="{LIST}channels/{session.channel_id}/windows/"' in html
