@@ -19,6 +19,7 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.db import connection, transaction
 from django.utils.dateparse import parse_datetime
@@ -112,9 +113,7 @@ def thresholds(windows: Sequence[int]) -> list[int]:
     return sorted({*GAP_BUCKETS, *(int(w) for w in windows)})
 
 
-def statement_params(
-    channel: Channel, windows: Sequence[int], since: datetime, until: datetime
-) -> list[object]:
+def statement_params(channel: Channel, windows: Sequence[int], since: datetime, until: datetime) -> list[Any]:
     negated = [-float(t) for t in reversed(thresholds(windows))]
     return [negated, channel.pk, str(Direction.INBOUND), since, until]
 
