@@ -114,7 +114,8 @@ EXTRA_ERRORS: dict[tuple[str, str], dict[int, str]] = {
     ("delete", "/api/v1/contacts/{id}/"): {409: "`in_use`: sessions still refer to it."},
     ("delete", "/api/v1/channels/{id}/"): {409: "`in_use`: sessions still refer to it."},
     ("get", "/api/v1/channels/{id}/window-report/"): {
-        403: "`permission_denied`: only staff read a channel's window report."
+        400: "`invalid`: `windows`, `since` or `until` cannot be used; `fields` names which and why.",
+        403: "`permission_denied`: only staff read a channel's window report.",
     },
     ("post", "/webhook/sessions"): {
         404: "Not configured (`SESSIONS_WEBHOOK_*` unset), or `session_not_found`: no session with this "

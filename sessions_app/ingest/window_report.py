@@ -187,7 +187,10 @@ class ReportQuery:
                 raise BadReportQuery("windows", f"Each window is 1 to {MAX_WINDOW_SECONDS} seconds.")
             chosen = list(dict.fromkeys(chosen))
         end = _moment("until", until) or now
-        start = _moment("since", since) or end - DEFAULT_PERIOD
+        try:
+            start = _moment("since", since) or end - DEFAULT_PERIOD
+        except OverflowError:
+            raise BadReportQuery("until", "until is too early to have 30 days before it.") from None
         if start >= end:
             raise BadReportQuery("since", "since must be before until.")
         if end - start > MAX_PERIOD:
@@ -206,4 +209,7 @@ def _moment(field: str, value: str | None) -> datetime | None:
         raise BadReportQuery(
             field, f"{field} must be an ISO 8601 time with a zone, e.g. 2026-01-31T10:00:00Z."
         )
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise BadReportQuery(field, f"{field} is out of range.") from None

@@ -386,3 +386,13 @@ def test_only_staff_read_a_window_report(api, alice, alice_token, service_key):
     assert api.get(path, auth=alice_token).status_code == 403
     assert api.get(path, auth=service_key).status_code == 403
     assert api.get(path).status_code == 401
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["until=0001-01-02T00:00:00Z", "since=0001-01-01T00:00:00%2B17:07&until=0001-01-03T00:00:00Z"],
+)
+def test_window_report_times_at_the_edge_of_the_calendar_are_a_400_not_a_500(api, staff_token, query):
+    channel = ChannelFactory()
+    response = api.get(f"/api/v1/channels/{channel.pk}/window-report/?{query}", auth=staff_token)
+    assert response.status_code == 400, response.content
