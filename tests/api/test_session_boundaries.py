@@ -9,8 +9,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 from channels_redis.pubsub import RedisPubSubChannelLayer
 
+from sessions_app.lifecycle.sweep import sweep_sessions
 from sessions_app.lifecycle.transitions import transition_session
 from sessions_app.models import Channel, ChannelKind, Message, Session, SessionStatus, StatusChange
 from sessions_app.realtime.groups import session_group
@@ -396,3 +398,25 @@ def test_window_report_times_at_the_edge_of_the_calendar_are_a_400_not_a_500(api
     channel = ChannelFactory()
     response = api.get(f"/api/v1/channels/{channel.pk}/window-report/?{query}", auth=staff_token)
     assert response.status_code == 400, response.content
+
+
+def test_a_merged_session_cannot_be_split(api, staff_token, pair):
+    source, target = pair
+    api.post(f"/api/v1/sessions/{source.pk}/merge/", {"into": str(target.pk)}, auth=staff_token)
+    moved = target.messages.order_by("created_at").last()
+    response = api.post(f"/api/v1/sessions/{source.pk}/split/", {"message_id": moved.pk}, auth=staff_token)
+    assert (response.status_code, response.json()["error"]["code"]) == (409, "already_merged")
+
+
+def test_the_sweep_never_moves_a_merged_session(api, staff_token, pair, settings):
+    settings.SESSION_ARCHIVE_AFTER = 60
+    settings.SESSION_ABANDON_AFTER = 60
+    source, target = pair
+    api.post(f"/api/v1/sessions/{source.pk}/merge/", {"into": str(target.pk)}, auth=staff_token)
+    for days in (30, 31):  # abandoned, then archived
+        with time_machine.travel(datetime.now(tz=UTC) + timedelta(days=days)):
+            sweep_sessions()
+    source.refresh_from_db()
+    assert source.status == S.MERGED
+    assert not StatusChange.objects.filter(session=source, actor="system:sweep").exists()
+    assert Session.objects.get(pk=target.pk).status == S.ARCHIVED
