@@ -362,6 +362,8 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(TASK_RECOVERY_INTERVAL),
     },
     "warm-staff-chart": {"task": "sessions_app.tasks.warm_staff_chart", "schedule": 600.0},
+    # The window report's daily rollup (docs/session-boundaries.md): a day is rolled once finished.
+    "roll-up-windows": {"task": "sessions_app.tasks.roll_up_windows", "schedule": 900.0},
 }
 
 # --- Agent ----------------------------------------------------------------------------------------

@@ -586,3 +586,61 @@ class AgentTool(models.Model):
                 problems["parameters"] = f"Not a valid JSON schema: {exc.message}"
         if problems:
             raise ValidationError(problems)
+
+
+class WindowRollupState(models.Model):
+    """How far the window report's rollup of a channel goes (ingest/window_report.py): every UTC day
+    before `rolled_until` is summed up. `dirty_before`: sessions with messages up to then were
+    deleted since (an erasure, a purge), so a report of a period starting before it reads the
+    messages themselves until the next roll rebuilds the channel (set by a trigger)."""
+
+    channel = models.OneToOneField(Channel, on_delete=models.CASCADE, primary_key=True)
+    rolled_until = models.DateField(null=True, blank=True)
+    dirty_before = models.DateTimeField(null=True, blank=True)
+    rolled_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"window rollup of channel {self.channel_id} until {self.rolled_until}"
+
+
+class WindowRollupDay(models.Model):
+    """One contact's inbound messages of one UTC day on one channel, for the window report: the first
+    and last, and the contact's inbound message before the first (any day; null: none)."""
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, db_index=False, related_name="+")
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, db_index=False, related_name="+")
+    day = models.DateField()
+    first_at = models.DateTimeField()
+    last_at = models.DateTimeField()
+    previous_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # Also the lookup of a contact's latest day before another (the next roll's previous_at).
+            models.UniqueConstraint(fields=["channel", "contact", "day"], name="window_rollup_day_unique")
+        ]
+        indexes = [models.Index(fields=["channel", "day"], name="window_rollup_day_channel")]
+
+    def __str__(self) -> str:
+        return f"contact {self.contact_id} on {self.day}"
+
+
+class WindowRollupGaps(models.Model):
+    """Gaps between consecutive inbound messages of one contact within one UTC day on one channel,
+    counted per length in whole seconds rounded up (exact for whole-second windows: a gap is longer
+    than w seconds exactly when its rounded-up length is)."""
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, db_index=False, related_name="+")
+    day = models.DateField()
+    gap_seconds = models.PositiveIntegerField()
+    count = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["channel", "day", "gap_seconds"], name="window_rollup_gaps_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.count} gaps of {self.gap_seconds}s on {self.day}"

@@ -18,13 +18,23 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django.db import connection, transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from sessions_app.models import Channel, Direction, Message, Session
+from sessions_app.models import (
+    Channel,
+    Direction,
+    Message,
+    Session,
+    WindowRollupDay,
+    WindowRollupGaps,
+    WindowRollupState,
+)
 
 # Upper bounds (seconds, inclusive) of the gap histogram's buckets; one more bucket holds the longer
 # gaps (`upper_seconds` null). The first bucket starts at 0 (two messages of the same instant).
@@ -118,17 +128,111 @@ def statement_params(channel: Channel, windows: Sequence[int], since: datetime, 
     return [negated, channel.pk, str(Direction.INBOUND), since, until]
 
 
+# The same counts from the daily rollup for the finished days of the period (the period starting at
+# a UTC midnight, the rollup covering its days and no deletion since touching it), and from the
+# messages only for the rest (today, as a rule). A contact's first message of a rolled day counts
+# its gap from the message before it when that one is in the period; later messages of the day
+# come counted per whole second (`window_rollup_gaps`); a message after the rolled days whose
+# previous message is before them takes the contact's last rolled message instead. Those messages
+# are found through their sessions (`session_recent`: a session's last activity is never before its
+# messages), not by scanning every message. A NULL rank is a contact's first message in the period.
+_ROLLED_STATEMENT = """
+WITH live AS (
+    SELECT s.contact_id, m.created_at,
+           lag(m.created_at) OVER (PARTITION BY s.contact_id ORDER BY m.created_at) AS previous
+    FROM {session} s JOIN {message} m ON m.session_id = s.id
+    WHERE s.channel_id = %(channel)s AND s.contact_id IS NOT NULL AND s.last_activity_at >= %(rolled_to)s
+      AND m.direction = %(inbound)s AND m.created_at >= %(rolled_to)s AND m.created_at < %(until)s
+), gaps AS (
+    SELECT date_part('epoch', l.created_at - CASE WHEN l.previous IS NULL THEN
+               (SELECT r.last_at FROM {days} r
+                WHERE r.channel_id = %(channel)s AND r.contact_id = l.contact_id
+                  AND r.day >= %(rolled_from_day)s AND r.day < %(rolled_to_day)s
+                ORDER BY r.day DESC LIMIT 1)
+           ELSE l.previous END) AS gap
+    FROM live l
+    UNION ALL
+    SELECT CASE WHEN r.previous_at >= %(since)s THEN date_part('epoch', r.first_at - r.previous_at) END
+    FROM {days} r
+    WHERE r.channel_id = %(channel)s AND r.day >= %(rolled_from_day)s AND r.day < %(rolled_to_day)s
+)
+SELECT width_bucket(-gap, %(thresholds)s::float8[]), count(*) FROM gaps GROUP BY 1
+UNION ALL
+SELECT width_bucket(-g.gap_seconds::float8, %(thresholds)s::float8[]), sum(g.count)::bigint
+FROM {gap_counts} g
+WHERE g.channel_id = %(channel)s AND g.day >= %(rolled_from_day)s AND g.day < %(rolled_to_day)s
+GROUP BY 1
+"""
+
+
+def rolled_statement() -> str:
+    return _ROLLED_STATEMENT.format(
+        session=Session._meta.db_table,
+        message=Message._meta.db_table,
+        days=WindowRollupDay._meta.db_table,
+        gap_counts=WindowRollupGaps._meta.db_table,
+    )
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def rolled_days(channel: Channel, since: datetime, until: datetime) -> tuple[date, date] | None:
+    """The days [first, end) of the period the rollup can answer, or None: the period must start
+    at a UTC midnight, and no session deleted since the last roll may have held messages of it."""
+    state = WindowRollupState.objects.filter(channel=channel).first()
+    if state is None or state.rolled_until is None:
+        return None
+    if state.dirty_before is not None and state.dirty_before >= since:
+        return None
+    start = since.astimezone(UTC)
+    if start.time() != time.min:
+        return None
+    first = start.date()
+    end = min(until.astimezone(UTC).date(), state.rolled_until)
+    return (first, end) if end > first else None
+
+
+def rolled_params(
+    channel: Channel, windows: Sequence[int], since: datetime, until: datetime
+) -> dict[str, Any] | None:
+    """The parameters of `rolled_statement` for this period, or None when the rollup cannot answer."""
+    days = rolled_days(channel, since, until)
+    if days is None:
+        return None
+    return {
+        "channel": channel.pk,
+        "inbound": str(Direction.INBOUND),
+        "since": since,
+        "until": until,
+        "rolled_from_day": days[0],
+        "rolled_to_day": days[1],
+        "rolled_to": _midnight(days[1]),
+        "thresholds": [-float(t) for t in reversed(thresholds(windows))],
+    }
+
+
 def window_report(channel: Channel, windows: Sequence[int], since: datetime, until: datetime) -> WindowReport:
     """The report for `channel`'s inbound messages in [since, until), for each window (seconds)."""
     seconds = [int(w) for w in windows]
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
-        cursor.execute(statement(), statement_params(channel, seconds, since, until))
+        rolled = rolled_params(channel, seconds, since, until)
+        if rolled is None:
+            cursor.execute(statement(), statement_params(channel, seconds, since, until))
+        else:
+            cursor.execute(rolled_statement(), rolled)
         rows = cursor.fetchall()
     # A gap with n thresholds at least as long is longer than threshold t exactly when n is at most
     # the number of thresholds longer than t.
-    by_rank = {rank: count for rank, count in rows if rank is not None}
-    contacts = sum(count for rank, count in rows if rank is None)
+    by_rank: dict[int, int] = {}
+    contacts = 0
+    for rank, count in rows:
+        if rank is None:
+            contacts += count
+        else:
+            by_rank[rank] = by_rank.get(rank, 0) + count
     lengths = thresholds(seconds)
 
     def longer_than(t: int) -> int:
@@ -146,6 +250,91 @@ def window_report(channel: Channel, windows: Sequence[int], since: datetime, unt
         contacts=contacts,
         messages=contacts + all_gaps,
     )
+
+
+# --- The daily rollup -----------------------------------------------------------------------------
+
+# A day is rolled once it is this far behind: inbound messages are stored at their arrival time, and
+# a transaction still open at midnight commits within it.
+ROLL_MARGIN = timedelta(minutes=10)
+
+# The channel's inbound messages of [start, end) with each one's previous (per contact), once: their
+# gaps within a day counted per whole second rounded up, and per contact and day the first and last
+# message and the one before the first (from this batch, or else the contact's latest rolled day).
+_ROLL_STATEMENT = """
+WITH batch AS MATERIALIZED (
+    SELECT s.contact_id, m.created_at, (m.created_at AT TIME ZONE 'UTC')::date AS day,
+           lag(m.created_at) OVER (PARTITION BY s.contact_id ORDER BY m.created_at) AS previous
+    FROM {session} s JOIN {message} m ON m.session_id = s.id
+    WHERE s.channel_id = %(channel)s AND s.contact_id IS NOT NULL AND s.last_activity_at >= %(start)s
+      AND m.direction = %(inbound)s AND m.created_at >= %(start)s AND m.created_at < %(end)s
+), counted AS (
+    INSERT INTO {gap_counts} (channel_id, day, gap_seconds, count)
+    SELECT %(channel)s, day, ceil(date_part('epoch', created_at - previous))::integer, count(*)
+    FROM batch WHERE previous >= day::timestamp AT TIME ZONE 'UTC'
+    GROUP BY 2, 3
+    RETURNING 1
+)
+INSERT INTO {days} (channel_id, contact_id, day, first_at, last_at, previous_at)
+SELECT %(channel)s, b.contact_id, b.day, min(b.created_at), max(b.created_at),
+       CASE WHEN bool_or(b.previous IS NULL) THEN
+           (SELECT r.last_at FROM {days} r
+            WHERE r.channel_id = %(channel)s AND r.contact_id = b.contact_id AND r.day < %(start_day)s
+            ORDER BY r.day DESC LIMIT 1)
+       ELSE max(b.previous) FILTER (WHERE b.previous < b.day::timestamp AT TIME ZONE 'UTC') END
+FROM batch b
+GROUP BY b.contact_id, b.day
+"""
+
+# The start of time for a first roll (psycopg sends no -infinity).
+BEGINNING = datetime(1, 1, 1, tzinfo=UTC)
+
+
+def roll_up(channel: Channel, *, now: datetime | None = None) -> int:
+    """Sum up `channel`'s finished UTC days not rolled yet (all of them the first time, and after a
+    deletion made the rollup dirty); returns how many (contact, day) rows it wrote. One transaction; a second
+    roll of the same channel waits for it, then finds nothing to do."""
+    now = now or timezone.now()
+    end = (now - ROLL_MARGIN).astimezone(UTC).date()
+    with transaction.atomic():
+        WindowRollupState.objects.get_or_create(channel=channel)
+        state = WindowRollupState.objects.select_for_update().get(channel=channel)
+        start = state.rolled_until
+        if start is None or state.dirty_before is not None:
+            WindowRollupDay.objects.filter(channel=channel).delete()
+            WindowRollupGaps.objects.filter(channel=channel).delete()
+            start = None
+        if start is not None and start >= end:
+            return 0
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
+            cursor.execute(
+                _ROLL_STATEMENT.format(
+                    session=Session._meta.db_table,
+                    message=Message._meta.db_table,
+                    days=WindowRollupDay._meta.db_table,
+                    gap_counts=WindowRollupGaps._meta.db_table,
+                ),
+                {
+                    "channel": channel.pk,
+                    "inbound": str(Direction.INBOUND),
+                    "start": _midnight(start) if start else BEGINNING,
+                    "start_day": start or BEGINNING.date(),
+                    "end": _midnight(end),
+                },
+            )
+            written = cursor.rowcount
+        state.rolled_until = end
+        state.dirty_before = None
+        state.rolled_at = now
+        state.save(update_fields=["rolled_until", "dirty_before", "rolled_at"])
+    return written
+
+
+def roll_up_channels(*, now: datetime | None = None) -> int:
+    """Roll every channel with sessions (the beat task); returns the (contact, day) rows written."""
+    channels = Channel.objects.filter(Exists(Session.objects.filter(channel=OuterRef("pk"))))
+    return sum(roll_up(channel, now=now) for channel in channels)
 
 
 class BadReportQuery(ValueError):
@@ -171,7 +360,8 @@ class ReportQuery:
     ) -> ReportQuery:
         """The report's parameters as the API's query string, the command and the staff page give
         them: `windows` comma-separated seconds (default 60,300,900), `since`/`until` ISO 8601 with
-        a time zone (default: the 30 days up to now). Raises `BadReportQuery`."""
+        a time zone (default: from the UTC midnight 30 days before until, so the daily rollup answers
+        the finished days; until: now). Raises `BadReportQuery`."""
         if windows is None or not windows.strip():
             chosen = list(DEFAULT_WINDOWS)
         else:
@@ -188,7 +378,7 @@ class ReportQuery:
             chosen = list(dict.fromkeys(chosen))
         end = _moment("until", until) or now
         try:
-            start = _moment("since", since) or end - DEFAULT_PERIOD
+            start = _moment("since", since) or _midnight((end - DEFAULT_PERIOD).astimezone(UTC).date())
         except OverflowError:
             raise BadReportQuery("until", "until is too early to have 30 days before it.") from None
         if start >= end:

@@ -6,13 +6,15 @@
 - Status `merged` and `Session.merged_into`, indexed only where set.
 - The search document's message update trigger stays out while merge or split move messages
   (sessions_app/search/document.sql): they refresh each document once.
+- The window report's daily rollup (WindowRollupState, WindowRollupDay, WindowRollupGaps) and the
+  trigger that marks it dirty when sessions are deleted (sessions_app/ingest/window_rollup.sql).
 """
 
 import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
-from sessions_app.sql import INGEST, SEARCH, apply_sql_file
+from sessions_app.sql import INGEST, SEARCH, WINDOW_ROLLUP, apply_sql_file
 
 OLD_INGEST_SIGNATURE = (
     "sessions_app_record_inbound(bigint, interval, timestamptz, bigint, text, text, text, text, text, "
@@ -58,6 +60,45 @@ class Migration(migrations.Migration):
             model_name='session',
             index=models.Index(condition=models.Q(('merged_into__isnull', False)), fields=['merged_into'], name='session_merged_into'),
         ),
+        migrations.CreateModel(
+            name='WindowRollupState',
+            fields=[
+                ('channel', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, serialize=False, to='sessions_app.channel')),
+                ('rolled_until', models.DateField(blank=True, null=True)),
+                ('dirty_before', models.DateTimeField(blank=True, null=True)),
+                ('rolled_at', models.DateTimeField(blank=True, null=True)),
+            ],
+        ),
+        migrations.CreateModel(
+            name='WindowRollupDay',
+            fields=[
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('day', models.DateField()),
+                ('first_at', models.DateTimeField()),
+                ('last_at', models.DateTimeField()),
+                ('previous_at', models.DateTimeField(blank=True, null=True)),
+                ('channel', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='sessions_app.channel')),
+                ('contact', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='sessions_app.contact')),
+            ],
+            options={
+                'indexes': [models.Index(fields=['channel', 'day'], name='window_rollup_day_channel')],
+                'constraints': [models.UniqueConstraint(fields=('channel', 'contact', 'day'), name='window_rollup_day_unique')],
+            },
+        ),
+        migrations.CreateModel(
+            name='WindowRollupGaps',
+            fields=[
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('day', models.DateField()),
+                ('gap_seconds', models.PositiveIntegerField()),
+                ('count', models.PositiveIntegerField()),
+                ('channel', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='sessions_app.channel')),
+            ],
+            options={
+                'constraints': [models.UniqueConstraint(fields=('channel', 'day', 'gap_seconds'), name='window_rollup_gaps_unique')],
+            },
+        ),
         apply_sql_file(INGEST),
         apply_sql_file(SEARCH),
+        apply_sql_file(WINDOW_ROLLUP),
     ]

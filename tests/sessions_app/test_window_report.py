@@ -6,10 +6,12 @@ from datetime import UTC, datetime, timedelta
 from io import StringIO
 
 import pytest
+import time_machine
 from django.core.management import CommandError, call_command
 
-from sessions_app.ingest.window_report import GAP_BUCKETS, window_report
-from sessions_app.models import Direction, Message, Role
+from sessions_app.ingest.window_report import GAP_BUCKETS, ReportQuery, roll_up, rolled_days, window_report
+from sessions_app.models import Direction, Message, Role, Session, WindowRollupState
+from sessions_app.tasks import roll_up_windows
 from tests.factories import ChannelFactory, ContactFactory, MessageFactory, SessionFactory
 
 pytestmark = pytest.mark.django_db
@@ -37,11 +39,11 @@ def replay(times_by_contact: dict[int, list[datetime]], windows, since, until):
     return sessions, buckets
 
 
-def generated_history(seed: int):
+def generated_history(seed: int, *, before: datetime | None = None):
     """A channel's inbound history from 12 contacts, scattered over several sessions each (some
     interleaved in time, as a client naming sessions makes them), with bursts and long silences;
     plus what the report must not read: outbound messages, another channel, messages outside the
-    period, and a session without a contact."""
+    period, and a session without a contact. `before`: no message from then on."""
     rng = random.Random(seed)
     channel, elsewhere = ChannelFactory(), ChannelFactory(address="+15005550007")
     times: dict[int, list[datetime]] = {}
@@ -61,6 +63,8 @@ def generated_history(seed: int):
                     ]
                 )
             )
+            if before is not None and t >= before:
+                break  # never after the sessions' last activity (ingest keeps it so)
             MessageFactory(session=rng.choice(sessions), created_at=t)
             times.setdefault(contact.pk, []).append(t)
             if rng.random() < 0.5:
@@ -143,3 +147,98 @@ def test_the_command_refuses_an_unknown_channel_and_bad_windows():
     channel = ChannelFactory()
     with pytest.raises(CommandError, match="windows"):
         call_command("window_report", "--channel", str(channel.pk), "--windows", "abc", stdout=StringIO())
+
+
+# --- The daily rollup ------------------------------------------------------------------------------------
+
+NOW = START + timedelta(days=25, hours=13, minutes=7)
+
+
+def history_up_to_now(seed: int):
+    """As `generated_history`, written at NOW (so each session's last activity is after its messages,
+    as ingest keeps it), with messages up to NOW: finished days and a part of today."""
+    with time_machine.travel(NOW, tick=False):
+        channel, times = generated_history(seed, before=NOW.replace(hour=0, minute=0))
+        rng = random.Random(seed)
+        for contact_id in list(times)[:6]:  # some contacts write today too
+            session = SessionFactory(channel=channel, contact_id=contact_id)
+            for minutes in sorted(rng.uniform(0, 13 * 60) for _ in range(4)):
+                t = NOW.replace(hour=0, minute=0, second=0) + timedelta(minutes=minutes)
+                MessageFactory(session=session, created_at=t)
+                times[contact_id].append(t)
+    return channel, times
+
+
+WINDOWS = [7, 60, 299, 300, 301, 900, 3600, 86400]
+
+
+def assert_matches_replay(channel, times, since, until, *, rolled: bool) -> None:
+    assert (rolled_days(channel, since, until) is not None) is rolled
+    report = window_report(channel, WINDOWS, since, until)
+    sessions, buckets = replay(times, WINDOWS, since, until)
+    assert {w.seconds: w.sessions for w in report.windows} == sessions
+    assert [g.count for g in report.gaps] == buckets
+
+
+@pytest.mark.parametrize("seed", [4, 5, 6])
+def test_the_rollup_gives_the_counts_the_messages_give(seed):
+    channel, times = history_up_to_now(seed)
+    assert roll_up(channel, now=NOW) > 0
+    midnight = datetime(2026, 1, 3, tzinfo=UTC)
+    # The finished days from the rollup, today from the messages.
+    assert_matches_replay(channel, times, midnight, NOW, rolled=True)
+    # A period ending inside the rolled days: the rest of its last day from the messages.
+    assert_matches_replay(channel, times, midnight, datetime(2026, 1, 9, 5, 30, tzinfo=UTC), rolled=True)
+    # Not from a midnight: the messages alone, the same counts.
+    assert_matches_replay(channel, times, midnight + timedelta(hours=3), NOW, rolled=False)
+    # The default period starts at a midnight, so the rollup answers it.
+    query = ReportQuery.parse(None, None, None, now=NOW)
+    assert rolled_days(channel, query.since, query.until) is not None
+
+
+def test_a_deleted_session_sends_reports_to_the_messages_until_the_next_roll():
+    channel, times = history_up_to_now(7)
+    roll_up(channel, now=NOW)
+    since = datetime(2026, 1, 2, tzinfo=UTC)
+    session = Session.objects.filter(channel=channel, messages__created_at__gte=since).distinct().first()
+    gone = set(session.messages.filter(direction=Direction.INBOUND).values_list("created_at", flat=True))
+    session.delete()  # as an erasure or a purge deletes it
+    times = {contact: [t for t in ts if t not in gone] for contact, ts in times.items()}
+    state = WindowRollupState.objects.get(channel=channel)
+    assert state.dirty_before is not None and state.dirty_before >= since
+    assert_matches_replay(channel, times, since, NOW, rolled=False)
+    roll_up(channel, now=NOW)  # rebuilt
+    assert_matches_replay(channel, times, since, NOW, rolled=True)
+
+
+def test_the_next_roll_adds_only_the_days_finished_since():
+    channel, times = history_up_to_now(8)
+    roll_up(channel, now=NOW)
+    assert roll_up(channel, now=NOW) == 0  # nothing new
+    tomorrow = NOW + timedelta(days=1)
+    with time_machine.travel(tomorrow, tick=False):
+        contact_id = next(iter(times))
+        session = SessionFactory(channel=channel, contact_id=contact_id)
+        for hours in (1, 1.01, 5):
+            t = tomorrow.replace(hour=0, minute=0) + timedelta(hours=hours)
+            MessageFactory(session=session, created_at=t)
+            times[contact_id].append(t)
+        assert roll_up_windows() > 0  # the beat task: today (NOW's day) is finished now
+    assert WindowRollupState.objects.get(channel=channel).rolled_until == tomorrow.date()
+    later = tomorrow + timedelta(hours=6)
+    assert_matches_replay(channel, times, datetime(2026, 1, 2, tzinfo=UTC), later, rolled=True)
+
+
+def test_the_command_rolls_up_first_when_asked_and_prints_the_same_counts():
+    channel, times = history_up_to_now(9)
+    since = datetime(2026, 1, 2, tzinfo=UTC)
+    args = ["--channel", str(channel.pk), "--windows", "300", "--since", since.isoformat()]
+    args += ["--until", NOW.isoformat()]
+    live, rolled, err = StringIO(), StringIO(), StringIO()
+    call_command("window_report", *args, stdout=live)
+    call_command("window_report", *args, "--roll-up", stdout=rolled, stderr=err)
+    assert "rolled up:" in err.getvalue()
+    assert rolled_days(channel, since, NOW) is not None
+    assert live.getvalue() == rolled.getvalue()
+    sessions, _ = replay(times, [300], since, NOW)
+    assert f'"windows": [{{"seconds": 300, "sessions": {sessions[300]}}}]' in rolled.getvalue()
