@@ -157,12 +157,14 @@ def main() -> int:
         rolled_days,
         window_report,
     )
-    from sessions_app.models import Channel
+    from sessions_app.models import Channel, WindowRollupState
 
     channel = Channel.objects.get()
     query = ReportQuery.parse(None, None, None, now=timezone.now())  # the default period
     since, until = query.since, query.until
-    if not args.live:
+    if args.live:  # no rollup state: the product's function replays every message
+        WindowRollupState.objects.filter(channel=channel).delete()
+    else:
         started = time.perf_counter()
         rows = roll_up(channel)
         elapsed = time.perf_counter() - started
@@ -193,16 +195,16 @@ def main() -> int:
         with connection.cursor() as cursor:
             cursor.execute(f"SET work_mem = '{module.WORK_MEM}'")
             if args.live:
-                sql, params = (
+                text, params = (
                     module.statement(),
                     module.statement_params(channel, DEFAULT_WINDOWS, since, until),
                 )
             else:
-                sql, params = (
+                text, params = (
                     module.rolled_statement(),
                     module.rolled_params(channel, DEFAULT_WINDOWS, since, until),
                 )
-            cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params)
+            cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + text, params)
             print("\n".join(row[0] for row in cursor.fetchall()))
     connection.close()
     if not args.keep:
