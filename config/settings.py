@@ -149,6 +149,9 @@ if not TWILIO_AUTH_TOKEN and DEBUG:
 SESSION_REUSE_WINDOW = env.get_int("SESSION_REUSE_WINDOW", 300, minimum=0)
 SESSION_ABANDON_AFTER = env.get_int("SESSION_ABANDON_AFTER", 30 * 60, minimum=0)
 SESSION_ARCHIVE_AFTER = env.get_int("SESSION_ARCHIVE_AFTER", 7 * 24 * 3600, minimum=0)
+# Seconds after a session was closed or resolved in which its contact's next message reopens it
+# (per-channel override: Channel.reopen_window); 0 never reopens (docs/session-boundaries.md).
+SESSION_REOPEN_WINDOW = env.get_int("SESSION_REOPEN_WINDOW", 0, minimum=0)
 if SESSION_ABANDON_AFTER and SESSION_REUSE_WINDOW > SESSION_ABANDON_AFTER:
     raise ImproperlyConfigured(
         f"SESSION_REUSE_WINDOW ({SESSION_REUSE_WINDOW}s) must not be longer than "
@@ -359,6 +362,8 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(TASK_RECOVERY_INTERVAL),
     },
     "warm-staff-chart": {"task": "sessions_app.tasks.warm_staff_chart", "schedule": 600.0},
+    # The window report's daily rollup (docs/session-boundaries.md): a day is rolled once finished.
+    "roll-up-windows": {"task": "sessions_app.tasks.roll_up_windows", "schedule": 900.0},
 }
 
 # --- Agent ----------------------------------------------------------------------------------------

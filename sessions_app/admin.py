@@ -10,6 +10,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from sessions_app.agents.tools import BACKEND_HANDLERS
+from sessions_app.lifecycle.boundaries import BoundaryRefused, merge_sessions
 from sessions_app.lifecycle.transitions import TransitionRefused, transition_session
 from sessions_app.models import (
     AgentTool,
@@ -37,13 +38,14 @@ class ChannelAdmin(admin.ModelAdmin):
         "surface",
         "business_id",
         "reuse_window",
+        "reopen_window",
         "abandon_after",
         "archive_after",
         "is_active",
     ]
     # Abandon-after beside the reuse window: each limits the other (Channel.clean), and the form
     # must hold the field that a refusal is reported on.
-    list_editable = ["reuse_window", "abandon_after", "archive_after", "is_active"]
+    list_editable = ["reuse_window", "reopen_window", "abandon_after", "archive_after", "is_active"]
     list_filter = ["kind", "surface", "is_active"]
     search_fields = ["address", "name"]
 
@@ -132,6 +134,30 @@ def _transition_action(to_status: str, label: str):  # type: ignore[no-untyped-d
     return admin.action(description=label)(action)
 
 
+@admin.action(description="Merge selected sessions into the oldest of them (same contact and channel)")
+def merge_selected(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Session]) -> None:
+    """The selected sessions' messages move into the one that started first (lifecycle/boundaries.py)."""
+    sessions = list(queryset.order_by("created_at", "id")[:101])
+    if len(sessions) < 2:
+        modeladmin.message_user(request, "Select at least two sessions to merge.", messages.WARNING)
+        return
+    if len(sessions) > 100:
+        modeladmin.message_user(request, "Merge at most 100 sessions at a time.", messages.WARNING)
+        return
+    target, *others = sessions
+    merged, refused = 0, []
+    for source in others:
+        try:
+            merge_sessions(source, target, actor=f"staff:{request.user.get_username()}")
+            merged += 1
+        except BoundaryRefused as exc:
+            refused.append(f"{source}: {exc}")
+    if merged:
+        modeladmin.message_user(request, f"{merged} session(s) merged into “{target}”.", messages.SUCCESS)
+    for line in refused[:10]:
+        modeladmin.message_user(request, line, messages.WARNING)
+
+
 class CappedCountPaginator(Paginator):
     """Counts at most CAP + 1 rows: the changelist then says "10001 sessions" and offers that many
     pages. An exact count of a million filtered sessions is a sequential scan, 156-248 ms on its own
@@ -184,6 +210,7 @@ class SessionAdmin(admin.ModelAdmin):
         "channel_kind",
         "contact",
         "status",
+        "merged_into",
         "message_count",
         "first_message_at",
         "last_message_at",
@@ -199,6 +226,7 @@ class SessionAdmin(admin.ModelAdmin):
         "description",
         "thumbnail_url",
         "status",
+        "merged_into",
         "channel",
         "channel_kind",
         "contact",
@@ -223,6 +251,7 @@ class SessionAdmin(admin.ModelAdmin):
         _transition_action(SessionStatus.RESOLVED, "Resolve selected sessions"),
         _transition_action(SessionStatus.ARCHIVED, "Archive selected sessions"),
         _transition_action(SessionStatus.ACTIVE, "Reopen selected sessions"),
+        merge_selected,
     ]
 
     def get_search_results(self, request, queryset, search_term):  # type: ignore[no-untyped-def]

@@ -47,6 +47,8 @@ class SessionStatus(models.TextChoices):
     COMPLETED = "completed", "Completed"
     ABANDONED = "abandoned", "Abandoned"
     ARCHIVED = "archived", "Archived"
+    # Its messages moved into another session (`Session.merged_into`); terminal (docs/session-boundaries.md).
+    MERGED = "merged", "Merged"
 
 
 class Direction(models.TextChoices):
@@ -122,6 +124,13 @@ class Channel(models.Model):
         help_text="Seconds after a session ended (its last status change) before it is archived; 0 disables. "
         "Empty: the SESSION_ARCHIVE_AFTER setting.",
     )
+    reopen_window = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Seconds after a session was closed or resolved in which a new message from its contact "
+        "reopens it instead of opening a new session; 0 never reopens. Empty: the SESSION_REOPEN_WINDOW "
+        "setting.",
+    )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
@@ -140,6 +149,11 @@ class Channel(models.Model):
     @property
     def effective_reuse_window(self) -> timedelta:
         seconds = settings.SESSION_REUSE_WINDOW if self.reuse_window is None else self.reuse_window
+        return timedelta(seconds=seconds)
+
+    @property
+    def effective_reopen_window(self) -> timedelta:
+        seconds = settings.SESSION_REOPEN_WINDOW if self.reopen_window is None else self.reopen_window
         return timedelta(seconds=seconds)
 
     @property
@@ -269,6 +283,18 @@ class Session(models.Model):
     status_changed_at = models.DateTimeField(default=timezone.now)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now)
+    # Set with status `merged`: the session this one's messages moved into (lifecycle/boundaries.py).
+    # Cascade: a merged session is an empty pointer, meaningless once its target is gone.
+    merged_into = models.ForeignKey(
+        "self",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="merged_from",
+        db_index=False,
+        help_text="The session this one was merged into.",
+    )
 
     class Meta:
         ordering = ["-last_activity_at", "-id"]
@@ -312,6 +338,12 @@ class Session(models.Model):
             ),
             # The staff list sorted by creation, its date-range filter and the chart's "today".
             models.Index(fields=["-created_at", "-id"], name="session_created_recent"),
+            # Partial: only merged sessions point anywhere; the rest cost no entry on each rewrite.
+            models.Index(
+                fields=["merged_into"],
+                condition=Q(merged_into__isnull=False),
+                name="session_merged_into",
+            ),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -554,3 +586,61 @@ class AgentTool(models.Model):
                 problems["parameters"] = f"Not a valid JSON schema: {exc.message}"
         if problems:
             raise ValidationError(problems)
+
+
+class WindowRollupState(models.Model):
+    """How far the window report's rollup of a channel goes (ingest/window_report.py): every UTC day
+    before `rolled_until` is summed up. `dirty_before`: sessions with messages up to then were
+    deleted since (an erasure, a purge), so a report of a period starting before it reads the
+    messages themselves until the next roll rebuilds the channel (set by a trigger)."""
+
+    channel = models.OneToOneField(Channel, on_delete=models.CASCADE, primary_key=True)
+    rolled_until = models.DateField(null=True, blank=True)
+    dirty_before = models.DateTimeField(null=True, blank=True)
+    rolled_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"window rollup of channel {self.channel_id} until {self.rolled_until}"
+
+
+class WindowRollupDay(models.Model):
+    """One contact's inbound messages of one UTC day on one channel, for the window report: the first
+    and last, and the contact's inbound message before the first (any day; null: none)."""
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, db_index=False, related_name="+")
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, db_index=False, related_name="+")
+    day = models.DateField()
+    first_at = models.DateTimeField()
+    last_at = models.DateTimeField()
+    previous_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # Also the lookup of a contact's latest day before another (the next roll's previous_at).
+            models.UniqueConstraint(fields=["channel", "contact", "day"], name="window_rollup_day_unique")
+        ]
+        indexes = [models.Index(fields=["channel", "day"], name="window_rollup_day_channel")]
+
+    def __str__(self) -> str:
+        return f"contact {self.contact_id} on {self.day}"
+
+
+class WindowRollupGaps(models.Model):
+    """Gaps between consecutive inbound messages of one contact within one UTC day on one channel,
+    counted per length in whole seconds rounded up (exact for whole-second windows: a gap is longer
+    than w seconds exactly when its rounded-up length is)."""
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, db_index=False, related_name="+")
+    day = models.DateField()
+    gap_seconds = models.PositiveIntegerField()
+    count = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["channel", "day", "gap_seconds"], name="window_rollup_gaps_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.count} gaps of {self.gap_seconds}s on {self.day}"

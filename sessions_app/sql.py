@@ -1,4 +1,5 @@
-"""SQL that lives in files of its own, applied by migrations: the reuse rule and the search document.
+"""SQL that lives in files of its own, applied by migrations: the reuse rule, the search document and
+the window report rollup's trigger.
 
 Each file is the whole current text of what it defines (`CREATE OR REPLACE`, so applying it again is
 harmless). A change edits the file and adds a migration that applies it again with `apply_sql_file`;
@@ -18,6 +19,7 @@ APP_DIR = Path(__file__).resolve().parent
 # The files, by what they define.
 INGEST = "ingest/record_inbound.sql"
 SEARCH = "search/document.sql"
+WINDOW_ROLLUP = "ingest/window_rollup.sql"
 
 
 def sql_text(name: str) -> str:

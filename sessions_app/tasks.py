@@ -15,6 +15,7 @@ from celery import Task, shared_task
 from django.conf import settings
 
 from sessions_app.delivery import outbound, queue, replies
+from sessions_app.ingest.window_report import roll_up_channels
 from sessions_app.lifecycle.sweep import sweep_sessions
 from sessions_app.ui.queries import daily_counts
 
@@ -93,3 +94,9 @@ def warm_staff_chart() -> int:
     """Count the staff chart's past days before a page needs them (once a day it is a few hundred
     milliseconds at a million sessions); with a shared cache (Redis) no page request pays it."""
     return len(daily_counts())
+
+
+@shared_task(name=queue.ROLL_UP_WINDOWS)
+def roll_up_windows() -> int:
+    """Sum up the finished days of every channel for the window report (ingest/window_report.py)."""
+    return roll_up_channels()

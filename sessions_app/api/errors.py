@@ -14,10 +14,12 @@ from django.db.models import ProtectedError
 from django.http import Http404, HttpRequest, JsonResponse
 from django.views.defaults import bad_request, page_not_found, server_error
 from rest_framework import exceptions, status
+from rest_framework.exceptions import ErrorDetail
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from sessions_app.api.throttling import record_failure
+from sessions_app.lifecycle.boundaries import BoundaryRefused
 from sessions_app.lifecycle.transitions import TransitionRefused
 
 
@@ -87,6 +89,13 @@ def _fields_message(fields: Any) -> str:
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, TransitionRefused):
         exc = Conflict(str(exc), code="transition_refused")
+    elif isinstance(exc, BoundaryRefused):
+        if exc.conflict:
+            exc = Conflict(str(exc), code=exc.code)
+        else:
+            exc = exceptions.ValidationError(
+                {exc.field or "non_field_errors": [ErrorDetail(str(exc), exc.code)]}
+            )
     elif isinstance(exc, ProtectedError):
         exc = Conflict("Still in use by sessions; it cannot be deleted.", code="in_use")
     elif isinstance(exc, Http404):

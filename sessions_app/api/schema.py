@@ -99,12 +99,24 @@ EXTRA_ERRORS: dict[tuple[str, str], dict[int, str]] = {
         }
         for name in ("complete", "close", "resolve", "archive", "reopen")
     },
+    ("post", "/api/v1/sessions/{id}/merge/"): {
+        403: "`permission_denied`: only staff and API keys merge sessions.",
+        409: "`already_merged`: one of the two sessions was merged before.",
+    },
+    ("post", "/api/v1/sessions/{id}/split/"): {
+        403: "`permission_denied`: only staff and API keys split sessions.",
+        409: "`already_merged`: the session was merged into another; it has no messages.",
+    },
     ("post", "/api/v1/sessions/{session_id}/messages/"): {
         403: "`permission_denied`: only staff and API keys send outbound messages.",
         409: "`no_contact`: the session has no contact to speak for.",
     },
     ("delete", "/api/v1/contacts/{id}/"): {409: "`in_use`: sessions still refer to it."},
     ("delete", "/api/v1/channels/{id}/"): {409: "`in_use`: sessions still refer to it."},
+    ("get", "/api/v1/channels/{id}/window-report/"): {
+        400: "`invalid`: `windows`, `since` or `until` cannot be used; `fields` names which and why.",
+        403: "`permission_denied`: only staff read a channel's window report.",
+    },
     ("post", "/webhook/sessions"): {
         404: "Not configured (`SESSIONS_WEBHOOK_*` unset), or `session_not_found`: no session with this "
         "`sessionId` for this user.",

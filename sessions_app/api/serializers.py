@@ -99,6 +99,7 @@ class ChannelSerializer(serializers.ModelSerializer):
             "address",
             "name",
             "reuse_window",
+            "reopen_window",
             "abandon_after",
             "archive_after",
             "is_active",
@@ -135,6 +136,7 @@ class SessionSerializer(serializers.ModelSerializer):
             "description",
             "thumbnail_url",
             "status",
+            "merged_into",
             "metadata",
             "mission_id",
             "message_count",
@@ -176,6 +178,40 @@ class SessionUpdateSerializer(serializers.Serializer):
     agent_id = serializers.CharField(required=False, max_length=128, allow_blank=True)
     mission_id = serializers.CharField(required=False, max_length=128, allow_blank=True)
     metadata = MetadataField(required=False, help_text="Merged key by key into the stored metadata.")
+
+
+class WindowCountSerializer(serializers.Serializer):
+    seconds = serializers.IntegerField(help_text="The reuse window replayed.")
+    sessions = serializers.IntegerField(
+        help_text="Sessions it would have made of the period's inbound messages."
+    )
+
+
+class GapBucketSerializer(serializers.Serializer):
+    upper_seconds = serializers.IntegerField(
+        allow_null=True,
+        help_text="Gaps up to this long (seconds, inclusive) and longer than the previous bucket's.",
+    )
+    count = serializers.IntegerField()
+
+
+class WindowReportSerializer(serializers.Serializer):
+    windows = WindowCountSerializer(many=True)
+    gaps = GapBucketSerializer(many=True, help_text="Gaps between consecutive inbound messages per contact.")
+
+
+class MergeSerializer(serializers.Serializer):
+    into = serializers.UUIDField(
+        help_text="The session this one's messages move into (same contact and channel)."
+    )
+
+
+class SplitSerializer(serializers.Serializer):
+    message_id = serializers.IntegerField(
+        min_value=1,
+        max_value=2**63 - 1,
+        help_text="The first message of the new session; it and every later message move there.",
+    )
 
 
 class LinkMissionSerializer(serializers.Serializer):

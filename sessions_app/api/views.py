@@ -6,6 +6,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, permissions, status, viewsets
@@ -25,17 +26,22 @@ from sessions_app.api.serializers import (
     CharacterSerializer,
     ContactSerializer,
     LinkMissionSerializer,
+    MergeSerializer,
     MessageCreateSerializer,
     MessageSerializer,
     SessionCreateSerializer,
     SessionSerializer,
     SessionUpdateSerializer,
+    SplitSerializer,
     TransitionSerializer,
+    WindowReportSerializer,
 )
 from sessions_app.delivery.outbound import record_outbound_message
+from sessions_app.ingest import window_report as reports
 from sessions_app.ingest.channels import channel_for
 from sessions_app.ingest.contacts import contact_for_user
 from sessions_app.ingest.rule import InboundMessage, record_inbound_message
+from sessions_app.lifecycle import boundaries
 from sessions_app.lifecycle import sessions as session_ops
 from sessions_app.lifecycle.transitions import transition_session
 from sessions_app.models import Channel, Character, Contact, Direction, Message, Role, Session, SessionStatus
@@ -178,6 +184,42 @@ class SessionViewSet(viewsets.ModelViewSet):
             raise NotFound("No active session.", code="no_active_session")
         return Response(SessionSerializer(session).data)
 
+    def _check_may_reshape(self, request: Request) -> None:
+        if scope.end_user(request) is not None and not scope.is_staff(request):
+            raise PermissionDenied("Only staff and services merge or split sessions.")
+
+    @extend_schema(
+        request=MergeSerializer,
+        responses=SessionSerializer,
+        summary="Merge this session into another of the same contact and channel (answers the target)",
+    )
+    @action(detail=True, methods=["post"])
+    def merge(self, request: Request, pk: str | None = None) -> Response:
+        self._check_may_reshape(request)
+        source = self.get_object()
+        body = MergeSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        into = body.validated_data["into"]
+        target = self.get_queryset().filter(pk=into).first()
+        if target is None:
+            raise ValidationError({"into": [f"No session {into}."]})
+        merged = boundaries.merge_sessions(source, target, actor=scope.actor(request))
+        return Response(SessionSerializer(self._reload(merged)).data)
+
+    @extend_schema(
+        request=SplitSerializer,
+        responses={201: SessionSerializer},
+        summary="Split this session: the message named and every later one move to a new session",
+    )
+    @action(detail=True, methods=["post"])
+    def split(self, request: Request, pk: str | None = None) -> Response:
+        self._check_may_reshape(request)
+        session = self.get_object()
+        body = SplitSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        new = boundaries.split_session(session, body.validated_data["message_id"], actor=scope.actor(request))
+        return Response(SessionSerializer(self._reload(new)).data, status=status.HTTP_201_CREATED)
+
     complete = _transition_view("complete", SessionStatus.COMPLETED)
     close = _transition_view("close", SessionStatus.CLOSED)
     resolve = _transition_view("resolve", SessionStatus.RESOLVED)
@@ -273,6 +315,33 @@ class ChannelViewSet(viewsets.ModelViewSet):
         if getattr(self, "swagger_fake_view", False):
             return Channel.objects.none()
         return scope.visible_channels(self.request).order_by("kind", "address")
+
+    @extend_schema(
+        responses=WindowReportSerializer,
+        summary="What-if window report: sessions each reuse window would have made of the stored inbound "
+        "messages, and the gaps between them (staff)",
+        parameters=[
+            OpenApiParameter("windows", str, description="Comma-separated seconds (default 60,300,900)."),
+            OpenApiParameter(
+                "since", str, description="ISO 8601 with a zone (default: 30 days before until)."
+            ),
+            OpenApiParameter("until", str, description="ISO 8601 with a zone (default: now)."),
+        ],
+    )
+    @action(detail=True, methods=["get"], url_path="window-report")
+    def window_report(self, request: Request, pk: str | None = None) -> Response:
+        if not scope.is_staff(request):
+            raise PermissionDenied("Only staff read a channel's window report.")
+        channel = self.get_object()
+        params = request.query_params
+        try:
+            query = reports.ReportQuery.parse(
+                params.get("windows"), params.get("since"), params.get("until"), now=timezone.now()
+            )
+        except reports.BadReportQuery as exc:
+            raise ValidationError({exc.field: [str(exc)]}) from None
+        report = reports.window_report(channel, query.windows, query.since, query.until)
+        return Response(report.as_dict())
 
 
 class TokenView(TokenObtainPairView):

@@ -26,7 +26,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client as TwilioClient
 
 from sessions_app.delivery import queue
-from sessions_app.models import ChannelKind, DeliveryStatus, Direction, Message, Role, Session
+from sessions_app.models import ChannelKind, DeliveryStatus, Direction, Message, Role, Session, SessionStatus
 from sessions_app.phones import mask_phone
 from sessions_app.realtime.publish import message_event
 
@@ -42,8 +42,12 @@ def record_outbound_message(
     in_reply_to: Message | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> Message:
-    """Store a message from our side in `session` and bump its counters, in one transaction."""
+    """Store a message from our side in `session` and bump its counters, in one transaction.
+
+    A reply goes where the message it answers now is, and a merged session's message to the session
+    it was merged into: staff may have split or merged while the agent was thinking (`_home_of`)."""
     with transaction.atomic():
+        session = _home_of(session, in_reply_to)
         now = timezone.now()
         message = Message.objects.create(
             session=session,
@@ -63,6 +67,29 @@ def record_outbound_message(
         if message.delivery_status == DeliveryStatus.PENDING:
             transaction.on_commit(lambda: schedule_delivery(message.pk), robust=True)
     return message
+
+
+# Merges of merges: a session merged into one that was later merged itself, followed this far.
+MAX_MERGE_HOPS = 10
+
+
+def _home_of(session: Session, in_reply_to: Message | None) -> Session:
+    """The session a message from our side belongs in, its row locked until the caller commits:
+    the one holding the message it answers, or `session`; a merged one's target in its place. Merge
+    and split hold these rows while they move messages (lifecycle/boundaries.py), so once locked the
+    answered message stays where it is. `session` itself when nothing moved (the common case: one
+    locking read more than before)."""
+    home_id = session.pk
+    if in_reply_to is not None:
+        home_id = (
+            Message.objects.filter(pk=in_reply_to.pk).values_list("session_id", flat=True).first() or home_id
+        )
+    for _ in range(MAX_MERGE_HOPS):
+        home = Session.objects.select_for_update(of=("self",)).select_related("contact").get(pk=home_id)
+        if home.status != SessionStatus.MERGED or home.merged_into_id is None:
+            break
+        home_id = home.merged_into_id
+    return session if home.pk == session.pk else home
 
 
 # --- Delivery through Twilio ------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.cache import caches
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
@@ -65,6 +66,18 @@ def cached_channel(kind: str, address: str = "", surface: str = "") -> Channel |
 
 def forget_cached_channels(**kwargs: Any) -> None:
     _cache().clear()
+
+
+def set_reuse_window(channel: Channel, seconds: int) -> Channel:
+    """Staff chose `channel`'s reuse window (the window report page's button), checked by the rule
+    admin and the API check (`Channel.clean`: not longer than abandon-after); raises ValidationError."""
+    if seconds < 0:
+        raise ValidationError({"reuse_window": "A window is 0 seconds or more."})
+    channel.reuse_window = seconds
+    channel.clean()
+    channel.save(update_fields=["reuse_window"])
+    log.info("Channel %s: reuse window set to %ss", channel.pk, seconds)
+    return channel
 
 
 post_save.connect(forget_cached_channels, sender=Channel, dispatch_uid="ingest.forget_channels_on_save")

@@ -9,7 +9,8 @@
 --
 -- The rule, for a message on a (channel, contact) pair: join the session the client named, if it
 -- is that pair's and active; else the pair's newest active session, if its last message is within
--- the channel's reuse window; else open a new session. One transaction, serialised per pair by a
+-- the channel's reuse window; else reopen the pair's newest session if it was closed or resolved
+-- within the channel's reopen window (0: never); else open a new session. One transaction, serialised per pair by a
 -- transaction-scoped advisory lock, so two servers handling the same pair queue and different
 -- pairs never wait on each other. A provider id stored before (a redelivery) stores nothing.
 
@@ -69,11 +70,23 @@ BEGIN
 END;
 $$;
 
+-- The lock that serialises everything written for a (channel, contact) pair: every message the rule
+-- stores, and staff merging or splitting the pair's sessions (sessions_app/lifecycle/boundaries.py).
+-- Transaction-scoped: released at commit or rollback.
+CREATE OR REPLACE FUNCTION sessions_app_lock_pair(p_channel_id bigint, p_contact_id bigint) RETURNS void
+LANGUAGE sql AS $$
+    SELECT pg_advisory_xact_lock(mod(p_channel_id, 2147483648)::int, mod(p_contact_id, 2147483648)::int)
+$$;
+
 -- Outcomes: duplicate (this provider id was stored before: nothing written; the message and session
 -- ids are the first delivery's), named (joined the session the client named), reused (joined the
 -- newest active session within the window), gap (that session's last message is older than the
 -- window: opened a new one), ended (that session ended while we looked: opened a new one), opened
--- (no active session: opened one).
+-- (no active session: opened one), reopened (the pair's newest session was closed or resolved at
+-- most the reopen window ago: it is active again, with a StatusChange by `system:reopen`, and the
+-- message joins it; `gap` is then the seconds since it ended and `reopened_from` its old status).
+-- Abandoned sessions never reopen (they follow the reuse window, so a new one opens), nor do
+-- archived ones; merged ones (empty pointers to their target) are not even looked at.
 --
 -- Every value comes as a plain parameter. `p_contact_id` NULL: the contact is the phone number's
 -- (`sessions_app_phone_contact`). The p_session_* values are the session to open if none is joined
@@ -102,7 +115,8 @@ CREATE OR REPLACE FUNCTION sessions_app_record_inbound(
     p_message_content text,
     p_message_media jsonb,
     p_message_metadata jsonb,
-    p_message_reply_state text
+    p_message_reply_state text,
+    p_reopen_window interval DEFAULT interval '0'
 ) RETURNS TABLE (
     outcome text,
     gap double precision,
@@ -127,12 +141,15 @@ CREATE OR REPLACE FUNCTION sessions_app_record_inbound(
     last_activity_at timestamptz,
     status_changed_at timestamptz,
     created_at timestamptz,
-    updated_at timestamptz
+    updated_at timestamptz,
+    reopened_from varchar
 )
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
     cid bigint := p_contact_id;
+    ended sessions_app_session;
+    was text;
     created_contact boolean := false;
     s sessions_app_session;
     seen record;
@@ -153,7 +170,7 @@ BEGIN
         -- A redelivery of this message waits on the contact, then finds this message.
         result := 'opened';
     ELSE
-        PERFORM pg_advisory_xact_lock(mod(p_channel_id, 2147483648)::int, mod(cid, 2147483648)::int);
+        PERFORM sessions_app_lock_pair(p_channel_id, cid);
 
         IF p_external_id IS NOT NULL THEN
             SELECT m.id, m.session_id INTO seen FROM sessions_app_message m
@@ -163,7 +180,7 @@ BEGIN
                     NULL::varchar, NULL::bigint, NULL::varchar, NULL::varchar, NULL::varchar, NULL::integer,
                     NULL::varchar, NULL::varchar, NULL::text, NULL::varchar, NULL::varchar, NULL::varchar,
                     NULL::integer, NULL::timestamptz, NULL::timestamptz, NULL::timestamptz, NULL::timestamptz,
-                    NULL::timestamptz, NULL::timestamptz;
+                    NULL::timestamptz, NULL::timestamptz, NULL::varchar;
                 RETURN;
             END IF;
         END IF;
@@ -190,6 +207,43 @@ BEGIN
                 since := extract(epoch FROM p_now - coalesce(s.last_message_at, s.created_at));
                 result := CASE WHEN p_now - coalesce(s.last_message_at, s.created_at) > p_reuse_window
                                THEN 'gap' ELSE 'reused' END;
+            END IF;
+        END IF;
+
+        IF result IN ('opened', 'gap') AND p_reopen_window > interval '0' THEN
+            -- The reopen window: the pair's newest session (by `session_contact_recent`, a contact's
+            -- few sessions), if it ended as closed or resolved at most the window ago. Still under the
+            -- pair's lock, so a second message of the same moment joins the reopened session.
+            SELECT * INTO ended FROM sessions_app_session x
+             WHERE x.contact_id = cid AND x.channel_id = p_channel_id AND x.status <> 'merged'
+             ORDER BY x.last_activity_at DESC, x.id DESC
+             LIMIT 1;
+            IF FOUND AND ended.status IN ('closed', 'resolved')
+               AND p_now - ended.status_changed_at <= p_reopen_window THEN
+                was := ended.status;
+                -- Re-checking the status on the row it locks: a sweep archiving it right now holds it
+                -- until it commits, and then this finds it archived and opens a new session instead.
+                UPDATE sessions_app_session x SET
+                    status = 'active',
+                    status_changed_at = p_now,
+                    message_count = x.message_count + 1,
+                    first_message_at = coalesce(x.first_message_at, p_now),
+                    last_message_at = p_now,
+                    last_activity_at = p_now,
+                    updated_at = p_now,
+                    search_document = x.search_document || session_search_words(p_message_content)
+                 WHERE x.id = ended.id AND x.status = was
+                RETURNING x.* INTO s;
+                IF FOUND THEN
+                    since := extract(epoch FROM p_now - ended.status_changed_at);
+                    result := 'reopened';
+                    INSERT INTO sessions_app_statuschange (session_id, from_status, to_status, actor, reason,
+                                                           created_at)
+                    VALUES (s.id, was, 'active', 'system:reopen',
+                            'a message ' || floor(since)::bigint || 's after it was ' || was, p_now);
+                ELSE
+                    was := NULL;
+                END IF;
             END IF;
         END IF;
     END IF;
@@ -220,12 +274,12 @@ BEGIN
                                       metadata, delivery_status, reply_state, reply_claimed_at,
                                       delivery_error, created_at, in_reply_to_id, delivery_attempts,
                                       delivery_claimed_at, reply_attempts, reply_error)
-    VALUES (CASE WHEN result IN ('named', 'reused') THEN s.id ELSE p_session_id END, 'inbound',
+    VALUES (CASE WHEN result IN ('named', 'reused', 'reopened') THEN s.id ELSE p_session_id END, 'inbound',
             p_message_role, p_message_content, p_message_media, p_provider, p_external_id,
             p_message_metadata, '', p_message_reply_state, NULL, '', p_now, NULL, 0, NULL, 0, '')
     RETURNING sessions_app_message.id INTO mid;
 
-    IF result NOT IN ('named', 'reused') THEN
+    IF result NOT IN ('named', 'reused', 'reopened') THEN
         IF created_contact THEN
             -- The document of a session whose contact this call created, from the values at hand,
             -- as `session_search_fields` would read them back (two queries).
@@ -241,11 +295,11 @@ BEGIN
                                           location_id, owner_id, agent_id, title, description, thumbnail_url,
                                           status, metadata, mission_id, message_count, first_message_at,
                                           last_message_at, last_activity_at, status_changed_at, created_at,
-                                          updated_at, search_document)
+                                          updated_at, search_document, merged_into_id)
         VALUES (p_session_id, NULL, p_channel_id, p_session_kind, cid, p_session_business_id,
                 p_session_location_id, p_session_owner_id, p_session_agent_id, p_session_title, '', '',
                 'active', p_session_metadata, '', 1, p_now, p_now, p_now, p_now, p_now, p_now,
-                coalesce(document, ''))
+                coalesce(document, ''), NULL)
         RETURNING * INTO s;
     END IF;
     PERFORM set_config('sessions_app.ingest_writes_search', 'off', true);
@@ -253,6 +307,6 @@ BEGIN
     RETURN QUERY SELECT result, since, cid, mid, s.id, s.external_id, s.channel_id, s.channel_kind,
         s.business_id, s.location_id, s.owner_id, s.agent_id, s.title, s.description, s.thumbnail_url,
         s.status, s.mission_id, s.message_count, s.first_message_at, s.last_message_at, s.last_activity_at,
-        s.status_changed_at, s.created_at, s.updated_at;
+        s.status_changed_at, s.created_at, s.updated_at, was::varchar;
 END;
 $$;

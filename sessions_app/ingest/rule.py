@@ -1,11 +1,12 @@
 """The reuse rule: which session an inbound message joins. One function, every entry point.
 
 For a message on a (channel, contact) pair: join the newest active session of that pair whose last
-message is within the channel's reuse window; otherwise open a new one. Then store the message and
-bump the session's counters, in one transaction serialised per pair (a transaction-scoped advisory
-lock keyed by the pair: two servers handling the same pair queue, different pairs never wait). A
-message the provider delivers twice (same provider id) stores nothing new and gets the first
-delivery's result back.
+message is within the channel's reuse window; otherwise reopen the pair's newest session if it was
+closed or resolved within the channel's reopen window (`system:reopen`); otherwise open a new one.
+Then store the message and bump the session's counters, in one transaction serialised per pair (a
+transaction-scoped advisory lock keyed by the pair: two servers handling the same pair queue,
+different pairs never wait). A message the provider delivers twice (same provider id) stores nothing
+new and gets the first delivery's result back.
 
 The whole rule is one call of the database function `sessions_app_record_inbound`, whose text is
 `record_inbound.sql` beside this module: one round trip for the whole message, which is worth about
@@ -27,9 +28,18 @@ from django.utils import timezone
 
 from sessions_app.delivery import queue
 from sessions_app.ingest.channels import cached_channel, channel_for
-from sessions_app.models import Channel, ChannelKind, Contact, Message, ReplyState, Role, Session
+from sessions_app.models import (
+    Channel,
+    ChannelKind,
+    Contact,
+    Message,
+    ReplyState,
+    Role,
+    Session,
+    SessionStatus,
+)
 from sessions_app.phones import mask_phone
-from sessions_app.realtime.publish import message_event
+from sessions_app.realtime.publish import message_event, status_changed
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +85,7 @@ class _Sender:
 _CALL = (
     "SELECT * FROM sessions_app_record_inbound(%s::bigint, %s::interval, %s::timestamptz, %s::bigint, "
     "%s, %s, %s, %s, %s, %s::uuid, %s::uuid, %s, %s, %s, %s, %s, %s::integer, %s, %s, %s, %s::jsonb, "
-    "%s::jsonb, %s)"
+    "%s::jsonb, %s, %s::interval)"
 )
 
 
@@ -166,6 +176,7 @@ def _record(
         _json(Message, "media", list(inbound.media)),
         _json(Message, "metadata", message_metadata),
         ReplyState.OWED if inbound.expects_reply else ReplyState.NONE,
+        channel.effective_reopen_window,
     ]
     with connection.cursor() as cursor:  # `connection` is the default database's, DEFAULT_DB_ALIAS
         cursor.execute(_CALL, params)
@@ -198,7 +209,7 @@ def _record(
             "delivery_error": "",
             "delivery_attempts": 0,
             "delivery_claimed_at": None,
-            "reply_state": params[-1],
+            "reply_state": ReplyState.OWED if inbound.expects_reply else ReplyState.NONE,
             "reply_claimed_at": None,
             "reply_attempts": 0,
             "reply_error": "",
@@ -207,10 +218,14 @@ def _record(
         },
     )
     message.session = session
-    created = outcome not in ("named", "reused")
-    _log_outcome(outcome, row["gap"], channel, session, contact)
-    # Once committed (at once in autocommit): the session's sockets hear of it, then its reply is
-    # queued, in that order, so a socket sees the message before the reply it causes.
+    created = outcome not in ("named", "reused", "reopened")
+    _log_outcome(outcome, row["gap"], channel, session, contact, row["reopened_from"])
+    # Once committed (at once in autocommit): the session's sockets hear of it (a reopened one's
+    # status first), then its reply is queued, in that order, so a socket sees the message before
+    # the reply it causes.
+    if outcome == "reopened":
+        was = row["reopened_from"]
+        transaction.on_commit(lambda: status_changed(session.pk, was, SessionStatus.ACTIVE), robust=True)
     transaction.on_commit(lambda: message_event(message, session), robust=True)
     if inbound.expects_reply:
         queue.after_commit(queue.PRODUCE_REPLY, message.pk)
@@ -232,8 +247,16 @@ def _loaded(model: type[models.Model], values: Mapping[str, Any]) -> Any:
 
 
 def _log_outcome(
-    outcome: str, gap: float | None, channel: Channel, session: Session, contact: Contact
+    outcome: str,
+    gap: float | None,
+    channel: Channel,
+    session: Session,
+    contact: Contact,
+    reopened_from: str | None = None,
 ) -> None:
+    if outcome == "reopened":
+        log.info("Reopened session %s (%s %ss ago)", session.pk, reopened_from, int(gap or 0))
+        return
     if outcome == "named":
         log.info("Reusing existing session %s (named by the client)", session.pk)
         return

@@ -21,14 +21,18 @@ log = logging.getLogger(__name__)
 
 S = SessionStatus
 
+# Merged from every other status (staff join two sessions whatever their state: `merge_sessions` in
+# lifecycle/boundaries.py, the only caller that may name it), and nothing after: a merged session is
+# an empty pointer to the session that holds its messages.
 ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
-    S.ACTIVE: frozenset({S.CLOSED, S.RESOLVED, S.COMPLETED, S.ABANDONED, S.ARCHIVED}),
-    S.CLOSED: frozenset({S.ACTIVE, S.RESOLVED, S.ARCHIVED}),
-    S.RESOLVED: frozenset({S.ACTIVE, S.CLOSED, S.ARCHIVED}),
-    S.COMPLETED: frozenset({S.ACTIVE, S.ARCHIVED}),
+    S.ACTIVE: frozenset({S.CLOSED, S.RESOLVED, S.COMPLETED, S.ABANDONED, S.ARCHIVED, S.MERGED}),
+    S.CLOSED: frozenset({S.ACTIVE, S.RESOLVED, S.ARCHIVED, S.MERGED}),
+    S.RESOLVED: frozenset({S.ACTIVE, S.CLOSED, S.ARCHIVED, S.MERGED}),
+    S.COMPLETED: frozenset({S.ACTIVE, S.ARCHIVED, S.MERGED}),
     # Completed too: seed 002's client completes its session on logout, however long it was quiet.
-    S.ABANDONED: frozenset({S.ACTIVE, S.CLOSED, S.RESOLVED, S.COMPLETED, S.ARCHIVED}),
-    S.ARCHIVED: frozenset({S.ACTIVE}),
+    S.ABANDONED: frozenset({S.ACTIVE, S.CLOSED, S.RESOLVED, S.COMPLETED, S.ARCHIVED, S.MERGED}),
+    S.ARCHIVED: frozenset({S.ACTIVE, S.MERGED}),
+    S.MERGED: frozenset(),
 }
 
 
@@ -50,14 +54,24 @@ def allowed_targets(status: str) -> frozenset[str]:
     return ALLOWED_TRANSITIONS.get(status, frozenset())
 
 
-def transition_session(session: Session, to_status: str, *, actor: str, reason: str = "") -> Session:
+def transition_session(
+    session: Session,
+    to_status: str,
+    *,
+    actor: str,
+    reason: str = "",
+    merged_into: Session | None = None,
+) -> Session:
     """Move `session` to `to_status`, or raise `TransitionRefused`.
 
     Moving to the status a session already has is a no-op (so a retried "close" succeeds).
-    Returns the session as stored after the change.
+    Returns the session as stored after the change. `merged_into` goes with status `merged` and
+    only with it: the session whose messages this one's became (lifecycle/boundaries.py moves them).
     """
     if to_status not in SessionStatus.values:
         raise ValueError(f"unknown status {to_status!r}; one of {', '.join(SessionStatus.values)}")
+    if (to_status == S.MERGED) != (merged_into is not None):
+        raise ValueError("status merged needs merged_into, and merged_into needs status merged")
     with transaction.atomic():
         current = Session.objects.select_for_update().get(pk=session.pk)
         if current.status == to_status:
@@ -69,7 +83,11 @@ def transition_session(session: Session, to_status: str, *, actor: str, reason: 
         current.status = to_status
         current.status_changed_at = now
         current.updated_at = now
-        current.save(update_fields=["status", "status_changed_at", "updated_at"])
+        fields = ["status", "status_changed_at", "updated_at"]
+        if merged_into is not None:
+            current.merged_into = merged_into
+            fields.append("merged_into")
+        current.save(update_fields=fields)
         StatusChange.objects.create(
             session=current, from_status=from_status, to_status=to_status, actor=actor, reason=reason[:255]
         )
@@ -78,7 +96,21 @@ def transition_session(session: Session, to_status: str, *, actor: str, reason: 
     session.status = current.status
     session.status_changed_at = current.status_changed_at
     session.updated_at = current.updated_at
+    session.merged_into_id = current.merged_into_id
     return current
+
+
+def record_boundary_change(session: Session, *, actor: str, reason: str) -> StatusChange:
+    """A StatusChange that keeps the status (from and to are the session's current one): staff merged
+    another session into this one or split this one (lifecycle/boundaries.py), and its history
+    says so, naming the other session. Call it inside the transaction that made the change."""
+    return StatusChange.objects.create(
+        session=session,
+        from_status=session.status,
+        to_status=session.status,
+        actor=actor,
+        reason=reason[:255],
+    )
 
 
 def sources_for(to_status: str, from_statuses: Iterable[str]) -> list[str]:
@@ -117,6 +149,8 @@ def transition_sessions_batch(
     """
     if to_status not in SessionStatus.values:
         raise ValueError(f"unknown status {to_status!r}; one of {', '.join(SessionStatus.values)}")
+    if to_status == S.MERGED:
+        raise ValueError("sessions are merged one at a time, into a session (lifecycle/boundaries.py)")
     if counted_from not in COUNTED_FROM:
         raise ValueError(f"counted_from must be one of {', '.join(COUNTED_FROM)}, not {counted_from!r}")
     to_status = str(to_status)

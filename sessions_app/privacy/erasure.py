@@ -56,11 +56,12 @@ def _row(obj: models.Model) -> dict[str, Any]:
 
 
 def _session_children() -> list[str]:
-    """Accessor names of everything that belongs to a session (messages, status changes, ...)."""
+    """Accessor names of everything that belongs to a session (messages, status changes, ...). Not the
+    sessions merged into it (`merged_from`): they are the same contact's, exported as sessions."""
     return sorted(
         rel.get_accessor_name() or ""
         for rel in Session._meta.related_objects
-        if rel.one_to_many and rel.on_delete is models.CASCADE
+        if rel.one_to_many and rel.on_delete is models.CASCADE and rel.related_model is not Session
     )
 
 

@@ -243,3 +243,20 @@ def status_changed(session_id: Any, from_status: str, to_status: str) -> None:
 def sessions_swept(count: int, to_status: str) -> None:
     """The lifecycle sweep moved `count` sessions: one event for the staff pages to refresh."""
     _send([STAFF_GROUP], "sessions_updated", {"count": count, "status": to_status})
+
+
+def sessions_reshaped(event: str, session_ids: list[Any], payload: dict[str, Any]) -> None:
+    """Staff merged or split sessions (`lifecycle/boundaries.py`): messages moved between them.
+    Each session's topics hear `event` (`session_merged`, `session_split`) with its new counts."""
+    for session in Session.objects.filter(pk__in=session_ids):
+        publish(
+            session,
+            event,
+            {
+                **payload,
+                "sessionId": str(session.pk),
+                "businessId": session.business_id,
+                "status": session.status,
+                "messageCount": session.message_count,
+            },
+        )

@@ -16,6 +16,9 @@
 -- The ingest function (sessions_app/ingest/record_inbound.sql) writes the document itself, in the
 -- very row version it writes anyway, and raises the transaction-local flag
 -- `sessions_app.ingest_writes_search` while it does: the insert triggers' WHEN clauses read it.
+-- Merge and split (sessions_app/lifecycle/boundaries.py) move many messages in one statement and
+-- raise `sessions_app.moving_messages` meanwhile: the message update trigger, which would recompute
+-- both sessions' whole documents once per moved row, stays out, and they refresh each document once.
 
 -- Words: punctuation is a separator (so "e-mail", "ana@x.com", "#4242" and "+1 (555)" index as plain
 -- words and digits that the query side finds by the same rule), lower case, no positions.
@@ -137,7 +140,8 @@ CREATE OR REPLACE TRIGGER session_search_message_insert AFTER INSERT ON sessions
     EXECUTE FUNCTION session_search_on_message_insert();
 CREATE OR REPLACE TRIGGER session_search_message_update
     AFTER UPDATE OF content, session_id ON sessions_app_message
-    FOR EACH ROW WHEN (OLD.content IS DISTINCT FROM NEW.content OR OLD.session_id IS DISTINCT FROM NEW.session_id)
+    FOR EACH ROW WHEN ((OLD.content IS DISTINCT FROM NEW.content OR OLD.session_id IS DISTINCT FROM NEW.session_id)
+                       AND current_setting('sessions_app.moving_messages', true) IS DISTINCT FROM 'on')
     EXECUTE FUNCTION session_search_on_message_update();
 CREATE OR REPLACE TRIGGER session_search_message_delete AFTER DELETE ON sessions_app_message
     REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION session_search_on_message_delete();

@@ -35,7 +35,7 @@ from sessions_app.surfaces.common import (
     visible_session_or_404,
 )
 
-# Our six statuses onto the seed's four (docs/api-surfaces.md).
+# Our seven statuses onto the seed's four (docs/api-surfaces.md).
 STATUS_001 = {
     SessionStatus.ACTIVE: "active",
     SessionStatus.CLOSED: "closed",
@@ -43,6 +43,7 @@ STATUS_001 = {
     SessionStatus.ABANDONED: "abandoned",
     SessionStatus.COMPLETED: "closed",
     SessionStatus.ARCHIVED: "closed",
+    SessionStatus.MERGED: "closed",
 }
 MESSAGE_TYPE = {Role.CONTACT: "user", Role.AGENT: "agent", Role.STAFF: "agent", Role.SYSTEM: "system"}
 

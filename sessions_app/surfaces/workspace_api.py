@@ -33,7 +33,7 @@ from sessions_app.surfaces.common import (
     visible_session_or_404,
 )
 
-# Our six statuses onto the seed's four; and back for PUT (docs/api-surfaces.md).
+# Our seven statuses onto the seed's four; and back for PUT (docs/api-surfaces.md).
 STATUS_002 = {
     SessionStatus.ACTIVE: "active",
     SessionStatus.COMPLETED: "completed",
@@ -41,6 +41,7 @@ STATUS_002 = {
     SessionStatus.ARCHIVED: "archived",
     SessionStatus.CLOSED: "completed",
     SessionStatus.RESOLVED: "completed",
+    SessionStatus.MERGED: "completed",
 }
 FROM_002 = {
     "active": SessionStatus.ACTIVE,

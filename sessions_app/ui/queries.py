@@ -314,3 +314,19 @@ def daily_counts(days: int = CHART_DAYS) -> list[ChartDay]:
         current = _per_day(today, today + timedelta(days=1))
         cache.set(today_key, current, CHART_TTL)
     return [ChartDay(day, counts) for day, counts in {**past, **current}.items()]
+
+
+MERGE_CHOICES = 20
+
+
+def merge_targets(session: Session) -> list[Session]:
+    """The sessions `session` may be merged into, newest first: the same contact's on the same
+    channel, not merged themselves (`session_contact_recent` serves it: a contact's few sessions)."""
+    if session.contact_id is None:
+        return []
+    return list(
+        Session.objects.filter(contact_id=session.contact_id, channel_id=session.channel_id)
+        .exclude(pk=session.pk)
+        .exclude(status=SessionStatus.MERGED)
+        .order_by("-last_activity_at", "-id")[:MERGE_CHOICES]
+    )

@@ -11,4 +11,8 @@ urlpatterns = [
     path("<uuid:session_id>/updates/", views.session_detail_updates, name="detail-updates"),
     path("<uuid:session_id>/status/", views.session_transition, name="transition"),
     path("<uuid:session_id>/reply/", views.session_reply, name="reply"),
+    path("<uuid:session_id>/merge/", views.session_merge, name="merge"),
+    path("<uuid:session_id>/split/", views.session_split, name="split"),
+    path("channels/<int:channel_id>/windows/", views.channel_windows, name="channel-windows"),
+    path("channels/<int:channel_id>/windows/set/", views.channel_set_window, name="channel-set-window"),
 ]

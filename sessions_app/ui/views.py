@@ -17,7 +17,7 @@ from uuid import UUID
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
@@ -27,10 +27,14 @@ from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET, require_POST
 
 from sessions_app.delivery.outbound import MESSAGING_KINDS, record_outbound_message
+from sessions_app.ingest.channels import set_reuse_window
+from sessions_app.ingest.window_report import BadReportQuery, ReportQuery, window_report
+from sessions_app.lifecycle.boundaries import BoundaryRefused, merge_sessions, split_session
 from sessions_app.lifecycle.transitions import TransitionRefused, allowed_targets, transition_session
-from sessions_app.models import DeliveryStatus, Direction, Message, Role, Session, SessionStatus
+from sessions_app.models import Channel, DeliveryStatus, Direction, Message, Role, Session, SessionStatus
 from sessions_app.ui import queries
 from sessions_app.ui.chart import build_chart
+from sessions_app.ui.window_chart import build_window_chart, duration_label
 
 # The staff actions this page offers, in button order: (target status, button label).
 ACTIONS = [
@@ -173,17 +177,30 @@ class ThreadMessage:
     message: Message
     media: list[MediaItem]
     tracks_delivery: bool  # outbound with a delivery status that may still change
+    splittable: bool = False  # "Split here" is offered beside it: not the session's first message
 
 
-def _thread(messages_: list[Message]) -> list[ThreadMessage]:
+def _thread(
+    messages_: list[Message], *, first_id: int | None = None, splittable: bool = True
+) -> list[ThreadMessage]:
     return [
         ThreadMessage(
             message=m,
             media=_media_items(m),
             tracks_delivery=m.direction == Direction.OUTBOUND and m.delivery_status not in FINAL_DELIVERY,
+            splittable=splittable and m.pk != first_id,
         )
         for m in messages_
     ]
+
+
+def _first_message_id(session_id: Any) -> int | None:
+    return (
+        Message.objects.filter(session_id=session_id)
+        .order_by("created_at", "id")
+        .values_list("pk", flat=True)
+        .first()
+    )
 
 
 def _load_session(session_id: UUID) -> Session:
@@ -198,13 +215,16 @@ def _render_session(
     reply_text: str = "",
     reply_error: str = "",
 ) -> HttpResponse:
-    thread = _thread(list(session.messages.order_by("created_at", "id")))
+    messages_ = list(session.messages.order_by("created_at", "id"))
+    reshapable = session.status != SessionStatus.MERGED
+    thread = _thread(messages_, first_id=messages_[0].pk if messages_ else None, splittable=reshapable)
     targets = allowed_targets(session.status)
     context = {
         "session": session,
         "thread": thread,
         "history": list(session.status_changes.order_by("created_at", "id")),
         "actions": [(to, label) for to, label in ACTIONS if to in targets],
+        "merge_targets": queries.merge_targets(session) if reshapable else [],
         "allowed_text": ", ".join(sorted(targets)) or "nothing",
         "metadata": sorted((str(k), v) for k, v in (session.metadata or {}).items()),
         "reply_text": reply_text,
@@ -245,7 +265,9 @@ def session_detail_updates(request: HttpRequest, session_id: UUID) -> HttpRespon
             Message.objects.filter(
                 session_id=session_id, created_at__gt=since - queries.POLL_OVERLAP
             ).order_by("created_at", "id")
-        )
+        ),
+        first_id=_first_message_id(session_id),
+        splittable=session.status != SessionStatus.MERGED,
     )
     delivery = dict(
         Message.objects.filter(session_id=session_id, pk__in=pending).values_list("pk", "delivery_status")
@@ -317,3 +339,116 @@ def session_reply(request: HttpRequest, session_id: UUID) -> HttpResponse:
     else:
         messages.success(request, "Reply stored in the thread.")
     return redirect(reverse("sessions_ui:detail", args=[session.pk]) + "#reply")
+
+
+def _boundary_refused(
+    request: HttpRequest, session: Session, what: str, exc: BoundaryRefused
+) -> HttpResponse:
+    messages.error(request, f"{what} refused: {exc}")
+    session.refresh_from_db()
+    return _render_session(request, session, status=409 if exc.conflict else 400)
+
+
+@require_POST
+@staff_required
+def session_merge(request: HttpRequest, session_id: UUID) -> HttpResponse:
+    """Merge this session into the one chosen (same contact and channel): its messages move there."""
+    session = _load_session(session_id)
+    try:
+        target = Session.objects.filter(pk=UUID(request.POST.get("into", ""))).first()
+    except ValueError:
+        target = None
+    if target is None:
+        messages.error(request, "Choose the session to merge this one into.")
+        return _render_session(request, session, status=400)
+    try:
+        merge_sessions(session, target, actor=f"staff:{request.user.get_username()}")
+    except BoundaryRefused as exc:
+        return _boundary_refused(request, session, "Merge", exc)
+    messages.success(request, f"Session “{session}” was merged into this one; its messages are here now.")
+    return redirect("sessions_ui:detail", session_id=target.pk)
+
+
+@require_POST
+@staff_required
+def session_split(request: HttpRequest, session_id: UUID) -> HttpResponse:
+    """Split this session before the message chosen: it and every later message go to a new session."""
+    session = _load_session(session_id)
+    try:
+        message_id = int(request.POST.get("message_id", ""))
+    except ValueError:
+        messages.error(request, "Choose the message to split at.")
+        return _render_session(request, session, status=400)
+    try:
+        new = split_session(session, message_id, actor=f"staff:{request.user.get_username()}")
+    except BoundaryRefused as exc:
+        return _boundary_refused(request, session, "Split", exc)
+    messages.success(request, f"Split: this new session holds message {message_id} and every later one.")
+    return redirect("sessions_ui:detail", session_id=new.pk)
+
+
+# --- A channel's windows: the what-if report --------------------------------------------------------
+
+
+@require_GET
+@staff_required
+def channel_windows(request: HttpRequest, channel_id: int) -> HttpResponse:
+    """The channel's gap histogram with its window marked, sessions against the window, and buttons
+    that set the window (ingest/window_report.py)."""
+    channel = get_object_or_404(Channel, pk=channel_id)
+    current = int(channel.effective_reuse_window.total_seconds())
+    now = timezone.now()
+    status = 200
+    try:
+        query = ReportQuery.parse(
+            request.GET.get("windows"), request.GET.get("since"), request.GET.get("until"), now=now
+        )
+    except BadReportQuery as exc:
+        messages.error(request, f"{exc.field}: {exc} Showing the defaults instead.")
+        query, status = ReportQuery.parse(None, None, None, now=now), 400
+    asked = sorted({*query.windows, current} if current else set(query.windows))
+    report = window_report(channel, asked, query.since, query.until)
+    abandon = channel.effective_abandon_after
+    rows = [
+        {
+            "seconds": w.seconds,
+            "label": duration_label(w.seconds),
+            "sessions": w.sessions,
+            "current": w.seconds == current,
+            "allowed": not abandon or w.seconds <= abandon,
+        }
+        for w in report.windows
+    ]
+    context = {
+        "channel": channel,
+        "current": current,
+        "current_label": duration_label(current),
+        "own_window": channel.reuse_window is not None,
+        "abandon_label": duration_label(abandon) if abandon else "",
+        "report": report,
+        "chart": build_window_chart(report, current),
+        "rows": rows,
+        "query": query,
+        "windows_text": ",".join(str(w) for w in query.windows),
+    }
+    return render(request, "sessions_ui/channel_windows.html", context, status=status)
+
+
+@require_POST
+@staff_required
+def channel_set_window(request: HttpRequest, channel_id: int) -> HttpResponse:
+    channel = get_object_or_404(Channel, pk=channel_id)
+    back = reverse("sessions_ui:channel-windows", args=[channel.pk])
+    query = request.POST.get("query", "")
+    if query and all(part.split("=", 1)[0] in {"windows", "since", "until"} for part in query.split("&")):
+        back += "?" + query
+    try:
+        seconds = int(request.POST.get("seconds", ""))
+        set_reuse_window(channel, seconds)
+    except ValueError:
+        messages.error(request, "Choose a window in whole seconds.")
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, f"The reuse window of {channel} is now {duration_label(seconds)}.")
+    return redirect(back)

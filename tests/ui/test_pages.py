@@ -410,8 +410,8 @@ def test_a_refused_transition_is_explained_and_changes_nothing(staff_client):
     assert response.status_code == 409
     html = response.content.decode()
     assert (
-        "Close refused: An archived session cannot become closed; from archived it can become: active."
-        in html
+        "Close refused: An archived session cannot become closed; "
+        "from archived it can become: active, merged." in html
     )
     session.refresh_from_db()
     assert session.status == SessionStatus.ARCHIVED
