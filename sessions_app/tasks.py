@@ -16,6 +16,7 @@ from django.conf import settings
 
 from sessions_app.delivery import outbound, queue, replies
 from sessions_app.lifecycle.sweep import sweep_sessions
+from sessions_app.reports.rollup import refresh_rollups
 from sessions_app.ui.queries import daily_counts
 
 log = logging.getLogger(__name__)
@@ -93,3 +94,10 @@ def warm_staff_chart() -> int:
     """Count the staff chart's past days before a page needs them (once a day it is a few hundred
     milliseconds at a million sessions); with a shared cache (Redis) no page request pays it."""
     return len(daily_counts())
+
+
+@shared_task(name=queue.REFRESH_REPORT_ROLLUPS)
+def refresh_report_rollups() -> dict[str, int]:
+    """Roll up the past days reports read, and recompute those later changes touched (reports/rollup.py)."""
+    result = refresh_rollups()
+    return {"marked": result.marked, "computed": result.computed, "pending": result.pending}

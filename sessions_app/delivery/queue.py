@@ -29,6 +29,7 @@ DELIVER_MESSAGE = "sessions_app.tasks.deliver_message_task"
 SWEEP_SESSIONS = "sessions_app.tasks.sweep_sessions_task"
 RECOVER_OWED_WORK = "sessions_app.tasks.recover_owed_work"
 WARM_STAFF_CHART = "sessions_app.tasks.warm_staff_chart"
+REFRESH_REPORT_ROLLUPS = "sessions_app.tasks.refresh_report_rollups"
 
 
 def enqueue(task_name: str, *args: Any, countdown: float | None = None) -> bool:
