@@ -16,7 +16,12 @@ def channel_of(kind: str) -> Channel:
 
 def make_session(created: datetime, kind: str, **fields: object) -> Session:
     return SessionFactory(
-        channel=channel_of(kind), created_at=created, first_message_at=None, last_message_at=None, **fields
+        channel=channel_of(kind),
+        created_at=created,
+        updated_at=created,
+        first_message_at=None,
+        last_message_at=None,
+        **fields,
     )
 
 
