@@ -235,7 +235,8 @@ def test_the_command_writes_what_the_api_streams(api, service_key, two_sessions,
         "--channel",
         "whatsapp",
     )
-    assert path.read_bytes().decode() == body_of(api.get(f"{URL}?channel=sms&channel=whatsapp", auth=service_key))
+    streamed = body_of(api.get(f"{URL}?channel=sms&channel=whatsapp", auth=service_key))
+    assert path.read_bytes().decode() == streamed
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     jsonl = tmp_path / "out.jsonl"
     call_command(
