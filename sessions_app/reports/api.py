@@ -191,6 +191,7 @@ class SessionExportView(JsonOnly, generics.GenericAPIView):
             ),
         },
         summary="Export sessions (streamed)",
+        filters=True,  # the session list's filters, though the answer is not a JSON list
     )
     def get(self, request: Request) -> StreamingHttpResponse:
         query = ExportQuery(data=request.query_params)
