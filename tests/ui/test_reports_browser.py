@@ -8,9 +8,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from sessions_app.models import ChannelKind, Direction, Role
+from sessions_app.models import ChannelKind, Direction, Role, SessionStatus
 from tests.factories import UserFactory
-from tests.reports.builders import add_message, make_session
+from tests.reports.builders import add_change, add_message, make_session
 from tests.ui.browser import ARTIFACTS, launch_browser
 from tests.ui.test_browser import sign_in
 
@@ -38,6 +38,7 @@ def test_staff_pick_a_range_and_a_channel_read_the_charts_and_download_the_csv(p
         session = make_session(yesterday, kind, title=f"{kind} session")
         add_message(session, yesterday, Direction.INBOUND, Role.CONTACT)
         add_message(session, yesterday + timedelta(seconds=30), Direction.OUTBOUND, Role.AGENT)
+    add_change(session, yesterday + timedelta(hours=1), SessionStatus.ACTIVE, SessionStatus.ABANDONED, "x")
 
     sign_in(page, live_server.url)
     page.get_by_role("link", name="Reports").click()
@@ -47,7 +48,7 @@ def test_staff_pick_a_range_and_a_channel_read_the_charts_and_download_the_csv(p
     assert page.locator("figure.chart svg").count() == 3
     assert page.locator("figure.chart rect").count() > 0
 
-    page.get_by_label("Channel").select_option("sms")
+    page.get_by_label("Channel", exact=True).select_option("sms")
     page.get_by_role("button", name="Show").click()
     page.wait_for_url(re.compile(r"channel=sms"))
     assert "2" in page.locator("#headline tr").filter(has_text="Sessions opened").inner_text()
