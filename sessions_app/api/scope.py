@@ -48,11 +48,11 @@ class Visibility:
     business_id: str | None = None
     owner_id: int | None = None
 
-    def apply(self, sessions: QuerySet[Session], prefix: str = "") -> QuerySet[Session]:
+    def apply(self, sessions: QuerySet[Session]) -> QuerySet[Session]:
         if self.owner_id is not None:
-            sessions = sessions.filter(**{f"{prefix}owner_id": self.owner_id})
+            sessions = sessions.filter(owner_id=self.owner_id)
         if self.business_id is not None:
-            sessions = sessions.filter(**{f"{prefix}business_id": self.business_id})
+            sessions = sessions.filter(business_id=self.business_id)
         return sessions
 
 

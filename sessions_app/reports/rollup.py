@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -104,7 +104,7 @@ def mark_stale_days() -> int:
     return marked
 
 
-def changed_days(since: object, tz: ZoneInfo) -> set[date]:
+def changed_days(since: datetime, tz: ZoneInfo) -> set[date]:
     """The days (in `tz`) whose figures sessions changed at or after `since` count in."""
     changed = Session.objects.filter(updated_at__gte=since)
     days = (

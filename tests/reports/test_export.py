@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from sessions_app.api.keys import issue_key
 from sessions_app.management.commands.export_sessions import ProgressBar
@@ -263,3 +264,19 @@ def test_the_progress_bar_draws_on_a_terminal_only():
         bar.finish()
     assert terminal.getvalue().endswith("1,000/1,000 sessions (100%)\n") and "[###" in terminal.getvalue()
     assert pipe.getvalue() == ""
+
+
+@pytest.mark.django_db
+def test_transcripts_cost_one_query_per_batch_of_sessions_not_per_session(api, service_key):
+    seed = make_session(datetime(2026, 11, 10, tzinfo=UTC), ChannelKind.SMS)
+    api.get(URL, auth=service_key)  # the key's first use is recorded once, not in every request
+    counts = []
+    for total in (FLUSH_ROWS, 3 * FLUSH_ROWS):
+        Session.objects.bulk_create(
+            Session(channel=seed.channel, channel_kind="sms") for _ in range(total - Session.objects.count())
+        )
+        with CaptureQueriesContext(connection) as queries:
+            lines = body_of(api.get(f"{URL}?format=jsonl&transcripts=true", auth=service_key)).splitlines()
+        assert len(lines) == total
+        counts.append(len(queries))
+    assert counts[1] == counts[0] + 2  # two more batches of FLUSH_ROWS, one transcripts query each

@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 import time_machine
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from sessions_app.models import ChannelKind, Direction, Role
 from sessions_app.reports import rollup
@@ -119,3 +121,16 @@ def test_a_bad_parameter_is_a_400_naming_it(api, service_key, params, field):
 
 def test_it_needs_credentials(api, db):
     assert api.get(URL).status_code == 401
+
+
+@time_machine.travel(NOW, tick=False)
+def test_a_long_range_costs_no_more_queries_than_a_short_one_once_rolled_up(api, service_key, sessions):
+    make_session(datetime(2026, 8, 16, 9, tzinfo=UTC), ChannelKind.SMS)  # the rollup starts here
+    rollup.refresh_rollups()
+    get(api, service_key)  # the key's first use is recorded once, not in every request
+    counts = []
+    for since in ("2026-11-10", "2026-08-16"):  # 4 days, 90 days
+        with CaptureQueriesContext(connection) as queries:
+            assert get(api, service_key, since=since, until="2026-11-13").status_code == 200
+        counts.append(len(queries))
+    assert counts[0] == counts[1]
