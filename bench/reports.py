@@ -5,8 +5,8 @@
 
 On a database bench/seed.py filled (30 days of sessions, all inside the 90 days asked for), it first
 prepares what the seed lacks, once: status changes (closed, resolved and abandoned sessions get
-their transition, a tenth of the ended ones a reopen), and the message and status-change tables
-rewritten in time order, as production writes them (the seed writes messages session by session,
+their transition, a tenth of the ended ones a reopen), and the session, message and status-change
+tables rewritten in time order, as production writes them (the seed writes messages session by session,
 which would leave their BRIN index nothing to skip). Then it runs the rollup task until every past
 day is rolled up (timed), and calls the endpoint in-process through Django's full stack with an
 API key: four kinds of request (everything, one channel, one business, by week), each `--requests`
@@ -60,6 +60,8 @@ PREPARE = [
     "CREATE INDEX bench_change_time ON sessions_app_statuschange (created_at)",
     "CLUSTER sessions_app_statuschange USING bench_change_time",
     "DROP INDEX bench_change_time",
+    # Sessions too: production inserts them in creation order; the seed in a shuffled one.
+    "CLUSTER sessions_app_session USING session_created_recent",
     "CREATE TABLE bench_reports_prepared ()",
     "ANALYZE",
 ]

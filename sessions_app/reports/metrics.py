@@ -270,8 +270,9 @@ per_session AS (
           WHERE change.session_id = c.id AND change.to_status IN (%s, %s)) AS resolution,
         EXISTS (SELECT 1 FROM {message} agent
                  WHERE agent.session_id = c.id AND agent.direction = %s AND agent.role = %s)
-        AND NOT EXISTS (SELECT 1 FROM {message} staff
-                 WHERE staff.session_id = c.id AND staff.role = %s) AS agent_only
+        -- Not NOT EXISTS: the planner may hash that over every message instead of probing per session.
+        AND (SELECT 1 FROM {message} staff
+              WHERE staff.session_id = c.id AND staff.role = %s LIMIT 1) IS NULL AS agent_only
       FROM cohort c
       LEFT JOIN LATERAL (
           SELECT min(m.created_at) AS at FROM {message} m

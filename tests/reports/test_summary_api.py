@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
@@ -11,6 +11,7 @@ from django.test.utils import CaptureQueriesContext
 
 from sessions_app.models import ChannelKind, Direction, Role
 from sessions_app.reports import rollup
+from sessions_app.reports.summary import TODAY_TTL
 from tests.api.conftest import token_for
 from tests.reports.builders import add_message, make_session
 
@@ -134,3 +135,14 @@ def test_a_long_range_costs_no_more_queries_than_a_short_one_once_rolled_up(api,
             assert get(api, service_key, since=since, until="2026-11-13").status_code == 200
         counts.append(len(queries))
     assert counts[0] == counts[1]
+
+
+def test_todays_live_figures_are_kept_for_a_minute(api, service_key, sessions, settings):
+    # A local cache, so the expiry follows the travelled clock (a Redis TTL follows the real one).
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    with time_machine.travel(NOW, tick=False) as traveller:
+        assert get(api, service_key, since="2026-11-13", until="2026-11-13").json()["sessions_opened"] == 0
+        make_session(NOW - timedelta(hours=1), ChannelKind.SMS)
+        assert get(api, service_key, since="2026-11-13", until="2026-11-13").json()["sessions_opened"] == 0
+        traveller.shift(TODAY_TTL + 1)
+        assert get(api, service_key, since="2026-11-13", until="2026-11-13").json()["sessions_opened"] == 1
