@@ -11,6 +11,8 @@ from django.test.utils import CaptureQueriesContext
 
 from sessions_app.models import ChannelKind, Direction, Role
 from sessions_app.reports import rollup
+from sessions_app.reports.api import FiguresShape
+from sessions_app.reports.metrics import Figures
 from sessions_app.reports.summary import TODAY_TTL
 from tests.api.conftest import token_for
 from tests.reports.builders import add_message, make_session
@@ -146,3 +148,7 @@ def test_todays_live_figures_are_kept_for_a_minute(api, service_key, sessions, s
         assert get(api, service_key, since="2026-11-13", until="2026-11-13").json()["sessions_opened"] == 0
         traveller.shift(TODAY_TTL + 1)
         assert get(api, service_key, since="2026-11-13", until="2026-11-13").json()["sessions_opened"] == 1
+
+
+def test_the_documented_shape_has_exactly_the_figures():
+    assert set(FiguresShape().fields) == set(Figures().as_dict())
