@@ -124,3 +124,24 @@ def test_a_day_another_worker_is_computing_is_skipped_not_waited_for():
     finally:
         release.set()
         worker.join()
+
+
+@pytest.mark.django_db
+def test_the_rollup_in_a_zone_with_a_dst_change_equals_the_live_days(settings):
+    settings.TIME_ZONE = "Europe/Paris"  # 2026-03-29 has 23 hours there
+    paris = ZoneInfo("Europe/Paris")
+    for moment in ("2026-03-28T23:30:00+00:00", "2026-03-29T21:30:00+00:00", "2026-03-29T22:30:00+00:00"):
+        agent_answered_at = datetime.fromisoformat(moment)
+        session = make_session(agent_answered_at, ChannelKind.SMS)
+        add_message(session, agent_answered_at, Direction.INBOUND, Role.CONTACT)
+        add_message(session, agent_answered_at + timedelta(minutes=61), Direction.OUTBOUND, Role.AGENT)
+    with time_machine.travel(datetime(2026, 4, 2, 12, tzinfo=UTC), tick=False):
+        rollup.refresh_rollups()
+        stored = rollup.rolled_up(date(2026, 3, 28), date(2026, 3, 30), paris, EVERYTHING)
+    # The first session is on the 29th in Paris (00:30), so the rollup starts there.
+    assert {day: figures.sessions_opened for day, figures in stored.items()} == {
+        date(2026, 3, 29): 2,
+        date(2026, 3, 30): 1,
+    }
+    for day, figures in stored.items():
+        assert figures == live_day(day, paris), day
