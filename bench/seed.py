@@ -223,13 +223,13 @@ def seed(conn: psycopg.Connection, sessions: int, messages: int) -> None:
     run(
         """
         INSERT INTO sessions_app_channel (kind, address, name, reuse_window, abandon_after, archive_after,
-                                          is_active, created_at, business_id)
-        VALUES ('sms', '+15005550001', 'Main SMS', NULL, NULL, NULL, true, now(), ''),
-               ('whatsapp', '+15005550002', 'WhatsApp', NULL, NULL, NULL, true, now(), ''),
-               ('voice', '+15005550003', 'Voice', NULL, NULL, NULL, true, now(), ''),
-               ('web', '', 'Web chat', NULL, NULL, NULL, true, now(), ''),
-               ('api', '', 'API', NULL, NULL, NULL, true, now(), '')
-        ON CONFLICT (kind, address) DO NOTHING
+                                          is_active, created_at, business_id, surface)
+        VALUES ('sms', '+15005550001', 'Main SMS', NULL, NULL, NULL, true, now(), '', ''),
+               ('whatsapp', '+15005550002', 'WhatsApp', NULL, NULL, NULL, true, now(), '', ''),
+               ('voice', '+15005550003', 'Voice', NULL, NULL, NULL, true, now(), '', ''),
+               ('web', '', 'Web chat', NULL, NULL, NULL, true, now(), '', ''),
+               ('api', '', 'API', NULL, NULL, NULL, true, now(), '', '')
+        ON CONFLICT (kind, address, surface) DO NOTHING
         """
     )
     channel = dict(

@@ -365,6 +365,13 @@ CELERY_BEAT_SCHEDULE = {
     # The window report's daily rollup (docs/session-boundaries.md): a day is rolled once finished.
     "roll-up-windows": {"task": "sessions_app.tasks.roll_up_windows", "schedule": 900.0},
 }
+# Reports (docs/reports.md): seconds between runs of the daily rollup task, which rolls up past days
+# and recomputes the ones late changes touched.
+REPORTS_ROLLUP_INTERVAL = env.get_int("REPORTS_ROLLUP_INTERVAL", 600, minimum=60)
+CELERY_BEAT_SCHEDULE["refresh-report-rollups"] = {
+    "task": "sessions_app.tasks.refresh_report_rollups",
+    "schedule": float(REPORTS_ROLLUP_INTERVAL),
+}
 
 # --- Agent ----------------------------------------------------------------------------------------
 AGENT_BACKEND = env.get_str("AGENT_BACKEND", "builtin")

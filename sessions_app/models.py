@@ -14,6 +14,7 @@ from typing import Any
 
 import jsonschema
 from django.conf import settings
+from django.contrib.postgres.indexes import BrinIndex
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
@@ -419,6 +420,9 @@ class Message(models.Model):
                 condition=Q(delivery_status__in=["pending", "sending"]),
                 name="message_delivery_pending",
             ),
+            # Reports count messages per day (sessions_app/reports/, docs/reports.md). BRIN: rows arrive
+            # in time order, so a few pages of block ranges find a day, at no extra B-tree write per message.
+            BrinIndex(fields=["created_at"], name="message_created_brin"),
         ]
 
     def __str__(self) -> str:
@@ -441,7 +445,11 @@ class StatusChange(models.Model):
 
     class Meta:
         ordering = ["created_at", "id"]
-        indexes = [models.Index(fields=["session", "created_at"], name="status_change_session")]
+        indexes = [
+            models.Index(fields=["session", "created_at"], name="status_change_session"),
+            # Reports count transitions per day (docs/reports.md); BRIN, as for messages.
+            BrinIndex(fields=["created_at"], name="status_change_created_brin"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.from_status} → {self.to_status}"
@@ -644,3 +652,72 @@ class WindowRollupGaps(models.Model):
 
     def __str__(self) -> str:
         return f"{self.count} gaps of {self.gap_seconds}s on {self.day}"
+
+
+# --- Reports (sessions_app/reports/, docs/reports.md) ----------------------------------------------
+
+
+class DailyRollup(models.Model):
+    """One past day's report figures for one channel kind and business, the day taken in TIME_ZONE.
+
+    Written only by `sessions_app/reports/rollup.py` (recomputed whole, never incremented); the summary
+    reads past days from here and computes today live. Durations are whole seconds: `*_count`
+    sessions, `*_total` their sum, `*_histogram` how many sessions per bucket (reports/metrics.py)."""
+
+    day = models.DateField()
+    channel_kind = models.CharField(max_length=16)
+    business_id = models.CharField(max_length=128, blank=True)
+    sessions_opened = models.PositiveIntegerField(default=0)
+    messages_inbound = models.PositiveIntegerField(default=0)
+    messages_outbound = models.PositiveIntegerField(default=0)
+    staff_replies = models.PositiveIntegerField(default=0)
+    abandoned = models.PositiveIntegerField(default=0)
+    reopened = models.PositiveIntegerField(default=0)
+    merged = models.PositiveIntegerField(default=0)
+    agent_only_sessions = models.PositiveIntegerField(default=0)
+    first_response_count = models.PositiveIntegerField(default=0)
+    first_response_total = models.BigIntegerField(default=0)
+    first_response_histogram = models.JSONField(default=dict)
+    resolution_count = models.PositiveIntegerField(default=0)
+    resolution_total = models.BigIntegerField(default=0)
+    resolution_histogram = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["day", "channel_kind", "business_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "channel_kind", "business_id"], name="daily_rollup_day_kind_business"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.channel_kind} {self.business_id or '-'}"
+
+
+class RollupDay(models.Model):
+    """Whether the rollup holds a day: in which time zone, and whether later changes made it stale.
+
+    The rollup task claims stale days with `select_for_update(skip_locked=True)`, so two workers never
+    compute the same day, and marking a day stale waits for a computation of it in progress."""
+
+    day = models.DateField(primary_key=True)
+    time_zone = models.CharField(max_length=64)
+    stale = models.BooleanField(default=True)
+    computed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["day"]
+        indexes = [models.Index(fields=["day"], condition=Q(stale=True), name="rollup_day_stale")]
+
+    def __str__(self) -> str:
+        return f"{self.day} ({'stale' if self.stale else 'fresh'})"
+
+
+class RollupWatermark(models.Model):
+    """How far the rollup task has looked for changed sessions (one row, key "daily")."""
+
+    key = models.CharField(max_length=32, primary_key=True)
+    changes_until = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.changes_until.isoformat()}"

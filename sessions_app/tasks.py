@@ -17,6 +17,7 @@ from django.conf import settings
 from sessions_app.delivery import outbound, queue, replies
 from sessions_app.ingest.window_report import roll_up_channels
 from sessions_app.lifecycle.sweep import sweep_sessions
+from sessions_app.reports.rollup import refresh_rollups
 from sessions_app.ui.queries import daily_counts
 
 log = logging.getLogger(__name__)
@@ -100,3 +101,10 @@ def warm_staff_chart() -> int:
 def roll_up_windows() -> int:
     """Sum up the finished days of every channel for the window report (ingest/window_report.py)."""
     return roll_up_channels()
+
+
+@shared_task(name=queue.REFRESH_REPORT_ROLLUPS)
+def refresh_report_rollups() -> dict[str, int]:
+    """Roll up the past days reports read, and recompute those later changes touched (reports/rollup.py)."""
+    result = refresh_rollups()
+    return {"marked": result.marked, "computed": result.computed, "pending": result.pending}

@@ -112,6 +112,10 @@ EXTRA_ERRORS: dict[tuple[str, str], dict[int, str]] = {
         409: "`no_contact`: the session has no contact to speak for.",
     },
     ("delete", "/api/v1/contacts/{id}/"): {409: "`in_use`: sessions still refer to it."},
+    ("get", "/api/v1/reports/summary/"): {
+        400: "`invalid`: `fields` names the bad parameter (a date that is not YYYY-MM-DD, `since` after "
+        "`until` or more than 731 days before it, an unknown channel, `group_by` or time zone)."
+    },
     ("delete", "/api/v1/channels/{id}/"): {409: "`in_use`: sessions still refer to it."},
     ("get", "/api/v1/channels/{id}/window-report/"): {
         400: "`invalid`: `windows`, `since` or `until` cannot be used; `fields` names which and why.",

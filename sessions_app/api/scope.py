@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import Exists, OuterRef, QuerySet
@@ -37,14 +38,35 @@ def actor(request: Any) -> str:
     return f"{'staff' if is_staff(request) else 'user'}:{request.user.get_username()}"
 
 
-def visible_sessions(request: Any) -> QuerySet[Session]:
-    sessions = Session.objects.all()
-    if is_staff(request):
+@dataclass(frozen=True)
+class Visibility:
+    """Which sessions a caller sees, as data: all of them, one business's, or one owner's.
+
+    The reports need it as data (their daily rollup is kept per business, never per owner); every
+    queryset is narrowed by `apply`, so the rule stays here."""
+
+    business_id: str | None = None
+    owner_id: int | None = None
+
+    def apply(self, sessions: QuerySet[Session]) -> QuerySet[Session]:
+        if self.owner_id is not None:
+            sessions = sessions.filter(owner_id=self.owner_id)
+        if self.business_id is not None:
+            sessions = sessions.filter(business_id=self.business_id)
         return sessions
+
+
+def visibility(request: Any) -> Visibility:
+    if is_staff(request):
+        return Visibility()
     key = api_key_of(request)
     if key is not None:
-        return sessions.filter(business_id=key.business_id) if key.business_id else sessions
-    return sessions.filter(owner=request.user)
+        return Visibility(business_id=key.business_id or None)
+    return Visibility(owner_id=request.user.pk)
+
+
+def visible_sessions(request: Any) -> QuerySet[Session]:
+    return visibility(request).apply(Session.objects.all())
 
 
 def check_business(request: Any, business_id: str) -> None:

@@ -30,6 +30,7 @@ SWEEP_SESSIONS = "sessions_app.tasks.sweep_sessions_task"
 RECOVER_OWED_WORK = "sessions_app.tasks.recover_owed_work"
 WARM_STAFF_CHART = "sessions_app.tasks.warm_staff_chart"
 ROLL_UP_WINDOWS = "sessions_app.tasks.roll_up_windows"
+REFRESH_REPORT_ROLLUPS = "sessions_app.tasks.refresh_report_rollups"
 
 
 def enqueue(task_name: str, *args: Any, countdown: float | None = None) -> bool:

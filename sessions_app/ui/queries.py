@@ -144,6 +144,25 @@ class ListFilters:
             items.append(("cursor", self.cursor))
         return items
 
+    def export_query(self) -> str:
+        """These filters (not the sort or page) as the export API's query (sessions_app/reports/)."""
+        items: list[tuple[str, str]] = []
+        if self.channel:
+            items.extend(("channel", str(kind)) for kind in TAB_BY_KEY[self.channel].kinds)
+        items.extend(("status", status) for status in self.statuses)
+        if self.q:
+            items.append(("q", self.q))
+        if self.date_from:
+            items.append(("created_after", _start_of(self.date_from).isoformat()))
+        if self.date_to:
+            # The API's bound is inclusive; the list's is the next midnight, excluded.
+            last = _start_of(self.date_to + timedelta(days=1)) - timedelta(microseconds=1)
+            items.append(("created_before", last.isoformat()))
+        if self.business:
+            items.append(("business_id", self.business))
+        items.append(("format", "csv"))
+        return urlencode(items)
+
     def url(self, **changes: Any) -> str:
         """This view's query string with `changes`; changing anything but the cursor restarts paging."""
         if "cursor" not in changes:

@@ -1,12 +1,13 @@
 from django.urls import path
 
-from sessions_app.ui import views
+from sessions_app.ui import reports, views
 
 app_name = "sessions_ui"
 
 urlpatterns = [
     path("", views.session_list, name="list"),
     path("updates/", views.session_list_updates, name="list-updates"),
+    path("reports/", reports.reports_page, name="reports"),
     path("<uuid:session_id>/", views.session_detail, name="detail"),
     path("<uuid:session_id>/updates/", views.session_detail_updates, name="detail-updates"),
     path("<uuid:session_id>/status/", views.session_transition, name="transition"),

@@ -108,6 +108,8 @@ def session_list(request: HttpRequest) -> HttpResponse:
         "next_url": filters.url(cursor=page.next_cursor) if page.next_cursor else "",
         "first_page_url": filters.url() if filters.cursor else "",
         "clear_url": reverse("sessions_ui:list"),
+        "export_url": reverse("session-export") + "?" + filters.export_query(),
+        "reports_url": reverse("sessions_ui:reports"),
         "chart": build_chart(queries.daily_counts()),
         "no_sessions_at_all": counts.get("", 0) == 0 and not filters.is_filtered,
         "webhook_urls": _webhook_urls(request),
