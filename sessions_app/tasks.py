@@ -15,6 +15,7 @@ from celery import Task, shared_task
 from django.conf import settings
 
 from sessions_app.delivery import outbound, queue, replies
+from sessions_app.events import dispatch as event_dispatch
 from sessions_app.lifecycle.sweep import sweep_sessions
 from sessions_app.ui.queries import daily_counts
 
@@ -93,3 +94,22 @@ def warm_staff_chart() -> int:
     """Count the staff chart's past days before a page needs them (once a day it is a few hundred
     milliseconds at a million sessions); with a shared cache (Redis) no page request pays it."""
     return len(daily_counts())
+
+
+# --- Event webhooks (sessions_app/events/) ------------------------------------------------------------
+
+
+@shared_task(name=queue.DELIVER_EVENTS)
+def deliver_events(endpoint_id: int) -> int:
+    """Send one endpoint's due events in batches; failures are retried by the schedule, not here."""
+    return event_dispatch.deliver_due(endpoint_id)
+
+
+@shared_task(name=queue.RECOVER_EVENT_DELIVERIES)
+def recover_event_deliveries() -> dict[str, int]:
+    return event_dispatch.recover()
+
+
+@shared_task(name=queue.PURGE_EVENT_LOG)
+def purge_event_log() -> dict[str, int]:
+    return event_dispatch.purge()

@@ -147,6 +147,16 @@ EXTRA_ERRORS: dict[tuple[str, str], dict[int, str]] = {
             *((method, "/api/v1/characters/{config_id}/") for method in ("get", "put", "patch", "delete")),
         )
     },
+    **{
+        (method, path): {403: "`permission_denied`: event endpoints are managed by staff only."}
+        for method, path in (
+            ("get", "/api/v1/event-endpoints/"),
+            ("post", "/api/v1/event-endpoints/"),
+            *((method, "/api/v1/event-endpoints/{id}/") for method in ("get", "put", "patch", "delete")),
+            ("post", "/api/v1/event-endpoints/{id}/rotate-secret/"),
+            ("get", "/api/v1/event-endpoints/{id}/deliveries/"),
+        )
+    },
     ("get", "/workspace/api/sessions/{session_id}/messages"): {
         403: "`permission_denied`: this endpoint acts for a logged-in user (JWT), not a key."
     },

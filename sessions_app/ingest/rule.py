@@ -20,12 +20,15 @@ import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connection, models, transaction
 from django.utils import timezone
 
 from sessions_app.delivery import queue
+from sessions_app.events.models import EventType
+from sessions_app.events.record import EventSpec, record_events, recording
 from sessions_app.ingest.channels import cached_channel, channel_for
 from sessions_app.models import Channel, ChannelKind, Contact, Message, ReplyState, Role, Session
 from sessions_app.phones import mask_phone
@@ -167,6 +170,22 @@ def _record(
         _json(Message, "metadata", message_metadata),
         ReplyState.OWED if inbound.expects_reply else ReplyState.NONE,
     ]
+    # With subscribers to its events, the statement and the events it causes are one transaction;
+    # otherwise the statement runs alone, in autocommit when the caller has no transaction open.
+    with recording(EventType.MESSAGE_CREATED, EventType.SESSION_OPENED):
+        return _store(channel, inbound, params, message_metadata, contact=contact, phone=phone, now=now)
+
+
+def _store(
+    channel: Channel,
+    inbound: InboundMessage,
+    params: list[Any],
+    message_metadata: dict[str, Any],
+    *,
+    contact: Contact | None,
+    phone: str,
+    now: datetime,
+) -> IngestResult:
     with connection.cursor() as cursor:  # `connection` is the default database's, DEFAULT_DB_ALIAS
         cursor.execute(_CALL, params)
         names = [column.name for column in cursor.description]
@@ -209,6 +228,8 @@ def _record(
     message.session = session
     created = outcome not in ("named", "reused")
     _log_outcome(outcome, row["gap"], channel, session, contact)
+    specs = [EventSpec(EventType.SESSION_OPENED)] if created else []
+    record_events(session.pk, [*specs, EventSpec(EventType.MESSAGE_CREATED, message=message)])
     # Once committed (at once in autocommit): the session's sockets hear of it, then its reply is
     # queued, in that order, so a socket sees the message before the reply it causes.
     transaction.on_commit(lambda: message_event(message, session), robust=True)
