@@ -101,6 +101,10 @@ EVENT_PAYLOAD = PolymorphicProxySerializer(
 
 
 class EventEndpointSerializer(serializers.ModelSerializer):
+    # Checked by check_endpoint_url alone, whose messages name the problem (scheme, host, address).
+    url = serializers.CharField(
+        max_length=2000, help_text="Where events are POSTed: https (http only with DEBUG), a public address."
+    )
     event_types = serializers.ListField(
         child=serializers.ChoiceField(choices=[ALL_EVENTS, *EventType.values]),
         allow_empty=False,

@@ -316,6 +316,18 @@ LINKS: dict[str, dict[str, dict[str, tuple[Any, ...]]]] = {
             )
         }
     },
+    "api_v1_event_endpoints_create": {
+        "201": {
+            name: (f"api_v1_event_endpoints_{action}", {"id": "$response.body#/id"})
+            for name, action in (
+                ("GetEventEndpoint", "retrieve"),
+                ("PatchEventEndpoint", "partial_update"),
+                ("RotateEventEndpointSecret", "rotate_secret_create"),
+                ("ListEventEndpointDeliveries", "deliveries_list"),
+                ("DeleteEventEndpoint", "destroy"),
+            )
+        }
+    },
     "workspace_api_sessions_create": {"201": _WORKSPACE_TARGETS},
     "workspace_api_sessions_retrieve": {"200": _WORKSPACE_TARGETS},
     "agent_api_messages_create": {"200": _AGENT_TARGETS, "202": _AGENT_TARGETS},
