@@ -36,6 +36,7 @@ class Receiver:
     def __init__(self) -> None:
         self.secrets: list[str] = []
         self.received: list[Received] = []
+        self.arrived: list[str] = []  # webhook ids as requests arrive, before they are answered
         self.answer: Callable[[dict[str, Any]], int] = lambda payload: 200
         self.delay = 0.0
         self.port = 0
@@ -94,6 +95,7 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             headers = {name.lower(): value for name, value in self.headers.items()}
             verified = receiver.verify(body, headers)
+            receiver.arrived.append(headers.get("webhook-id", ""))
             if receiver.delay:
                 threading.Event().wait(receiver.delay)
             status = receiver.answer(json.loads(body))
