@@ -455,6 +455,10 @@ EVENT_LOG_RETENTION = env.get_int("EVENT_LOG_RETENTION", 30 * 86400, minimum=60)
 EVENT_WEBHOOKS_ALLOW_PRIVATE = env.get_bool("EVENT_WEBHOOKS_ALLOW_PRIVATE", default=False)
 # How often overdue deliveries (a lost task, a retry that is due, a worker that died) are re-queued.
 EVENT_RECOVERY_INTERVAL = env.get_int("EVENT_RECOVERY_INTERVAL", 30, minimum=1)
+# The Celery queue deliveries go to: the default one, or one of their own served by
+# `celery -A config worker -Q events` (deliveries and replies then never wait for each other).
+EVENT_DELIVERY_QUEUE = env.get_str("EVENT_DELIVERY_QUEUE", "celery")
+CELERY_TASK_ROUTES = {"sessions_app.tasks.deliver_events": {"queue": EVENT_DELIVERY_QUEUE}}
 CELERY_BEAT_SCHEDULE["recover-event-deliveries"] = {
     "task": "sessions_app.tasks.recover_event_deliveries",
     "schedule": float(EVENT_RECOVERY_INTERVAL),
