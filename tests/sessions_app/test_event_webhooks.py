@@ -15,9 +15,13 @@ from sessions_app.delivery.outbound import record_delivery_status, record_outbou
 from sessions_app.events import dispatch
 from sessions_app.events.addresses import check_endpoint_url
 from sessions_app.events.record import wanted
+from sessions_app.ingest.channels import channel_for
+from sessions_app.lifecycle.sessions import create_session
 from sessions_app.lifecycle.sweep import sweep_sessions
 from sessions_app.lifecycle.transitions import transition_session
 from sessions_app.models import (
+    ChannelKind,
+    Contact,
     Delivery,
     DeliveryAttempt,
     DeliveryStatus,
@@ -391,3 +395,22 @@ def test_sequences_under_concurrent_writers_grow_by_exactly_one(receiver):
     # Four writers' tasks delivered concurrently, and the receiver still saw them in order.
     assert [r.payload["data"]["sequence"] for r in receiver.delivered()] == list(range(1, 61))
     assert Session.objects.get(pk=session.pk).event_sequence == 60
+
+
+def test_a_session_opened_without_a_message_is_an_event_too(receiver, api_staff_session):
+    subscribe(receiver, ["session.opened"])
+    session = api_staff_session()
+    dispatch.deliver_due(EventEndpoint.objects.get().pk)
+    (received,) = receiver.delivered()
+    assert received.payload["data"]["session"]["id"] == str(session.pk)
+    assert received.payload["data"]["sequence"] == 1
+
+
+@pytest.fixture
+def api_staff_session():
+    def open_one() -> Session:
+        channel = channel_for(ChannelKind.API, "")
+        contact = Contact.objects.create(business_id="B1", external_user_id="u1")
+        return create_session(channel, contact, title="Opened by the API")[0]
+
+    return open_one
