@@ -49,8 +49,11 @@ class Receiver:
 
     def start(self) -> None:
         handler = _handler(self)
-        ports = [self.port] if self.port else list(PORTS)
-        for port in ports:
+        # Started again: the same port, retried a little while the old server's sockets close.
+        ports = [self.port] * 40 if self.port else list(PORTS)
+        for attempt, port in enumerate(ports):
+            if attempt and self.port:
+                threading.Event().wait(0.05)
             try:
                 ThreadingHTTPServer.allow_reuse_address = True
                 server = ThreadingHTTPServer(("127.0.0.1", port), handler)

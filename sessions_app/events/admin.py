@@ -42,10 +42,13 @@ class EventEndpointAdmin(admin.ModelAdmin):
             messages.warning(request, f"New secret of {endpoint.url}, shown this once: {secret}")
 
 
+ATTEMPT_FIELDS = ("attempted_at", "status_code", "duration_ms", "error", "response")
+
+
 class DeliveryAttemptInline(admin.TabularInline):
     model = DeliveryAttempt
-    fields = ["attempted_at", "status_code", "duration_ms", "error", "response"]
-    readonly_fields = fields
+    fields = ATTEMPT_FIELDS
+    readonly_fields = ATTEMPT_FIELDS
     extra = 0
     can_delete = False
 
