@@ -108,6 +108,13 @@ def main() -> int:
     parser.add_argument("--endpoints", type=int, default=5)
     parser.add_argument("--concurrency", type=int, default=5, help="the delivery worker's processes")
     parser.add_argument("--ports", default="18260-18299", help="loopback ports to use")
+    parser.add_argument(
+        "--backlog",
+        type=int,
+        default=0,
+        help="instead of the load: this many events written first (each due to every endpoint), then "
+        "the time the worker takes to deliver them all (delivery capacity alone)",
+    )
     parser.add_argument("--child", choices=["receiver"], help=argparse.SUPPRESS)
     parser.add_argument("--child-ports", default="", help=argparse.SUPPRESS)
     parser.add_argument("--child-out", default="", help=argparse.SUPPRESS)
@@ -157,6 +164,21 @@ def main() -> int:
     )
     assert receiver.stdout is not None
     receiver.stdout.readline()
+    if args.backlog:
+        backlog = (
+            "from sessions_app.delivery.outbound import record_outbound_message\n"
+            "from sessions_app.ingest.channels import channel_for\n"
+            "from sessions_app.lifecycle.sessions import create_session\n"
+            "from sessions_app.models import Contact\n"
+            "channel = channel_for('api', '')\n"
+            f"for n in range({args.backlog} // 10):\n"
+            "    contact = Contact.objects.create(external_user_id=f'u{n}', business_id='B')\n"
+            "    session, _ = create_session(channel, contact)\n"
+            "    for m in range(10):\n"
+            "        record_outbound_message(session, f'message {m}', role='staff')\n"
+        )
+        subprocess.run([sys.executable, "manage.py", "shell", "-c", backlog], **run)  # type: ignore[call-overload]
+    worker_started = time.time()
     worker = subprocess.Popen(
         [
             sys.executable,
@@ -180,6 +202,8 @@ def main() -> int:
         stderr=subprocess.STDOUT,
     )
     try:
+        if args.backlog:
+            return drain(args, worker, receiver, arrivals, worker_started)
         bodies = signed_sms_bodies(int(args.rate * args.seconds), env["TWILIO_AUTH_TOKEN"], origin, seed=7)
         requests = [
             raw_request(SMS_PATH, body, f"X-Twilio-Signature: {signature}\r\n") for body, signature in bodies
@@ -263,6 +287,44 @@ def main() -> int:
         f"max {latencies[-1] if latencies else 0:.0f} ms ({len(latencies)} deliveries)"
     )
     print("  delivery states at the end: " + ", ".join(stats.splitlines()))
+    return 0
+
+
+def drain(
+    args: argparse.Namespace,
+    worker: subprocess.Popen[bytes],
+    receiver: subprocess.Popen[bytes],
+    arrivals: Path,
+    started: float,
+) -> int:
+    """The backlog mode: wait until every delivery is delivered, then the rate it was done at."""
+    total = int(psql(args.admin_url, args.database, "SELECT count(*) FROM sessions_app_delivery"))
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        left = psql(
+            args.admin_url,
+            args.database,
+            "SELECT count(*) FROM sessions_app_delivery WHERE state <> 'delivered'",
+        )
+        if left == "0":
+            break
+        time.sleep(0.5)
+    stop_process(worker)
+    receiver.send_signal(signal.SIGTERM)
+    receiver.wait(timeout=30)
+    seen = json.loads(arrivals.read_text())
+    psql(args.admin_url, "postgres", f'DROP DATABASE IF EXISTS "{args.database}"')
+    times = sorted(arrived for _, _, arrived in seen)
+    span = times[-1] - times[0] if len(times) > 1 else 0.0
+    print(
+        f"event webhooks backlog, {datetime.now():%Y-%m-%d %H:%M}: {total} deliveries due to "
+        f"{args.endpoints} endpoints, worker --concurrency {args.concurrency}"
+    )
+    print(
+        f"  received {len(seen)} ({len({w for _, w, _ in seen})} distinct per endpoint pairs: "
+        f"{len(set((p, w) for p, w, _ in seen))}); first after {times[0] - started:.1f} s of worker start, "
+        f"then {len(seen) / max(span, 0.001):,.0f} deliveries/s over {span:.1f} s"
+    )
     return 0
 
 
