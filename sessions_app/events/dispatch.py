@@ -35,7 +35,7 @@ from standardwebhooks.webhooks import Webhook
 from sessions_app.delivery import queue
 from sessions_app.events.addresses import VettedBackend
 from sessions_app.events.models import Delivery, DeliveryAttempt, DeliveryState, Event, EventEndpoint
-from sessions_app.events.record import kick, kick_key
+from sessions_app.events.record import KICK_TTL, kick, kick_key
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,9 @@ BATCH_TIME = 20.0
 LEASE = timedelta(seconds=120)
 # One task sends for at most this long, then queues its successor if work is left.
 RUN_TIME = 25.0
+# After a batch smaller than BATCH_SIZE, what a task waits before claiming again (more events come
+# in meanwhile, so batches fill up while the latency stays well under a second).
+LINGER = 0.05
 RESPONSE_KEPT = 1024  # characters of an answer's body kept in the log
 RESPONSE_READ = 64 * 1024  # read at most this much of an answer (the rest closes the connection)
 DISABLE_AFTER = timedelta(days=5)
@@ -154,25 +157,42 @@ def retry_delay(attempts: int) -> float | None:
 
 
 def deliver_due(endpoint_id: int) -> int:
-    """Send the endpoint's due deliveries, batch after batch, for up to RUN_TIME; returns how many
-    were delivered. Queues its successor if work is left when the time is up."""
-    cache.delete(kick_key(endpoint_id))  # from here on a new event needs a task of its own
+    """Send the endpoint's due deliveries, batch after batch, while there are any (for up to
+    RUN_TIME, then it queues its successor); returns how many were delivered.
+
+    While it runs, the endpoint's kick flag stays set, so commits meanwhile queue no other task:
+    this one picks their events up, waiting LINGER after a short batch so that the next one is
+    fuller. It clears the flag before it stops, then claims once more: an event committed before
+    the flag went is seen by that claim, one committed after queues a task of its own.
+    """
+    flag = kick_key(endpoint_id)
     endpoint = EventEndpoint.objects.filter(pk=endpoint_id, enabled=True).first()
     if endpoint is None:
+        cache.delete(flag)
         return 0
     delivered = 0
     started = time.monotonic()
     while True:
+        cache.set(flag, 1, timeout=KICK_TTL)
         batch = claim(endpoint)
         if not batch:
-            return delivered
+            cache.delete(flag)
+            batch = claim(endpoint)
+            if not batch:
+                return delivered
+            if not cache.add(flag, 1, timeout=KICK_TTL):  # a new task is queued: it goes on
+                return delivered + send_batch(endpoint, batch)[0]
         done, carry_on = send_batch(endpoint, batch)
         delivered += done
         if not carry_on or not endpoint.enabled:
+            cache.delete(flag)
             return delivered
         if time.monotonic() - started > RUN_TIME:
+            cache.delete(flag)
             kick(endpoint_id)
             return delivered
+        if len(batch) < BATCH_SIZE:
+            time.sleep(LINGER)
 
 
 def claim(endpoint: EventEndpoint, limit: int = BATCH_SIZE) -> list[Delivery]:
@@ -331,7 +351,7 @@ def recover(limit: int = 1000) -> dict[str, int]:
         EventEndpoint.objects.filter(enabled=True).filter(Exists(due)).values_list("pk", flat=True)[:limit]
     )
     for endpoint_id in endpoints:
-        kick(endpoint_id)
+        kick(endpoint_id, force=True)
     if released or endpoints:
         log.info("Event recovery: %s lost claim(s) released, %s endpoint(s) queued", released, len(endpoints))
     return {"released": released, "endpoints": len(endpoints)}

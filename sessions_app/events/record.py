@@ -34,9 +34,10 @@ from sessions_app.models import Message, Session
 
 ENDPOINT_CACHE_TTL = timedelta(seconds=5)
 _CACHE_KEY = "events:endpoints"
-# While set, a delivery task for the endpoint is queued and has not started: another is not needed
-# (the task clears it as it starts, before it claims). Only with a shared cache (Redis).
-KICK_TTL = 2
+# While set, a delivery task for the endpoint is queued or running: another is not needed (the task
+# keeps it set while it runs, and clears it before its last claim; sessions_app/events/dispatch.py).
+# Only with a shared cache (Redis). Expires on its own when a worker dies with it set.
+KICK_TTL = 5
 
 
 @dataclass(frozen=True)
@@ -220,9 +221,12 @@ def kick_key(endpoint_id: int) -> str:
     return f"events:kick:{endpoint_id}"
 
 
-def kick(endpoint_id: int) -> None:
-    """Queue the endpoint's delivery task unless one is queued and not started yet (shared cache
-    only: with each process's own memory there is no telling, so it is always queued)."""
-    if settings.REDIS_URL and not cache.add(kick_key(endpoint_id), 1, timeout=KICK_TTL):
+def kick(endpoint_id: int, *, force: bool = False) -> None:
+    """Queue the endpoint's delivery task unless one is queued or running (shared cache only: with
+    each process's own memory there is no telling, so it is always queued). `force`: whatever the
+    flag says (the recovery task: a flag left by a worker that died must not hold events back)."""
+    if force:
+        cache.set(kick_key(endpoint_id), 1, timeout=KICK_TTL)
+    elif settings.REDIS_URL and not cache.add(kick_key(endpoint_id), 1, timeout=KICK_TTL):
         return
     queue.enqueue(queue.DELIVER_EVENTS, endpoint_id)
