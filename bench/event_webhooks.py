@@ -107,6 +107,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=20, help="seconds of load")
     parser.add_argument("--endpoints", type=int, default=5)
     parser.add_argument("--concurrency", type=int, default=5, help="the delivery worker's processes")
+    parser.add_argument("--pool", default="prefork", help="the delivery worker's pool (prefork, threads)")
     parser.add_argument("--ports", default="18260-18299", help="loopback ports to use")
     parser.add_argument(
         "--backlog",
@@ -191,6 +192,8 @@ def main() -> int:
             "events",
             "--concurrency",
             str(args.concurrency),
+            "--pool",
+            args.pool,
             "--without-gossip",
             "--without-mingle",
             "--loglevel",
@@ -272,7 +275,7 @@ def main() -> int:
     print(
         f"event webhooks, {datetime.now():%Y-%m-%d %H:%M}: {args.endpoints} endpoints, "
         f"ingest at {args.rate:g}/s "
-        f"for {args.seconds} s, delivery worker --concurrency {args.concurrency}"
+        f"for {args.seconds} s, delivery worker --pool {args.pool} --concurrency {args.concurrency}"
     )
     print(
         f"  ingest: {ingest.answered}/{ingest.sent} answered 200, p50 {ingest.p50_ms:.1f} ms, "
