@@ -47,6 +47,8 @@ BATCH_TIME = 20.0
 LEASE = timedelta(seconds=120)
 # One task sends for at most this long, then queues its successor if work is left.
 RUN_TIME = 25.0
+# Seconds an endpoint that did not answer (refused, timed out) gets no task for new events.
+REST_WHEN_UNREACHABLE = 5
 # After a batch smaller than BATCH_SIZE, what a task waits before claiming again (more events come
 # in meanwhile, so batches fill up while the latency stays well under a second).
 LINGER = 0.05
@@ -174,6 +176,11 @@ def deliver_due(endpoint_id: int) -> int:
     started = time.monotonic()
     while True:
         cache.set(flag, 1, timeout=KICK_TTL)
+        if delivered:  # staff may have disabled it, rotated its secret or deleted it meanwhile
+            endpoint = EventEndpoint.objects.filter(pk=endpoint_id, enabled=True).first()
+            if endpoint is None:
+                cache.delete(flag)
+                return delivered
         batch = claim(endpoint)
         if not batch:
             cache.delete(flag)
@@ -184,6 +191,11 @@ def deliver_due(endpoint_id: int) -> int:
                 return delivered + send_batch(endpoint, batch)[0]
         done, carry_on = send_batch(endpoint, batch)
         delivered += done
+        if not carry_on and endpoint.enabled:
+            # It did not answer: no new task for it for a while (commits meanwhile find the flag
+            # set); the failed delivery's own retry, and recovery, wake it up.
+            cache.set(flag, 1, timeout=REST_WHEN_UNREACHABLE)
+            return delivered
         if not carry_on or not endpoint.enabled:
             cache.delete(flag)
             return delivered

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
@@ -14,7 +15,7 @@ from standardwebhooks.webhooks import Webhook
 from sessions_app.delivery.outbound import record_delivery_status, record_outbound_message
 from sessions_app.events import dispatch
 from sessions_app.events.addresses import check_endpoint_url
-from sessions_app.events.record import wanted
+from sessions_app.events.record import kick, wanted
 from sessions_app.ingest.channels import channel_for
 from sessions_app.lifecycle.sessions import create_session
 from sessions_app.lifecycle.sweep import sweep_sessions
@@ -38,6 +39,14 @@ from tests.factories import EventEndpointFactory, SessionFactory
 from tests.twilio_helpers import send_sms
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _no_kick_flags():
+    """The delivery tasks' flags live in the shared cache (Redis), which outlives each test."""
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture(autouse=True)
@@ -439,3 +448,22 @@ def test_admin_lists_deliveries_with_filters_and_resends_them(receiver, admin_cl
     # Queued on commit; here, as the task would, the endpoint's due deliveries are sent.
     dispatch.deliver_due(endpoint.pk)
     assert [r.webhook_id for r in receiver.delivered()] == [delivery.event.webhook_id] * 2
+
+
+def test_an_endpoint_that_does_not_answer_rests_instead_of_being_tried_per_event(receiver):
+    endpoint = subscribe(receiver, ["message.created"])
+    receiver.stop()
+    for _ in range(3):
+        record_outbound_message(SessionFactory(), "waits", role=Role.STAFF)
+    dispatch.deliver_due(endpoint.pk)
+    assert DeliveryAttempt.objects.count() == 1  # the batch stopped at the first refusal
+    assert list(Delivery.objects.order_by("id").values_list("state", "attempts")) == [
+        ("pending", 1),
+        ("pending", 0),
+        ("pending", 0),
+    ]
+    kick(endpoint.pk)  # a new event's commit meanwhile: no task (it would run inline here)
+    assert DeliveryAttempt.objects.count() == 1
+    receiver.start()
+    recover_event_deliveries()  # recovery does not wait for the rest to end
+    assert len(receiver.delivered()) == 2  # the other sessions' events; the failed one is not due

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from django.core.cache import cache
 from django.utils import timezone
 
 from config.celery_app import app as celery_app
@@ -24,6 +25,14 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs a real Redis: set REDIS_URL to run"),
 ]
+
+
+@pytest.fixture(autouse=True)
+def _no_kick_flags():
+    """The delivery tasks' flags live in the shared cache (Redis), which outlives each test."""
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture
