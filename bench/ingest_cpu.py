@@ -158,6 +158,16 @@ def main() -> int:
     parser.add_argument("--reference", type=Path, default=ROOT.parent / "shared" / "bench" / "reference")
     parser.add_argument("--child", choices=["ours", "reference"], help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--db-prefix", default="", help="prefix of the two databases' names (runs beside other runs)"
+    )
+    parser.add_argument(
+        "--event-endpoints",
+        type=int,
+        default=0,
+        help="enabled event endpoints (all events) to register first: the outbox's cost "
+        "(docs/event-webhooks.md)",
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(HERE))
     sys.path.insert(0, str(ROOT))
@@ -170,6 +180,9 @@ def main() -> int:
         return 0
 
     from ingest import product_env, psql
+
+    global OURS_DB, REF_DB
+    OURS_DB, REF_DB = args.db_prefix + OURS_DB, args.db_prefix + REF_DB
 
     for database in (OURS_DB, REF_DB):
         psql(args.admin_url, "postgres", f'DROP DATABASE IF EXISTS "{database}"')
@@ -190,6 +203,16 @@ def main() -> int:
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=ours_env, check=True
     )
+    if args.event_endpoints:
+        # Never answered (nothing listens there, and no worker runs): only the outbox's writes count.
+        create = (
+            "from sessions_app.models import EventEndpoint\n"
+            f"for number in range({args.event_endpoints}):\n"
+            "    EventEndpoint.objects.create(url=f'http://127.0.0.1:9/{number}', event_types=['*'])\n"
+        )
+        subprocess.run(
+            [sys.executable, "manage.py", "shell", "-c", create], cwd=ROOT, env=ours_env, check=True
+        )
     ref_env = {**os.environ, "PGDATABASE": REF_DB}
     psql(args.admin_url, REF_DB, (args.reference / "schema.sql").read_text())
 
@@ -197,7 +220,10 @@ def main() -> int:
         psql(
             args.admin_url,
             OURS_DB,
-            "TRUNCATE sessions_app_message, sessions_app_session, sessions_app_contact CASCADE",
+            "TRUNCATE sessions_app_message, sessions_app_session, sessions_app_contact, "
+            "sessions_app_event CASCADE"
+            if args.event_endpoints
+            else "TRUNCATE sessions_app_message, sessions_app_session, sessions_app_contact CASCADE",
         )
         psql(args.admin_url, REF_DB, "TRUNCATE msg, sess")
 

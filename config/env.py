@@ -64,6 +64,24 @@ class Env:
             return list(default or [])
         return [item.strip() for item in value.split(",") if item.strip()]
 
+    def get_int_list(self, name: str, default: list[int], *, minimum: int | None = None) -> list[int]:
+        """Comma-separated whole numbers, e.g. `5,300,1800`; at least one."""
+        value = self.raw(name)
+        if value is None:
+            return list(default)
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        try:
+            numbers = [int(item) for item in items]
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name} must be comma-separated whole numbers, not {value!r}"
+            ) from None
+        if not numbers:
+            raise ImproperlyConfigured(f"{name} must list at least one number")
+        if minimum is not None and any(number < minimum for number in numbers):
+            raise ImproperlyConfigured(f"{name}: every number must be at least {minimum}, not {value!r}")
+        return numbers
+
     def get_origin(self, name: str) -> str:
         """An origin such as https://sessions.example.com[:port], without a trailing slash or path."""
         value = self.raw(name)

@@ -454,3 +454,25 @@ INSTALLED_APPS += ["corsheaders"]
 MIDDLEWARE.insert(0, "corsheaders.middleware.CorsMiddleware")
 CORS_ALLOWED_ORIGINS = env.get_list("CORS_ALLOWED_ORIGINS", [])
 CORS_URLS_REGEX = r"^/(api|agent/api|workspace/api|characters/api|webhook)/.*$"
+
+# --- Event webhooks to subscribers (docs/event-webhooks.md) -----------------------------------------
+# Seconds before each retry of a failed delivery (Standard Webhooks' suggestion), each with up to
+# 10 % jitter; after the last one the delivery is given up.
+EVENT_RETRY_SCHEDULE = env.get_int_list(
+    "EVENT_RETRY_SCHEDULE", [5, 300, 1800, 7200, 18000, 36000, 36000], minimum=0
+)
+# Seconds delivery attempts (and finished events) are kept in the log.
+EVENT_LOG_RETENTION = env.get_int("EVENT_LOG_RETENTION", 30 * 86400, minimum=60)
+# Local setups and tests only: let endpoints resolve to loopback and private addresses.
+EVENT_WEBHOOKS_ALLOW_PRIVATE = env.get_bool("EVENT_WEBHOOKS_ALLOW_PRIVATE", default=False)
+# How often overdue deliveries (a lost task, a retry that is due, a worker that died) are re-queued.
+EVENT_RECOVERY_INTERVAL = env.get_int("EVENT_RECOVERY_INTERVAL", 30, minimum=1)
+# The Celery queue deliveries go to: the default one, or one of their own served by
+# `celery -A config worker -Q events` (deliveries and replies then never wait for each other).
+EVENT_DELIVERY_QUEUE = env.get_str("EVENT_DELIVERY_QUEUE", "celery")
+CELERY_TASK_ROUTES = {"sessions_app.tasks.deliver_events": {"queue": EVENT_DELIVERY_QUEUE}}
+CELERY_BEAT_SCHEDULE["recover-event-deliveries"] = {
+    "task": "sessions_app.tasks.recover_event_deliveries",
+    "schedule": float(EVENT_RECOVERY_INTERVAL),
+}
+CELERY_BEAT_SCHEDULE["purge-event-log"] = {"task": "sessions_app.tasks.purge_event_log", "schedule": 3600.0}

@@ -377,3 +377,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             self.message_user(
                 request, f"New API key (copy it now; it is not shown again): {plain}", messages.WARNING
             )
+
+
+# --- Event webhooks (registered by sessions_app/events/admin.py) -----------------------------------
+from sessions_app.events.admin import EventEndpointAdmin as EventEndpointAdmin  # noqa: E402

@@ -20,6 +20,10 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from sessions_app.events.models import Delivery as Delivery
+from sessions_app.events.models import DeliveryAttempt as DeliveryAttempt
+from sessions_app.events.models import Event as Event
+from sessions_app.events.models import EventEndpoint as EventEndpoint
 from sessions_app.privacy.fields import EncryptedJSONField
 
 
@@ -296,6 +300,9 @@ class Session(models.Model):
         db_index=False,
         help_text="The session this one was merged into.",
     )
+    # The last event's `sequence` (sessions_app/events/record.py); a database default too, since the
+    # reuse rule's function inserts sessions by listing its columns.
+    event_sequence = models.PositiveBigIntegerField(default=0, db_default=0, editable=False)
 
     class Meta:
         ordering = ["-last_activity_at", "-id"]

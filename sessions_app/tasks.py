@@ -15,6 +15,7 @@ from celery import Task, shared_task
 from django.conf import settings
 
 from sessions_app.delivery import outbound, queue, replies
+from sessions_app.events import dispatch as event_dispatch
 from sessions_app.ingest.window_report import roll_up_channels
 from sessions_app.lifecycle.sweep import sweep_sessions
 from sessions_app.reports.rollup import refresh_rollups
@@ -108,3 +109,22 @@ def refresh_report_rollups() -> dict[str, int]:
     """Roll up the past days reports read, and recompute those later changes touched (reports/rollup.py)."""
     result = refresh_rollups()
     return {"marked": result.marked, "computed": result.computed, "pending": result.pending}
+
+
+# --- Event webhooks (sessions_app/events/) ------------------------------------------------------------
+
+
+@shared_task(name=queue.DELIVER_EVENTS)
+def deliver_events(endpoint_id: int) -> int:
+    """Send one endpoint's due events in batches; failures are retried by the schedule, not here."""
+    return event_dispatch.deliver_due(endpoint_id)
+
+
+@shared_task(name=queue.RECOVER_EVENT_DELIVERIES)
+def recover_event_deliveries() -> dict[str, int]:
+    return event_dispatch.recover()
+
+
+@shared_task(name=queue.PURGE_EVENT_LOG)
+def purge_event_log() -> dict[str, int]:
+    return event_dispatch.purge()

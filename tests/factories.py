@@ -5,7 +5,16 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.utils import timezone
 
-from sessions_app.models import Channel, ChannelKind, Contact, Direction, Message, Role, Session
+from sessions_app.models import (
+    Channel,
+    ChannelKind,
+    Contact,
+    Direction,
+    EventEndpoint,
+    Message,
+    Role,
+    Session,
+)
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -77,3 +86,11 @@ def sessions_ended_oldest_first(channel: Channel, now: datetime, ended: tuple[st
             [channel.pk, Session._meta.get_field("metadata").get_prep_value({}), *ended, now],
         )
         cursor.execute("ANALYZE sessions_app_session")
+
+
+class EventEndpointFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = EventEndpoint
+
+    url = "https://hooks.example.com/events"
+    event_types = factory.LazyFunction(lambda: ["*"])

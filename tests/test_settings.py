@@ -57,6 +57,11 @@ def load_settings(
         ({"DEBUG": "true", "DATABASE_URL": "sqlite:///data/db.sqlite3"}, "DATABASE_URL"),
         ({"DEBUG": "true", "DATABASE_URL": ""}, "DATABASE_URL"),
         ({"DEBUG": "true", "REDIS_URL": "localhost:6379"}, "REDIS_URL"),
+        ({"DEBUG": "true", "EVENT_RETRY_SCHEDULE": "5,five"}, "EVENT_RETRY_SCHEDULE"),
+        ({"DEBUG": "true", "EVENT_RETRY_SCHEDULE": "5,-1"}, "EVENT_RETRY_SCHEDULE"),
+        ({"DEBUG": "true", "EVENT_RETRY_SCHEDULE": ","}, "EVENT_RETRY_SCHEDULE"),
+        ({"DEBUG": "true", "EVENT_WEBHOOKS_ALLOW_PRIVATE": "sometimes"}, "EVENT_WEBHOOKS_ALLOW_PRIVATE"),
+        ({"DEBUG": "true", "EVENT_LOG_RETENTION": "1"}, "EVENT_LOG_RETENTION"),
     ],
 )
 def test_it_refuses_to_start_on_a_bad_value(tmp_path, env, named):
@@ -94,3 +99,9 @@ def test_env_reads_typed_values():
     assert env.get_int("MISSING", 7) == 7
     with pytest.raises(ImproperlyConfigured, match="N must be at most 10"):
         env.get_int("N", 0, maximum=10)
+
+
+def test_the_event_retry_schedule_is_comma_separated_seconds():
+    env = Env({"EVENT_RETRY_SCHEDULE": "1, 10,100"})
+    assert env.get_int_list("EVENT_RETRY_SCHEDULE", [5]) == [1, 10, 100]
+    assert Env({}).get_int_list("EVENT_RETRY_SCHEDULE", [5, 300]) == [5, 300]

@@ -163,6 +163,16 @@ EXTRA_ERRORS: dict[tuple[str, str], dict[int, str]] = {
             *((method, "/api/v1/characters/{config_id}/") for method in ("get", "put", "patch", "delete")),
         )
     },
+    **{
+        (method, path): {403: "`permission_denied`: event endpoints are managed by staff only."}
+        for method, path in (
+            ("get", "/api/v1/event-endpoints/"),
+            ("post", "/api/v1/event-endpoints/"),
+            *((method, "/api/v1/event-endpoints/{id}/") for method in ("get", "put", "patch", "delete")),
+            ("post", "/api/v1/event-endpoints/{id}/rotate-secret/"),
+            ("get", "/api/v1/event-endpoints/{id}/deliveries/"),
+        )
+    },
     ("get", "/workspace/api/sessions/{session_id}/messages"): {
         403: "`permission_denied`: this endpoint acts for a logged-in user (JWT), not a key."
     },
@@ -319,6 +329,18 @@ LINKS: dict[str, dict[str, dict[str, tuple[Any, ...]]]] = {
                 ("UpdateChannel", "update"),
                 ("PatchChannel", "partial_update"),
                 ("DeleteChannel", "destroy"),
+            )
+        }
+    },
+    "api_v1_event_endpoints_create": {
+        "201": {
+            name: (f"api_v1_event_endpoints_{action}", {"id": "$response.body#/id"})
+            for name, action in (
+                ("GetEventEndpoint", "retrieve"),
+                ("PatchEventEndpoint", "partial_update"),
+                ("RotateEventEndpointSecret", "rotate_secret_create"),
+                ("ListEventEndpointDeliveries", "deliveries_list"),
+                ("DeleteEventEndpoint", "destroy"),
             )
         }
     },

@@ -11,8 +11,12 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.validators import UniqueValidator
 
+# Re-exported: how a session and a message are shown lives apart (the event payloads use it too).
+from sessions_app.api.representations import MessageSerializer as MessageSerializer
+from sessions_app.api.representations import SessionContactSerializer as SessionContactSerializer
+from sessions_app.api.representations import SessionSerializer as SessionSerializer
 from sessions_app.lifecycle.sessions import METADATA_MAX_BYTES, check_metadata_size
-from sessions_app.models import Channel, ChannelKind, Character, Contact, Direction, Message, Session
+from sessions_app.models import Channel, ChannelKind, Character, Contact, Direction
 
 MESSAGE_MAX_LENGTH = 10_000
 
@@ -108,48 +112,6 @@ class ChannelSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "created_at"]
 
 
-class SessionContactSerializer(serializers.ModelSerializer):
-    name = serializers.CharField(read_only=True)
-
-    class Meta:
-        model = Contact
-        fields = ["id", "name", "phone", "company", "external_user_id", "business_id"]
-
-
-class SessionSerializer(serializers.ModelSerializer):
-    contact = SessionContactSerializer(read_only=True, allow_null=True)
-    owner: Any = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
-
-    class Meta:
-        model = Session
-        fields = [
-            "id",
-            "external_id",
-            "channel",
-            "channel_kind",
-            "contact",
-            "business_id",
-            "location_id",
-            "owner",
-            "agent_id",
-            "title",
-            "description",
-            "thumbnail_url",
-            "status",
-            "merged_into",
-            "metadata",
-            "mission_id",
-            "message_count",
-            "first_message_at",
-            "last_message_at",
-            "last_activity_at",
-            "status_changed_at",
-            "created_at",
-            "updated_at",
-        ]
-        read_only_fields = fields
-
-
 class SessionCreateSerializer(serializers.Serializer):
     channel_kind = serializers.ChoiceField(
         choices=[ChannelKind.API, ChannelKind.WEB], default=ChannelKind.API, help_text="Chat surface kind."
@@ -220,25 +182,6 @@ class LinkMissionSerializer(serializers.Serializer):
 
 class TransitionSerializer(serializers.Serializer):
     reason = serializers.CharField(required=False, max_length=255, allow_blank=True, default="")
-
-
-class MessageSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = Message
-        fields = [
-            "id",
-            "session",
-            "direction",
-            "role",
-            "content",
-            "media",
-            "metadata",
-            "delivery_status",
-            "in_reply_to",
-            "reply_state",
-            "created_at",
-        ]
-        read_only_fields = fields
 
 
 class MessageCreateSerializer(serializers.Serializer):

@@ -2,6 +2,7 @@ from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from sessions_app.api import views
+from sessions_app.api.event_endpoints import EventEndpointViewSet
 from sessions_app.reports import api as reports
 
 router = SimpleRouter()
@@ -9,6 +10,7 @@ router.register("sessions", views.SessionViewSet, basename="session")
 router.register("contacts", views.ContactViewSet, basename="contact")
 router.register("channels", views.ChannelViewSet, basename="channel")
 router.register("characters", views.CharacterViewSet, basename="character")
+router.register("event-endpoints", EventEndpointViewSet, basename="event-endpoint")
 
 messages = views.SessionMessageViewSet.as_view({"get": "list", "post": "create"})
 

@@ -26,6 +26,8 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client as TwilioClient
 
 from sessions_app.delivery import queue
+from sessions_app.events.models import EventType
+from sessions_app.events.record import EventSpec, record_events, wanted
 from sessions_app.models import ChannelKind, DeliveryStatus, Direction, Message, Role, Session, SessionStatus
 from sessions_app.phones import mask_phone
 from sessions_app.realtime.publish import message_event
@@ -62,6 +64,7 @@ def record_outbound_message(
         Session.objects.filter(pk=session.pk).update(
             message_count=F("message_count") + 1, last_message_at=now, last_activity_at=now, updated_at=now
         )
+        record_events(session.pk, [EventSpec(EventType.MESSAGE_CREATED, message=message)])
         # Once committed: the session's sockets hear of it, then an SMS or WhatsApp message is sent.
         transaction.on_commit(lambda: message_event(message, session), robust=True)
         if message.delivery_status == DeliveryStatus.PENDING:
@@ -259,9 +262,16 @@ def record_delivery_status(sid: str, twilio_status: str, error_code: str = "") -
         changes["delivery_error"] = f"Twilio reported {twilio_status}" + (
             f" (error {error_code})" if error_code else ""
         )
-    updated = Message.objects.filter(
-        provider="twilio", external_id=sid, direction=Direction.OUTBOUND, delivery_status__in=earlier
-    ).update(**changes)
+    with transaction.atomic():
+        updated = Message.objects.filter(
+            provider="twilio", external_id=sid, direction=Direction.OUTBOUND, delivery_status__in=earlier
+        ).update(**changes)
+        if updated and wanted(EventType.MESSAGE_STATUS_CHANGED):
+            # The rows this transaction just changed, as they are now (its lock holds them so).
+            for message in Message.objects.filter(provider="twilio", external_id=sid):
+                record_events(
+                    message.session_id, [EventSpec(EventType.MESSAGE_STATUS_CHANGED, message=message)]
+                )
     return bool(updated) or Message.objects.filter(provider="twilio", external_id=sid).exists()
 
 

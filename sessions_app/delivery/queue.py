@@ -31,6 +31,10 @@ RECOVER_OWED_WORK = "sessions_app.tasks.recover_owed_work"
 WARM_STAFF_CHART = "sessions_app.tasks.warm_staff_chart"
 ROLL_UP_WINDOWS = "sessions_app.tasks.roll_up_windows"
 REFRESH_REPORT_ROLLUPS = "sessions_app.tasks.refresh_report_rollups"
+# Event webhooks (sessions_app/events/).
+DELIVER_EVENTS = "sessions_app.tasks.deliver_events"
+RECOVER_EVENT_DELIVERIES = "sessions_app.tasks.recover_event_deliveries"
+PURGE_EVENT_LOG = "sessions_app.tasks.purge_event_log"
 
 
 def enqueue(task_name: str, *args: Any, countdown: float | None = None) -> bool:
@@ -54,6 +58,6 @@ def enqueue(task_name: str, *args: Any, countdown: float | None = None) -> bool:
     return True
 
 
-def after_commit(task_name: str, *args: Any) -> None:
+def after_commit(task_name: str, *args: Any, countdown: float | None = None) -> None:
     """Queue the task once the current transaction commits (at once when none is open)."""
-    transaction.on_commit(lambda: enqueue(task_name, *args), robust=True)
+    transaction.on_commit(lambda: enqueue(task_name, *args, countdown=countdown), robust=True)

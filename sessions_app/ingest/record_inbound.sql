@@ -295,11 +295,11 @@ BEGIN
                                           location_id, owner_id, agent_id, title, description, thumbnail_url,
                                           status, metadata, mission_id, message_count, first_message_at,
                                           last_message_at, last_activity_at, status_changed_at, created_at,
-                                          updated_at, search_document, merged_into_id)
+                                          updated_at, search_document, merged_into_id, event_sequence)
         VALUES (p_session_id, NULL, p_channel_id, p_session_kind, cid, p_session_business_id,
                 p_session_location_id, p_session_owner_id, p_session_agent_id, p_session_title, '', '',
                 'active', p_session_metadata, '', 1, p_now, p_now, p_now, p_now, p_now, p_now,
-                coalesce(document, ''), NULL)
+                coalesce(document, ''), NULL, 0)
         RETURNING * INTO s;
     END IF;
     PERFORM set_config('sessions_app.ingest_writes_search', 'off', true);

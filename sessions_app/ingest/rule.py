@@ -21,12 +21,15 @@ import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connection, models, transaction
 from django.utils import timezone
 
 from sessions_app.delivery import queue
+from sessions_app.events.models import EventType
+from sessions_app.events.record import EventSpec, record_events, recording
 from sessions_app.ingest.channels import cached_channel, channel_for
 from sessions_app.models import (
     Channel,
@@ -42,6 +45,8 @@ from sessions_app.phones import mask_phone
 from sessions_app.realtime.publish import message_event, status_changed
 
 log = logging.getLogger(__name__)
+# The actor of the StatusChange record_inbound.sql writes when a message reopens its session.
+REOPEN_ACTOR = "system:reopen"
 
 TITLE_PREFIX = {
     ChannelKind.SMS: "SMS from",
@@ -178,6 +183,22 @@ def _record(
         ReplyState.OWED if inbound.expects_reply else ReplyState.NONE,
         channel.effective_reopen_window,
     ]
+    # With subscribers to its events, the statement and the events it causes are one transaction;
+    # otherwise the statement runs alone, in autocommit when the caller has no transaction open.
+    with recording(EventType.MESSAGE_CREATED, EventType.SESSION_OPENED, EventType.SESSION_STATUS_CHANGED):
+        return _store(channel, inbound, params, message_metadata, contact=contact, phone=phone, now=now)
+
+
+def _store(
+    channel: Channel,
+    inbound: InboundMessage,
+    params: list[Any],
+    message_metadata: dict[str, Any],
+    *,
+    contact: Contact | None,
+    phone: str,
+    now: datetime,
+) -> IngestResult:
     with connection.cursor() as cursor:  # `connection` is the default database's, DEFAULT_DB_ALIAS
         cursor.execute(_CALL, params)
         names = [column.name for column in cursor.description]
@@ -220,11 +241,16 @@ def _record(
     message.session = session
     created = outcome not in ("named", "reused", "reopened")
     _log_outcome(outcome, row["gap"], channel, session, contact, row["reopened_from"])
+    specs = [EventSpec(EventType.SESSION_OPENED)] if created else []
+    was = row["reopened_from"]
+    if outcome == "reopened":
+        change = {"from": was, "to": SessionStatus.ACTIVE, "actor": REOPEN_ACTOR}
+        specs.append(EventSpec(EventType.SESSION_STATUS_CHANGED, extra=change))
+    record_events(session.pk, [*specs, EventSpec(EventType.MESSAGE_CREATED, message=message)])
     # Once committed (at once in autocommit): the session's sockets hear of it (a reopened one's
     # status first), then its reply is queued, in that order, so a socket sees the message before
     # the reply it causes.
     if outcome == "reopened":
-        was = row["reopened_from"]
         transaction.on_commit(lambda: status_changed(session.pk, was, SessionStatus.ACTIVE), robust=True)
     transaction.on_commit(lambda: message_event(message, session), robust=True)
     if inbound.expects_reply:

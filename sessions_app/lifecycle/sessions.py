@@ -17,6 +17,8 @@ from django.utils import timezone
 
 from sessions_app.agents.plain_summary import person_summary
 from sessions_app.agents.summary import summarise
+from sessions_app.events.models import EventType
+from sessions_app.events.record import EventSpec, record_events
 from sessions_app.ingest.rule import InboundMessage, IngestResult, record_inbound_message
 from sessions_app.lifecycle.transitions import transition_session
 from sessions_app.models import Channel, Contact, Session, SessionStatus
@@ -81,6 +83,7 @@ def create_session(
             if existing.contact_id != contact.pk:
                 raise SessionIdTaken(external_id) from None
             return existing, False
+        record_events(session.pk, [EventSpec(EventType.SESSION_OPENED)])
     return session, True
 
 

@@ -14,6 +14,8 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
+from sessions_app.events.models import EventType
+from sessions_app.events.record import EventSpec, record_events, record_status_changes, wanted
 from sessions_app.models import Session, SessionStatus, StatusChange
 from sessions_app.realtime import publish
 
@@ -90,6 +92,15 @@ def transition_session(
         current.save(update_fields=fields)
         StatusChange.objects.create(
             session=current, from_status=from_status, to_status=to_status, actor=actor, reason=reason[:255]
+        )
+        record_events(
+            current.pk,
+            [
+                EventSpec(
+                    EventType.SESSION_STATUS_CHANGED,
+                    extra={"from": from_status, "to": to_status, "actor": actor},
+                )
+            ],
         )
         log.info("Session %s: %s → %s by %s", current.pk, from_status, to_status, actor)
         transaction.on_commit(lambda: publish.status_changed(current.pk, from_status, to_status), robust=True)
@@ -208,16 +219,26 @@ WITH picked AS (
     FOR UPDATE SKIP LOCKED
 ), moved AS (
     UPDATE {session}
-    SET status = %(to)s, status_changed_at = %(now)s, updated_at = %(now)s
+    SET status = %(to)s, status_changed_at = %(now)s, updated_at = %(now)s{sequence}
     WHERE ctid = ANY(ARRAY(SELECT ctid FROM picked))
-    RETURNING id
+    RETURNING id{returning}
 ), recorded AS (
     INSERT INTO {change} (session_id, from_status, to_status, actor, reason, created_at)
     SELECT id, %(source)s, %(to)s, %(actor)s, %(reason)s, %(now)s FROM moved
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM recorded), (SELECT max(counted_from) FROM picked)
+SELECT (SELECT count(*) FROM recorded), (SELECT max(counted_from) FROM picked){events}
 """
+
+# With subscribers to `session.status_changed`, the batch also takes each moved session's next event
+# sequence in the same UPDATE and returns the ids and numbers, for `record_status_changes` to write
+# the events in the batch's transaction (sessions_app/events/record.py).
+_EVENTS_PARTS = {
+    "sequence": ", event_sequence = event_sequence + 1",
+    "returning": ", event_sequence",
+    "events": ", ARRAY(SELECT id FROM moved), ARRAY(SELECT event_sequence FROM moved)",
+}
+_NO_EVENTS_PARTS = dict.fromkeys(_EVENTS_PARTS, "")
 
 # The columns a batch may count its threshold from: the claim walks (status, column) in order, and
 # `session_status_recent` / `session_status_changed` are those indexes.
@@ -240,8 +261,10 @@ def batch_sql(
     session_table: str = "",
     change_table: str = "",
     counted_from: str = "last_activity_at",
+    events: bool = False,
 ) -> str:
-    """The batch statement, with `channel_filter` (SQL text, or "") added to the claim.
+    """The batch statement, with `channel_filter` (SQL text, or "") added to the claim; `events`: the
+    variant that takes event sequences too.
 
     Other tables than the models' are for the sweep benchmark's yardstick (bench/sweep.py), which
     runs this very statement on the least a session table can be."""
@@ -250,6 +273,7 @@ def batch_sql(
         change=change_table or StatusChange._meta.db_table,
         channel_filter=channel_filter,
         counted_from=counted_from,
+        **(_EVENTS_PARTS if events else _NO_EVENTS_PARTS),
     )
 
 
@@ -281,7 +305,8 @@ def _batch(
     if exclude_channel_ids:
         channel_filter += " AND NOT (channel_id = ANY(%(exclude_ids)s))"
         params["exclude_ids"] = list(exclude_channel_ids)
-    sql = batch_sql(channel_filter, counted_from=counted_from)
+    events = wanted(EventType.SESSION_STATUS_CHANGED)
+    sql = batch_sql(channel_filter, counted_from=counted_from, events=events)
     # Don't wait for the WAL flush at commit when the batch is a transaction of its own: a batch lost
     # in a crash is lost whole, StatusChange rows with their moves, and is simply due again at the
     # next sweep (docs/sweep.md). Inside a caller's transaction the caller decides.
@@ -295,7 +320,10 @@ def _batch(
             if relaxed:
                 cursor.execute("SET LOCAL synchronous_commit = off")
             cursor.execute(sql, {**params, "source": source, "limit": left})
-            count, reached = cursor.fetchone()
+            count, reached, *moved_rows = cursor.fetchone()
+            if events:
+                ids, sequences = moved_rows
+                record_status_changes(list(zip(ids, sequences, strict=True)), source, to_status, actor)
         if count:
             moved[source] = count
             left -= count

@@ -1,0 +1,406 @@
+"""Sending events: the delivery half of the outbox (docs/event-webhooks.md).
+
+One task per endpoint (`deliver_due`) claims that endpoint's due deliveries in batches and POSTs them
+one after another over kept-alive connections, each signed per Standard Webhooks. A claim marks its
+rows `sending` in a short transaction of its own (`select_for_update(skip_locked=True)`, serialised
+per endpoint by an advisory lock so two claims never split a session's events between them); the
+answers are recorded in a second one. A worker killed in between leaves its rows `sending`:
+`recover` hands them out again once `LEASE` has passed (at least once: the same `webhook-id`).
+
+Order: a delivery is claimed only when no earlier event of its session is still owed to the same
+endpoint and waiting (a retry not yet due, or a claim in flight); within a batch a failure holds the
+session's later events back. Other sessions and other endpoints never wait for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpcore
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection, transaction
+from django.db.models import BigIntegerField, Exists, F, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+from standardwebhooks.webhooks import Webhook
+
+from sessions_app.delivery import queue
+from sessions_app.events.addresses import VettedBackend
+from sessions_app.events.models import Delivery, DeliveryAttempt, DeliveryState, Event, EventEndpoint
+from sessions_app.events.record import KICK_TTL, kick, kick_key
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 100
+TIMEOUT = 5.0  # seconds, per connect, read and write
+# A batch stops sending after this long (what is left goes back, due): a claim's rows are then
+# never `sending` for longer than BATCH_TIME + TIMEOUT, well inside the lease.
+BATCH_TIME = 20.0
+LEASE = timedelta(seconds=120)
+# One task sends for at most this long, then queues its successor if work is left.
+RUN_TIME = 25.0
+# Seconds an endpoint that did not answer (refused, timed out) gets no task for new events.
+REST_WHEN_UNREACHABLE = 5
+# After a batch smaller than BATCH_SIZE, what a task waits before claiming again (more events come
+# in meanwhile, so batches fill up while the latency stays well under a second).
+LINGER = 0.05
+RESPONSE_KEPT = 1024  # characters of an answer's body kept in the log
+RESPONSE_READ = 64 * 1024  # read at most this much of an answer (the rest closes the connection)
+DISABLE_AFTER = timedelta(days=5)
+# Retries sooner than this are queued with a countdown; later ones wait for `recover` (beat).
+COUNTDOWN_MAX = 60.0
+JITTER = 0.1
+NO_SEQUENCE = 2**62  # past every sequence: nothing is held
+CLAIM_LOCK = 0x45564E54  # advisory lock namespace of the per-endpoint claim ("EVNT")
+USER_AGENT = b"conversation-sessions-webhooks/1"
+
+_pool_lock = threading.Lock()
+_pool: tuple[int, httpcore.ConnectionPool] | None = None
+
+
+def http_pool() -> httpcore.ConnectionPool:
+    """This process's connection pool (kept-alive connections per endpoint origin); a forked process
+    makes its own. Every new connection goes through `VettedBackend` (the SSRF check)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool[0] != os.getpid():
+            _pool = (
+                os.getpid(),
+                httpcore.ConnectionPool(
+                    network_backend=VettedBackend(),
+                    max_connections=64,
+                    max_keepalive_connections=32,
+                    keepalive_expiry=30.0,
+                ),
+            )
+        return _pool[1]
+
+
+def close_pool() -> None:
+    """Drop every kept-alive connection (tests that change the address rule; shutdown)."""
+    global _pool
+    with _pool_lock:
+        if _pool is not None and _pool[0] == os.getpid():
+            _pool[1].close()
+        _pool = None
+
+
+@dataclass
+class Outcome:
+    status: int | None
+    duration_ms: int
+    response: str = ""
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+    @property
+    def unreachable(self) -> bool:
+        """No answer at all (refused, timed out, not allowed): the endpoint is down, stop the batch."""
+        return self.status is None
+
+
+def signature(secrets: list[str], webhook_id: str, at: datetime, body: str) -> str:
+    """`webhook-signature`: one `v1,<base64 HMAC-SHA256>` per valid secret, space-separated."""
+    return " ".join(Webhook(secret).sign(webhook_id, at, body) for secret in secrets)
+
+
+def post(url: str, event: Event, secrets: list[str]) -> Outcome:
+    """POST `event` to `url`, signed with `secrets`; what came back, or what went wrong."""
+    at = timezone.now()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"user-agent", USER_AGENT),
+        (b"webhook-id", event.webhook_id.encode()),
+        (b"webhook-timestamp", str(int(at.timestamp())).encode()),
+        (b"webhook-signature", signature(secrets, event.webhook_id, at, event.body).encode()),
+    ]
+    started = time.monotonic()
+    timeouts = {"connect": TIMEOUT, "read": TIMEOUT, "write": TIMEOUT, "pool": TIMEOUT}
+    try:
+        with http_pool().stream(
+            "POST", url, headers=headers, content=event.body.encode(), extensions={"timeout": timeouts}
+        ) as response:
+            received = bytearray()
+            for chunk in response.iter_stream():
+                received += chunk
+                if len(received) >= RESPONSE_READ:
+                    break
+            status = response.status
+    except httpcore.TimeoutException:
+        return Outcome(None, _since(started), error=f"timed out after {TIMEOUT:g} s")
+    except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol) as exc:
+        return Outcome(None, _since(started), error=f"{type(exc).__name__}: {exc}"[:255])
+    text = bytes(received[: RESPONSE_KEPT * 4]).decode("utf-8", "replace")[:RESPONSE_KEPT]
+    return Outcome(status, _since(started), response=text)
+
+
+def _since(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+def retry_delay(attempts: int) -> float | None:
+    """Seconds before the next try after `attempts` failed ones (with jitter); None: give up."""
+    schedule = settings.EVENT_RETRY_SCHEDULE
+    if attempts > len(schedule):
+        return None
+    base = float(schedule[attempts - 1])
+    return base * random.uniform(1 - JITTER, 1 + JITTER)
+
+
+def deliver_due(endpoint_id: int) -> int:
+    """Send the endpoint's due deliveries, batch after batch, while there are any (for up to
+    RUN_TIME, then it queues its successor); returns how many were delivered.
+
+    While it runs, the endpoint's kick flag stays set, so commits meanwhile queue no other task:
+    this one picks their events up, waiting LINGER after a short batch so that the next one is
+    fuller. It clears the flag before it stops, then claims once more: an event committed before
+    the flag went is seen by that claim, one committed after queues a task of its own.
+    """
+    flag = kick_key(endpoint_id)
+    endpoint = EventEndpoint.objects.filter(pk=endpoint_id, enabled=True).first()
+    if endpoint is None:
+        cache.delete(flag)
+        return 0
+    delivered = 0
+    started = time.monotonic()
+    while True:
+        cache.set(flag, 1, timeout=KICK_TTL)
+        if delivered:  # staff may have disabled it, rotated its secret or deleted it meanwhile
+            endpoint = EventEndpoint.objects.filter(pk=endpoint_id, enabled=True).first()
+            if endpoint is None:
+                cache.delete(flag)
+                return delivered
+        batch = claim(endpoint)
+        if not batch:
+            cache.delete(flag)
+            batch = claim(endpoint)
+            if not batch:
+                return delivered
+            if not cache.add(flag, 1, timeout=KICK_TTL):  # a new task is queued: it goes on
+                return delivered + send_batch(endpoint, batch)[0]
+        done, carry_on = send_batch(endpoint, batch)
+        delivered += done
+        if not carry_on and endpoint.enabled:
+            # It did not answer: no new task for it for a while (commits meanwhile find the flag
+            # set); the failed delivery's own retry, and recovery, wake it up.
+            cache.set(flag, 1, timeout=REST_WHEN_UNREACHABLE)
+            return delivered
+        if not carry_on or not endpoint.enabled:
+            cache.delete(flag)
+            return delivered
+        if time.monotonic() - started > RUN_TIME:
+            cache.delete(flag)
+            kick(endpoint_id)
+            return delivered
+        if len(batch) < BATCH_SIZE:
+            time.sleep(LINGER)
+
+
+def claim(endpoint: EventEndpoint, limit: int = BATCH_SIZE) -> list[Delivery]:
+    """Mark up to `limit` of the endpoint's due deliveries `sending` and return them, oldest first,
+    each with its event; none whose session has an earlier event still waiting for this endpoint."""
+    now = timezone.now()
+    # The session's first event still waiting for this endpoint (a retry not due, a claim in flight):
+    # rows from there on are held. A scalar subquery, so PostgreSQL runs it per candidate as an index
+    # probe of `delivery_owed_order` (endpoint, session, sequence); a NOT EXISTS would be turned into
+    # an anti-join whose plan, on a table whose statistics lag behind a backlog (an endpoint back
+    # after an outage), compared every due row with every other (a second per claim at 2,000 rows).
+    first_waiting = (
+        Delivery.objects.filter(endpoint_id=OuterRef("endpoint_id"), session_id=OuterRef("session_id"))
+        .filter(Q(state=DeliveryState.SENDING) | Q(state=DeliveryState.PENDING, next_attempt_at__gt=now))
+        .order_by("sequence")
+        .values("sequence")[:1]
+    )
+    held_from = Coalesce(Subquery(first_waiting), Value(NO_SEQUENCE, output_field=BigIntegerField()))
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [CLAIM_LOCK, endpoint.pk])
+        rows = list(
+            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("event")
+            .filter(endpoint=endpoint, state=DeliveryState.PENDING, next_attempt_at__lte=now)
+            .filter(sequence__lt=held_from)
+            .order_by("id")[:limit]
+        )
+        if rows:
+            Delivery.objects.filter(pk__in=[row.pk for row in rows]).update(
+                state=DeliveryState.SENDING, claimed_at=now
+            )
+    return rows
+
+
+def send_batch(endpoint: EventEndpoint, batch: list[Delivery]) -> tuple[int, bool]:
+    """POST each claimed delivery in order and record what happened; returns (delivered, whether the
+    endpoint answered well enough to go on)."""
+    secrets = endpoint.signing_secrets()
+    results: list[tuple[Delivery, Outcome]] = []
+    held: set[object] = set()
+    stop = False
+    started = time.monotonic()
+    for delivery in batch:
+        if stop or delivery.session_id in held or time.monotonic() - started > BATCH_TIME:
+            continue
+        outcome = post(endpoint.url, delivery.event, secrets)
+        results.append((delivery, outcome))
+        if not outcome.ok:
+            held.add(delivery.session_id)  # its later events wait for this one
+        if outcome.unreachable or outcome.status == 410:
+            stop = True
+    sent = {delivery.pk for delivery, _ in results}
+    record_outcomes(endpoint, results, [d for d in batch if d.pk not in sent])
+    return sum(1 for _, outcome in results if outcome.ok), not stop
+
+
+def record_outcomes(
+    endpoint: EventEndpoint, results: list[tuple[Delivery, Outcome]], unsent: list[Delivery]
+) -> None:
+    """One transaction: the attempts' log, each delivery's new state, the endpoint's health."""
+    now = timezone.now()
+    soonest: float | None = None
+    with transaction.atomic():
+        DeliveryAttempt.objects.bulk_create(
+            DeliveryAttempt(
+                delivery=delivery,
+                attempted_at=now,
+                status_code=outcome.status,
+                duration_ms=outcome.duration_ms,
+                response=outcome.response,
+                error=outcome.error,
+            )
+            for delivery, outcome in results
+        )
+        # Conditional UPDATEs by outcome (only rows this claim marked `sending`): one for the
+        # answered-2xx rows of each status, one per failed row (its own retry time), one for what was
+        # not tried. Rejected: bulk_update, whose CASE per row and column was half a batch's time.
+        delivered: dict[int, list[int]] = {}
+        for delivery, outcome in results:
+            if outcome.ok:
+                assert outcome.status is not None
+                delivered.setdefault(outcome.status, []).append(delivery.pk)
+                continue
+            delay = retry_delay(delivery.attempts + 1)
+            changes: dict[str, Any] = {
+                "last_status_code": outcome.status,
+                "last_error": outcome.error or f"answered {outcome.status}",
+            }
+            if delay is None:
+                changes["state"] = DeliveryState.FAILED
+                log.warning("Event delivery %s to endpoint %s given up", delivery.pk, endpoint.pk)
+            else:
+                changes.update(state=DeliveryState.PENDING, next_attempt_at=now + timedelta(seconds=delay))
+                soonest = delay if soonest is None else min(soonest, delay)
+            _claimed([delivery.pk]).update(attempts=F("attempts") + 1, claimed_at=None, **changes)
+        for status, ids in delivered.items():
+            _claimed(ids).update(
+                state=DeliveryState.DELIVERED,
+                delivered_at=now,
+                attempts=F("attempts") + 1,
+                claimed_at=None,
+                last_status_code=status,
+                last_error="",
+            )
+        if unsent:  # not tried: due again, no attempt counted
+            _claimed([d.pk for d in unsent]).update(state=DeliveryState.PENDING, claimed_at=None)
+        _keep_health(endpoint, results, now)
+    if soonest is not None and soonest <= COUNTDOWN_MAX:
+        queue.after_commit(queue.DELIVER_EVENTS, endpoint.pk, countdown=soonest)
+
+
+def _claimed(ids: list[int]) -> QuerySet[Delivery]:
+    return Delivery.objects.filter(pk__in=ids, state=DeliveryState.SENDING)
+
+
+def _keep_health(endpoint: EventEndpoint, results: list[tuple[Delivery, Outcome]], now: datetime) -> None:
+    """410 Gone disables the endpoint at once; failing for DISABLE_AFTER disables it; a success
+    clears the failure."""
+    changed: list[str] = []
+    if any(outcome.status == 410 for _, outcome in results):
+        endpoint.enabled = False
+        endpoint.disabled_reason = "Disabled: the endpoint answered 410 Gone."
+        changed = ["enabled", "disabled_reason"]
+    elif any(outcome.ok for _, outcome in results):
+        if endpoint.failing_since is not None:
+            endpoint.failing_since = None
+            changed = ["failing_since"]
+    elif results:
+        if endpoint.failing_since is None:
+            endpoint.failing_since = now
+            changed = ["failing_since"]
+        elif now - endpoint.failing_since >= DISABLE_AFTER:
+            endpoint.enabled = False
+            endpoint.disabled_reason = (
+                f"Disabled: every delivery failed since {endpoint.failing_since:%Y-%m-%d %H:%M} UTC (5 days)."
+            )
+            changed = ["enabled", "disabled_reason"]
+    if changed:
+        endpoint.save(update_fields=[*changed, "updated_at"])
+        if not endpoint.enabled:
+            log.warning("Event endpoint %s: %s", endpoint.pk, endpoint.disabled_reason)
+
+
+def recover(limit: int = 1000) -> dict[str, int]:
+    """The beat task: claims whose worker vanished go back (due again), and every enabled endpoint
+    with something due gets its delivery task queued (a lost task, a retry that came due)."""
+    now = timezone.now()
+    released = Delivery.objects.filter(state=DeliveryState.SENDING, claimed_at__lt=now - LEASE).update(
+        state=DeliveryState.PENDING, claimed_at=None
+    )
+    due = Delivery.objects.filter(
+        endpoint_id=OuterRef("pk"), state=DeliveryState.PENDING, next_attempt_at__lte=now
+    )
+    endpoints = list(
+        EventEndpoint.objects.filter(enabled=True).filter(Exists(due)).values_list("pk", flat=True)[:limit]
+    )
+    for endpoint_id in endpoints:
+        kick(endpoint_id, force=True)
+    if released or endpoints:
+        log.info("Event recovery: %s lost claim(s) released, %s endpoint(s) queued", released, len(endpoints))
+    return {"released": released, "endpoints": len(endpoints)}
+
+
+def resend(deliveries: QuerySet[Delivery]) -> int:
+    """Send these deliveries again as soon as possible (admin's action); not those being sent now."""
+    now = timezone.now()
+    with transaction.atomic():
+        chosen = deliveries.exclude(state=DeliveryState.SENDING)
+        endpoint_ids = set(chosen.values_list("endpoint_id", flat=True))
+        count = chosen.update(state=DeliveryState.PENDING, next_attempt_at=now, claimed_at=None)
+        for endpoint_id in sorted(endpoint_ids):
+            transaction.on_commit(lambda pk=endpoint_id: kick(pk), robust=True)  # type: ignore[misc]
+    return count
+
+
+def purge(batch: int = 5000) -> dict[str, int]:
+    """Attempts older than EVENT_LOG_RETENTION; events that old whose deliveries are all finished
+    (with their deliveries); deliveries of endpoints that are gone."""
+    cutoff = timezone.now() - timedelta(seconds=settings.EVENT_LOG_RETENTION)
+    attempts = _in_batches(DeliveryAttempt.objects.filter(attempted_at__lt=cutoff), batch)
+    owed = Delivery.objects.filter(
+        event_id=OuterRef("pk"), state__in=[DeliveryState.PENDING, DeliveryState.SENDING]
+    )
+    events = _in_batches(Event.objects.filter(created_at__lt=cutoff).exclude(Exists(owed)), batch)
+    orphans = _in_batches(
+        Delivery.objects.exclude(Exists(EventEndpoint.objects.filter(pk=OuterRef("endpoint_id")))), batch
+    )
+    return {"attempts": attempts, "events": events, "orphan_deliveries": orphans}
+
+
+def _in_batches(rows: QuerySet, batch: int) -> int:  # type: ignore[type-arg]
+    total = 0
+    while True:
+        ids = list(rows.values_list("pk", flat=True)[:batch])
+        if not ids:
+            return total
+        rows.model.objects.filter(pk__in=ids).delete()
+        total += len(ids)
