@@ -262,6 +262,8 @@ SECURE_SSL_REDIRECT = env.get_bool("SECURE_SSL_REDIRECT", HTTPS_ONLY)
 # Twilio does not follow redirects: a webhook answered with a redirect is a lost message, and a
 # redirect would not make an http call any safer (its signature is checked against the https URL).
 SECURE_REDIRECT_EXEMPT = [r"^webhooks/"]
+# Load balancers and orchestrators probe nodes over plain http (config/health.py).
+SECURE_REDIRECT_EXEMPT += [r"^healthz$", r"^readyz$"]
 SECURE_HSTS_SECONDS = env.get_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if HTTPS_ONLY else 0, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.get_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", HTTPS_ONLY)
 SECURE_HSTS_PRELOAD = env.get_bool("SECURE_HSTS_PRELOAD", False)
