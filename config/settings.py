@@ -362,6 +362,25 @@ CELERY_BEAT_SCHEDULE = {
     },
     "warm-staff-chart": {"task": "sessions_app.tasks.warm_staff_chart", "schedule": 600.0},
 }
+# Schedulers in any number (docs/scaling.md): with Redis, celery-redbeat keeps the schedule in Redis
+# and only the beat holding its lock sends. The leader renews the lock every tick (at most
+# BEAT_MAX_INTERVAL apart); the others try to take it as often. A leader killed with -9 is replaced
+# within BEAT_LOCK_TIMEOUT + BEAT_MAX_INTERVAL seconds (20 + 5 by default: within 30 s). Without
+# Redis, the embedded worker's own beat and its schedule file (one machine, one beat).
+BEAT_MAX_INTERVAL = env.get_int("BEAT_MAX_INTERVAL", 5, minimum=1, maximum=60)
+BEAT_LOCK_TIMEOUT = env.get_int("BEAT_LOCK_TIMEOUT", 20, minimum=2, maximum=600)
+if BEAT_LOCK_TIMEOUT <= BEAT_MAX_INTERVAL:
+    raise ImproperlyConfigured(
+        f"BEAT_LOCK_TIMEOUT ({BEAT_LOCK_TIMEOUT}s) must be longer than BEAT_MAX_INTERVAL "
+        f"({BEAT_MAX_INTERVAL}s): the leader renews its lock once per tick"
+    )
+if REDIS_URL:
+    CELERY_BEAT_SCHEDULER = "redbeat.RedBeatScheduler"
+    CELERY_BEAT_MAX_LOOP_INTERVAL = BEAT_MAX_INTERVAL  # Celery's name: beat_max_loop_interval
+    CELERY_REDBEAT_REDIS_URL = REDIS_URL
+    CELERY_REDBEAT_LOCK_TIMEOUT = BEAT_LOCK_TIMEOUT
+    # Several deployments on one Redis database keep their schedules and locks apart.
+    CELERY_REDBEAT_KEY_PREFIX = env.get_str("BEAT_KEY_PREFIX", "redbeat:")
 
 # --- Agent ----------------------------------------------------------------------------------------
 AGENT_BACKEND = env.get_str("AGENT_BACKEND", "builtin")
