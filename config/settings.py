@@ -331,7 +331,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "polling_interval": 0.2,
     }
 else:
-    # Redelivery after a worker dies mid-task; longer than any task runs (see docs/tasks.md).
+    # Redelivery after a worker dies mid-task: set below from TASK_LEASE.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_ALWAYS_EAGER = env.get_bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
@@ -351,6 +351,13 @@ TASK_LEASE = env.get_int("TASK_LEASE", 300, minimum=1)
 TASK_MAX_ATTEMPTS = env.get_int("TASK_MAX_ATTEMPTS", 5, minimum=1, maximum=20)
 TASK_RETRY_BACKOFF = env.get_int("TASK_RETRY_BACKOFF", 2, minimum=0)
 TASK_RETRY_BACKOFF_MAX = env.get_int("TASK_RETRY_BACKOFF_MAX", 60, minimum=0)
+if "visibility_timeout" in CELERY_BROKER_TRANSPORT_OPTIONS:
+    # A worker killed with -9 never acks or rejects its tasks: Redis hands them out again after the
+    # visibility timeout. The database's recovery already re-queues their work within TASK_LEASE +
+    # TASK_RECOVERY_INTERVAL (docs/scaling.md, "Workers killed mid-task"); the broker's redelivery
+    # is the second line, and must not come before a retry's countdown (which the worker holds
+    # unacked) has run out: so lease plus the longest backoff, six minutes by default, not an hour.
+    CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = TASK_LEASE + TASK_RETRY_BACKOFF_MAX
 CELERY_BEAT_SCHEDULE = {
     "sweep-sessions": {
         "task": "sessions_app.tasks.sweep_sessions_task",
