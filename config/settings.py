@@ -118,6 +118,31 @@ _options = _db.setdefault("OPTIONS", {})
 _options.setdefault("server_side_binding", True)
 _options.setdefault("prepare_threshold", None)
 DATABASES = {"default": _db}
+
+# A pooler in transaction mode (PgBouncer's pool_mode = transaction) between the processes and
+# PostgreSQL (docs/scaling.md, "PgBouncer"): each transaction may run on another server connection,
+# so nothing may outlive one. Django's server-side cursors (QuerySet.iterator()) do, so they are off;
+# everything else already holds: advisory locks and settings are transaction-scoped
+# (pg_advisory_xact_lock, SET LOCAL, set_config(..., true)) and nothing is prepared under a name.
+DATABASE_POOLER = env.get_str("DATABASE_POOLER", "none")
+if DATABASE_POOLER not in {"none", "transaction"}:
+    raise ImproperlyConfigured(
+        f"DATABASE_POOLER must be none or transaction (a pooler in transaction mode), not {DATABASE_POOLER!r}"
+    )
+if DATABASE_POOLER == "transaction":
+    _db["DISABLE_SERVER_SIDE_CURSORS"] = True
+# LISTEN needs a session of its own: the channels-postgres layer (sockets without Redis) connects
+# here, straight to PostgreSQL past the pooler. Unset: DATABASE_URL.
+DATABASE_DIRECT_URL = env.get_str("DATABASE_DIRECT_URL")
+_direct = {key: value for key, value in _db.items() if key != "DISABLE_SERVER_SIDE_CURSORS"}
+if DATABASE_DIRECT_URL:
+    try:
+        _direct = dj_database_url.parse(DATABASE_DIRECT_URL, conn_max_age=600, conn_health_checks=False)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"DATABASE_DIRECT_URL is not a database URL I understand: {exc}") from None
+    if _direct["ENGINE"] != "django.db.backends.postgresql":
+        raise ImproperlyConfigured("DATABASE_DIRECT_URL must be a postgres:// URL")
+    _direct.setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=None)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis (optional) -----------------------------------------------------------------------------
@@ -292,11 +317,11 @@ else:
 # test run's too: MIRROR). Its connections are its own: a small pool per process, and one that
 # LISTENs in each process holding sockets.
 INSTALLED_APPS += ["channels_postgres"]
-DATABASES["channels_postgres"] = {**_db, "TEST": {"MIRROR": "default"}}
+DATABASES["channels_postgres"] = {**_direct, "TEST": {"MIRROR": "default"}}
 POSTGRES_CHANNEL_LAYER: dict[str, Any] = {
     "BACKEND": "sessions_app.realtime.postgres_layer.PostgresChannelLayer",
     "CONFIG": {
-        **{key: _db[key] for key in ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT")},
+        **{key: _direct[key] for key in ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT")},
         "TIME_ZONE": None,  # Django's connection settings it builds its connection from need it
         "PSYCOPG_OPTIONS": {"min_size": 1, "max_size": 4},
     },
@@ -310,6 +335,11 @@ if REDIS_URL:
     }
 else:
     CHANNEL_LAYERS = {"default": POSTGRES_CHANNEL_LAYER}
+    if DATABASE_POOLER == "transaction" and not DATABASE_DIRECT_URL:
+        raise ImproperlyConfigured(
+            "DATABASE_POOLER=transaction without REDIS_URL needs DATABASE_DIRECT_URL: the socket layer "
+            "LISTENs on PostgreSQL, which a pooler in transaction mode cannot carry"
+        )
 
 # How often a staff page asks for changes when the real-time socket is not connected (milliseconds).
 STAFF_UI_POLL_MS = env.get_int("STAFF_UI_POLL_MS", 4000, minimum=500)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from config.celery_app import app as celery_app
 from sessions_app.models import Message, ReplyState, Role
 from tests.http_stub import HttpStub, Reply, running_stub
 from tests.sessions_app.test_worker import ROOT, process_env, publishing_to_the_broker  # noqa: F401
@@ -97,15 +98,13 @@ def everything_answered_and_sent(twilio: TwilioMessages) -> bool:
     )
 
 
+@pytest.mark.usefixtures("publishing_to_the_broker")
 def test_a_worker_killed_mid_burst_loses_no_reply_and_sends_none_twice(
     client,
     tmp_path,
-    publishing_to_the_broker,
     slow_agent,
-    slow_twilio,  # noqa: F811
+    slow_twilio,
 ):
-    from config.celery_app import app as celery_app
-
     celery_app.control.purge()
     env = process_env(tmp_path, os.environ["REDIS_URL"])
     env.update(
