@@ -134,16 +134,53 @@ if DATABASE_POOLER == "transaction":
 # LISTEN needs a session of its own: the channels-postgres layer (sockets without Redis) connects
 # here, straight to PostgreSQL past the pooler. Unset: DATABASE_URL.
 DATABASE_DIRECT_URL = env.get_str("DATABASE_DIRECT_URL")
-_direct = {key: value for key, value in _db.items() if key != "DISABLE_SERVER_SIDE_CURSORS"}
+_direct: dict[str, Any] = {key: value for key, value in _db.items() if key != "DISABLE_SERVER_SIDE_CURSORS"}
 if DATABASE_DIRECT_URL:
     try:
-        _direct = dj_database_url.parse(DATABASE_DIRECT_URL, conn_max_age=600, conn_health_checks=False)
+        _direct = dict(dj_database_url.parse(DATABASE_DIRECT_URL, conn_max_age=600, conn_health_checks=False))
     except ValueError as exc:
         raise ImproperlyConfigured(f"DATABASE_DIRECT_URL is not a database URL I understand: {exc}") from None
     if _direct["ENGINE"] != "django.db.backends.postgresql":
         raise ImproperlyConfigured("DATABASE_DIRECT_URL must be a postgres:// URL")
-    _direct.setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=None)
+    _direct["OPTIONS"] = {
+        **_direct.get("OPTIONS", {}),
+        "server_side_binding": True,
+        "prepare_threshold": None,
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# A read replica for lists and reports (config/replica.py, docs/scaling.md): GETs of the views below
+# read the domain's tables there until they write. Unset: everything on DATABASE_URL.
+DATABASE_REPLICA_URL = env.get_str("DATABASE_REPLICA_URL")
+DATABASE_REPLICA_ALIAS = ""
+if DATABASE_REPLICA_URL:
+    try:
+        _replica = dj_database_url.parse(DATABASE_REPLICA_URL, conn_max_age=600, conn_health_checks=False)
+    except ValueError as exc:
+        raise ImproperlyConfigured(
+            f"DATABASE_REPLICA_URL is not a database URL I understand: {exc}"
+        ) from None
+    if _replica["ENGINE"] != "django.db.backends.postgresql":
+        raise ImproperlyConfigured("DATABASE_REPLICA_URL must be a postgres:// URL")
+    _replica.setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=None)
+    _replica["DISABLE_SERVER_SIDE_CURSORS"] = _db.get("DISABLE_SERVER_SIDE_CURSORS", False)
+    DATABASES["replica"] = {**_replica, "TEST": {"MIRROR": "default"}}
+    DATABASE_REPLICA_ALIAS = "replica"
+DATABASE_ROUTERS = ["config.replica.ReplicaRouter"]
+MIDDLEWARE += ["config.replica.ReplicaReadsMiddleware"]
+DATABASE_REPLICA_VIEWS = frozenset(
+    {
+        "sessions_ui:list",
+        "sessions_ui:list-updates",
+        "session-list",
+        "session-messages",
+        "contact-list",
+        "channel-list",
+        "agent-history",
+        "workspace-sessions",
+        "characters-sessions",
+    }
+)
 
 # --- Redis (optional) -----------------------------------------------------------------------------
 REDIS_URL = env.get_str("REDIS_URL")
@@ -317,7 +354,7 @@ else:
 # test run's too: MIRROR). Its connections are its own: a small pool per process, and one that
 # LISTENs in each process holding sockets.
 INSTALLED_APPS += ["channels_postgres"]
-DATABASES["channels_postgres"] = {**_direct, "TEST": {"MIRROR": "default"}}
+DATABASES["channels_postgres"] = cast("dj_database_url.DBConfig", {**_direct, "TEST": {"MIRROR": "default"}})
 POSTGRES_CHANNEL_LAYER: dict[str, Any] = {
     "BACKEND": "sessions_app.realtime.postgres_layer.PostgresChannelLayer",
     "CONFIG": {
