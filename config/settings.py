@@ -449,7 +449,7 @@ if BEAT_LOCK_TIMEOUT <= BEAT_MAX_INTERVAL:
         f"({BEAT_MAX_INTERVAL}s): the leader renews its lock once per tick"
     )
 if REDIS_URL:
-    CELERY_BEAT_SCHEDULER = "redbeat.RedBeatScheduler"
+    CELERY_BEAT_SCHEDULER = "config.beat.LeaderScheduler"  # redbeat, outliving Redis restarts
     CELERY_BEAT_MAX_LOOP_INTERVAL = BEAT_MAX_INTERVAL  # Celery's name: beat_max_loop_interval
     CELERY_REDBEAT_REDIS_URL = REDIS_URL
     CELERY_REDBEAT_LOCK_TIMEOUT = BEAT_LOCK_TIMEOUT
