@@ -33,7 +33,9 @@ WARMUP = 100
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", ""))
     parser.add_argument("--messages", type=int, default=2000)
     args = parser.parse_args()
@@ -71,7 +73,16 @@ def main() -> None:
 
     from config.celery_app import app
     from sessions_app.delivery import queue
-    from sessions_app.models import Channel, ChannelKind, Contact, Direction, Message, ReplyState, Role, Session
+    from sessions_app.models import (
+        Channel,
+        ChannelKind,
+        Contact,
+        Direction,
+        Message,
+        ReplyState,
+        Role,
+        Session,
+    )
 
     app.conf.task_always_eager = False
     channel = Channel.objects.create(kind=ChannelKind.SMS, address="+15005550006")
@@ -116,7 +127,11 @@ def main() -> None:
         def backend_cpu() -> float:
             return cpu_seconds(lambda _parent, command: f" {name} " in command)
 
-        worker_before, backend_before, began = process_cpu_seconds(worker.pid), backend_cpu(), time.monotonic()
+        worker_before, backend_before, began = (
+            process_cpu_seconds(worker.pid),
+            backend_cpu(),
+            time.monotonic(),
+        )
         for message_id in ids[WARMUP:]:
             queue.enqueue(queue.PRODUCE_REPLY, message_id)
         while answered.count() < total:
