@@ -6,8 +6,8 @@ chart, the API's list endpoints), and within them only the domain's tables (`REP
 login, a session cookie or an API key is always checked on the primary, where it was just
 written). Everything else reads the primary: other requests, tasks, management commands.
 
-Read-after-write within a request: once a request has written anything (through the ORM), its
-reads go to the primary for the rest of it. The state is per request, in a context variable the
+Read-after-write within a request: once a request has written to one of those tables (through the
+ORM), its reads go to the primary for the rest of it. The state is per request, in a context variable the
 middleware sets at the start of each request, so threads and the ASGI handler's context copies each
 see their own request's.
 
@@ -71,8 +71,10 @@ class ReplicaRouter:
         return alias if model._meta.label_lower in REPLICA_MODELS else None
 
     def db_for_write(self, model: type[Model], **hints: Any) -> str | None:
+        # Only a write to the tables the replica serves changes what the rest of the request must
+        # read back: an API key's "last used" stamp (once a minute) does not.
         state = _current.get()
-        if state is not None:
+        if state is not None and model._meta.label_lower in REPLICA_MODELS:
             state.wrote = True
         return None
 

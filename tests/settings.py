@@ -24,4 +24,4 @@ TWILIO_ACCOUNT_SID = ""
 VOICE_REPLY_WAIT = 0.1
 # A second alias on the same test database, as DATABASE_REPLICA_URL makes one (tests/test_replica.py):
 # unused unless a test sets DATABASE_REPLICA_ALIAS.
-DATABASES["replica"] = {**DATABASES["default"], "TEST": {"MIRROR": "default"}}  # noqa: F405
+DATABASES.setdefault("replica", {**DATABASES["default"], "TEST": {"MIRROR": "default"}})  # noqa: F405

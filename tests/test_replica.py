@@ -13,15 +13,19 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
+import requests
 from django.contrib.auth import get_user_model
-from django.db import connections
+from django.db import connection, connections
 
 from config.replica import request_reads
+from sessions_app.api.keys import issue_key
 from sessions_app.models import Session
 from tests.factories import SessionFactory
+from tests.servers import AsgiServer, suite_database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,6 +79,50 @@ def test_reads_after_a_write_in_the_same_request_stay_on_the_primary(with_replic
         session.save(update_fields=["title"])
         assert state.wrote
         assert Session.objects.get(pk=session.pk).title == "Renamed"  # read back on the primary
+
+
+def test_a_write_to_another_table_keeps_the_request_on_the_replica(with_replica):
+    session = SessionFactory()
+    with request_reads(replica_allowed=True) as state:
+        issue_key("bookkeeping")  # an API key row: not a table the replica serves
+        assert not state.wrote
+        assert not Session.objects.filter(pk=session.pk).exists()
+
+
+def replica_backend(application_name: str) -> tuple[str, str] | None:
+    """The last query and when it started, of the server's replica connection (named by its
+    application_name), as PostgreSQL reports it."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT query, query_start::text FROM pg_stat_activity WHERE application_name = %s",
+            [application_name],
+        )
+        row = cursor.fetchone()
+    return (row[0], row[1]) if row else None
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "replica"])
+def test_under_asgi_a_list_reads_the_replica_connection_and_a_detail_does_not(tmp_path):
+    """A real uvicorn process (the request's state crosses the ASGI handler's thread hops) whose
+    DATABASE_REPLICA_URL is the same database under another application_name, so PostgreSQL
+    shows which connection ran what."""
+    session = SessionFactory()
+    _, key = issue_key("replica-test")
+    name = f"replica-{uuid.uuid4().hex[:8]}"
+    web = AsgiServer(DATABASE_REPLICA_URL=f"{suite_database_url()}?application_name={name}").start(timeout=60)
+    try:
+        headers = {"Authorization": f"Bearer {key}"}
+        listed = requests.get(f"{web.url}/api/v1/sessions/", headers=headers, timeout=30)
+        assert listed.status_code == 200, listed.text
+        assert str(session.pk) in listed.text
+        after_list = replica_backend(name)
+        assert after_list is not None, "the list did not read the replica"
+        assert "sessions_app_session" in after_list[0]
+        detail = requests.get(f"{web.url}/api/v1/sessions/{session.pk}/", headers=headers, timeout=30)
+        assert detail.status_code == 200, detail.text
+        assert replica_backend(name) == after_list  # the detail read the primary
+    finally:
+        web.stop()
 
 
 def test_outside_a_request_everything_reads_the_primary(with_replica):
