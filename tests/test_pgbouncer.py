@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import socket
 import subprocess
 import sys
@@ -67,7 +68,7 @@ def pgbouncer(django_db_blocker) -> Iterator[str]:
     db = settings.DATABASES["default"]
     with django_db_blocker.unblock():
         name = connection.settings_dict["NAME"]
-    # PgBouncer refuses to run as root, so as root it runs as nobody: its folder must be reachable
+    # As root, PgBouncer runs as another account (below): its folder must be reachable by it
     # (pytest's own temporary folders are the owner's only).
     with tempfile.TemporaryDirectory(prefix="pgbouncer-") as where:
         folder = Path(where)
@@ -103,7 +104,11 @@ def _run_pgbouncer(folder: Path, db: dict, name: str) -> Iterator[str]:
     )
     for path in folder.iterdir():
         path.chmod(0o666)
-    as_user = ["-u", "nobody"] if os.geteuid() == 0 else []
+    # PgBouncer refuses to run as root. As root it runs as nobody, or, when PostgreSQL listens on a
+    # socket folder only (run.py test's embedded server: its folder is its account's alone), as that
+    # folder's owner, the one account besides root that can reach the socket.
+    account = pwd.getpwuid(Path(host).stat().st_uid).pw_name if host.startswith("/") else "nobody"
+    as_user = ["-u", account] if os.geteuid() == 0 else []
     command = [str(PGBOUNCER), *as_user, str(folder / "pgbouncer.ini")]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -224,14 +229,15 @@ def test_the_socket_layer_listens_on_its_direct_connection_past_the_pooler(pgbou
 
         print(json.dumps({
             "message": asyncio.run(round_trip()),
-            "layer_port": str(settings.CHANNEL_LAYERS["default"]["CONFIG"]["PORT"]),
-            "default_port": str(settings.DATABASES["default"]["PORT"]),
+            "layer": [settings.CHANNEL_LAYERS["default"]["CONFIG"][k] for k in ("HOST", "PORT")],
+            "default": [settings.DATABASES["default"][k] for k in ("HOST", "PORT")],
         }))
         """,
     )
     assert state["message"] == {"type": "hello", "n": 7}
-    assert state["layer_port"] == str(settings.DATABASES["default"]["PORT"] or 5432)
-    assert state["default_port"] != state["layer_port"]  # the rest goes through the pooler
+    # The layer on PostgreSQL itself (the suite's server), the rest through the pooler.
+    assert state["layer"][0] == (settings.DATABASES["default"]["HOST"] or "127.0.0.1")
+    assert state["default"] == ["127.0.0.1", int(pgbouncer.rsplit(":", 1)[1].split("/")[0])]
 
     without = {k: v for k, v in env.items() if k != "DATABASE_DIRECT_URL"}
     refused = manage(without, "check")
