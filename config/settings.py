@@ -118,7 +118,69 @@ _options = _db.setdefault("OPTIONS", {})
 _options.setdefault("server_side_binding", True)
 _options.setdefault("prepare_threshold", None)
 DATABASES = {"default": _db}
+
+# A pooler in transaction mode (PgBouncer's pool_mode = transaction) between the processes and
+# PostgreSQL (docs/scaling.md, "PgBouncer"): each transaction may run on another server connection,
+# so nothing may outlive one. Django's server-side cursors (QuerySet.iterator()) do, so they are off;
+# everything else already holds: advisory locks and settings are transaction-scoped
+# (pg_advisory_xact_lock, SET LOCAL, set_config(..., true)) and nothing is prepared under a name.
+DATABASE_POOLER = env.get_str("DATABASE_POOLER", "none")
+if DATABASE_POOLER not in {"none", "transaction"}:
+    raise ImproperlyConfigured(
+        f"DATABASE_POOLER must be none or transaction (a pooler in transaction mode), not {DATABASE_POOLER!r}"
+    )
+if DATABASE_POOLER == "transaction":
+    _db["DISABLE_SERVER_SIDE_CURSORS"] = True
+# LISTEN needs a session of its own: the channels-postgres layer (sockets without Redis) connects
+# here, straight to PostgreSQL past the pooler. Unset: DATABASE_URL.
+DATABASE_DIRECT_URL = env.get_str("DATABASE_DIRECT_URL")
+_direct: dict[str, Any] = {key: value for key, value in _db.items() if key != "DISABLE_SERVER_SIDE_CURSORS"}
+if DATABASE_DIRECT_URL:
+    try:
+        _direct = dict(dj_database_url.parse(DATABASE_DIRECT_URL, conn_max_age=600, conn_health_checks=False))
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"DATABASE_DIRECT_URL is not a database URL I understand: {exc}") from None
+    if _direct["ENGINE"] != "django.db.backends.postgresql":
+        raise ImproperlyConfigured("DATABASE_DIRECT_URL must be a postgres:// URL")
+    _direct["OPTIONS"] = {
+        **_direct.get("OPTIONS", {}),
+        "server_side_binding": True,
+        "prepare_threshold": None,
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# A read replica for lists and reports (config/replica.py, docs/scaling.md): GETs of the views below
+# read the domain's tables there until they write. Unset: everything on DATABASE_URL.
+DATABASE_REPLICA_URL = env.get_str("DATABASE_REPLICA_URL")
+DATABASE_REPLICA_ALIAS = ""
+if DATABASE_REPLICA_URL:
+    try:
+        _replica = dj_database_url.parse(DATABASE_REPLICA_URL, conn_max_age=600, conn_health_checks=False)
+    except ValueError as exc:
+        raise ImproperlyConfigured(
+            f"DATABASE_REPLICA_URL is not a database URL I understand: {exc}"
+        ) from None
+    if _replica["ENGINE"] != "django.db.backends.postgresql":
+        raise ImproperlyConfigured("DATABASE_REPLICA_URL must be a postgres:// URL")
+    _replica.setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=None)
+    _replica["DISABLE_SERVER_SIDE_CURSORS"] = _db.get("DISABLE_SERVER_SIDE_CURSORS", False)
+    DATABASES["replica"] = {**_replica, "TEST": {"MIRROR": "default"}}
+    DATABASE_REPLICA_ALIAS = "replica"
+DATABASE_ROUTERS = ["config.replica.ReplicaRouter"]
+MIDDLEWARE += ["config.replica.ReplicaReadsMiddleware"]
+DATABASE_REPLICA_VIEWS = frozenset(
+    {
+        "sessions_ui:list",
+        "sessions_ui:list-updates",
+        "session-list",
+        "session-messages",
+        "contact-list",
+        "channel-list",
+        "agent-history",
+        "workspace-sessions",
+        "characters-sessions",
+    }
+)
 
 # --- Redis (optional) -----------------------------------------------------------------------------
 REDIS_URL = env.get_str("REDIS_URL")
@@ -265,6 +327,8 @@ SECURE_SSL_REDIRECT = env.get_bool("SECURE_SSL_REDIRECT", HTTPS_ONLY)
 # Twilio does not follow redirects: a webhook answered with a redirect is a lost message, and a
 # redirect would not make an http call any safer (its signature is checked against the https URL).
 SECURE_REDIRECT_EXEMPT = [r"^webhooks/"]
+# Load balancers and orchestrators probe nodes over plain http (config/health.py).
+SECURE_REDIRECT_EXEMPT += [r"^healthz$", r"^readyz$"]
 SECURE_HSTS_SECONDS = env.get_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if HTTPS_ONLY else 0, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.get_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", HTTPS_ONLY)
 SECURE_HSTS_PRELOAD = env.get_bool("SECURE_HSTS_PRELOAD", False)
@@ -293,11 +357,11 @@ else:
 # test run's too: MIRROR). Its connections are its own: a small pool per process, and one that
 # LISTENs in each process holding sockets.
 INSTALLED_APPS += ["channels_postgres"]
-DATABASES["channels_postgres"] = {**_db, "TEST": {"MIRROR": "default"}}
+DATABASES["channels_postgres"] = cast("dj_database_url.DBConfig", {**_direct, "TEST": {"MIRROR": "default"}})
 POSTGRES_CHANNEL_LAYER: dict[str, Any] = {
     "BACKEND": "sessions_app.realtime.postgres_layer.PostgresChannelLayer",
     "CONFIG": {
-        **{key: _db[key] for key in ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT")},
+        **{key: _direct[key] for key in ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT")},
         "TIME_ZONE": None,  # Django's connection settings it builds its connection from need it
         "PSYCOPG_OPTIONS": {"min_size": 1, "max_size": 4},
     },
@@ -311,6 +375,11 @@ if REDIS_URL:
     }
 else:
     CHANNEL_LAYERS = {"default": POSTGRES_CHANNEL_LAYER}
+    if DATABASE_POOLER == "transaction" and not DATABASE_DIRECT_URL:
+        raise ImproperlyConfigured(
+            "DATABASE_POOLER=transaction without REDIS_URL needs DATABASE_DIRECT_URL: the socket layer "
+            "LISTENs on PostgreSQL, which a pooler in transaction mode cannot carry"
+        )
 
 # How often a staff page asks for changes when the real-time socket is not connected (milliseconds).
 STAFF_UI_POLL_MS = env.get_int("STAFF_UI_POLL_MS", 4000, minimum=500)
@@ -332,7 +401,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "polling_interval": 0.2,
     }
 else:
-    # Redelivery after a worker dies mid-task; longer than any task runs (see docs/tasks.md).
+    # Redelivery after a worker dies mid-task: set below from TASK_LEASE.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_ALWAYS_EAGER = env.get_bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
@@ -352,6 +421,13 @@ TASK_LEASE = env.get_int("TASK_LEASE", 300, minimum=1)
 TASK_MAX_ATTEMPTS = env.get_int("TASK_MAX_ATTEMPTS", 5, minimum=1, maximum=20)
 TASK_RETRY_BACKOFF = env.get_int("TASK_RETRY_BACKOFF", 2, minimum=0)
 TASK_RETRY_BACKOFF_MAX = env.get_int("TASK_RETRY_BACKOFF_MAX", 60, minimum=0)
+if "visibility_timeout" in CELERY_BROKER_TRANSPORT_OPTIONS:
+    # A worker killed with -9 never acks or rejects its tasks: Redis hands them out again after the
+    # visibility timeout. The database's recovery already re-queues their work within TASK_LEASE +
+    # TASK_RECOVERY_INTERVAL (docs/scaling.md, "Workers killed mid-task"); the broker's redelivery
+    # is the second line, and must not come before a retry's countdown (which the worker holds
+    # unacked) has run out: so lease plus the longest backoff, six minutes by default, not an hour.
+    CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = TASK_LEASE + TASK_RETRY_BACKOFF_MAX
 CELERY_BEAT_SCHEDULE = {
     "sweep-sessions": {
         "task": "sessions_app.tasks.sweep_sessions_task",
@@ -372,6 +448,25 @@ CELERY_BEAT_SCHEDULE["refresh-report-rollups"] = {
     "task": "sessions_app.tasks.refresh_report_rollups",
     "schedule": float(REPORTS_ROLLUP_INTERVAL),
 }
+# Schedulers in any number (docs/scaling.md): with Redis, celery-redbeat keeps the schedule in Redis
+# and only the beat holding its lock sends. The leader renews the lock every tick (at most
+# BEAT_MAX_INTERVAL apart); the others try to take it as often. A leader killed with -9 is replaced
+# within BEAT_LOCK_TIMEOUT + BEAT_MAX_INTERVAL seconds (20 + 5 by default: within 30 s). Without
+# Redis, the embedded worker's own beat and its schedule file (one machine, one beat).
+BEAT_MAX_INTERVAL = env.get_int("BEAT_MAX_INTERVAL", 5, minimum=1, maximum=60)
+BEAT_LOCK_TIMEOUT = env.get_int("BEAT_LOCK_TIMEOUT", 20, minimum=2, maximum=600)
+if BEAT_LOCK_TIMEOUT <= BEAT_MAX_INTERVAL:
+    raise ImproperlyConfigured(
+        f"BEAT_LOCK_TIMEOUT ({BEAT_LOCK_TIMEOUT}s) must be longer than BEAT_MAX_INTERVAL "
+        f"({BEAT_MAX_INTERVAL}s): the leader renews its lock once per tick"
+    )
+if REDIS_URL:
+    CELERY_BEAT_SCHEDULER = "config.beat.LeaderScheduler"  # redbeat, outliving Redis restarts
+    CELERY_BEAT_MAX_LOOP_INTERVAL = BEAT_MAX_INTERVAL  # Celery's name: beat_max_loop_interval
+    CELERY_REDBEAT_REDIS_URL = REDIS_URL
+    CELERY_REDBEAT_LOCK_TIMEOUT = BEAT_LOCK_TIMEOUT
+    # Several deployments on one Redis database keep their schedules and locks apart.
+    CELERY_REDBEAT_KEY_PREFIX = env.get_str("BEAT_KEY_PREFIX", "redbeat:")
 
 # --- Agent ----------------------------------------------------------------------------------------
 AGENT_BACKEND = env.get_str("AGENT_BACKEND", "builtin")

@@ -77,18 +77,25 @@ def recover_owed_work() -> dict[str, int]:
     reply_ids = replies.recover_owed_replies()
     for message_id in reply_ids:
         queue.enqueue(queue.PRODUCE_REPLY, message_id)
-    lost = outbound.fail_lost_deliveries()
+    adopted, lost = outbound.reconcile_lost_deliveries()
     delivery_ids = outbound.recover_pending_deliveries()
     for message_id in delivery_ids:
         queue.enqueue(queue.DELIVER_MESSAGE, message_id)
-    if reply_ids or delivery_ids or lost:
+    if reply_ids or delivery_ids or adopted or lost:
         log.info(
-            "Recovery: %s reply(ies) and %s delivery(ies) queued again, %s lost delivery(ies) marked failed",
+            "Recovery: %s reply(ies) and %s delivery(ies) queued again; of the deliveries whose worker "
+            "stopped mid-send, %s found at Twilio and %s to send again",
             len(reply_ids),
             len(delivery_ids),
+            adopted,
             lost,
         )
-    return {"replies": len(reply_ids), "deliveries": len(delivery_ids), "lost_deliveries": lost}
+    return {
+        "replies": len(reply_ids),
+        "deliveries": len(delivery_ids),
+        "lost_deliveries_found": adopted,
+        "lost_deliveries_resent": lost,
+    }
 
 
 @shared_task(name=queue.WARM_STAFF_CHART)

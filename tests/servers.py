@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -46,7 +47,9 @@ PORTS = range(18100, 18200)
 
 
 def free_port() -> int:
-    for port in PORTS:
+    # In random order: several test runs on one machine would otherwise all race for the first ports
+    # (one's health check could even be answered by another's server).
+    for port in random.sample(PORTS, len(PORTS)):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
             try:
                 probe.bind(("127.0.0.1", port))

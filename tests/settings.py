@@ -22,3 +22,6 @@ CELERY_TASK_ALWAYS_EAGER = True
 TWILIO_ACCOUNT_SID = ""
 # Most tests never run on-commit callbacks, so no reply comes; don't wait long for one.
 VOICE_REPLY_WAIT = 0.1
+# A second alias on the same test database, as DATABASE_REPLICA_URL makes one (tests/test_replica.py):
+# unused unless a test sets DATABASE_REPLICA_ALIAS.
+DATABASES.setdefault("replica", {**DATABASES["default"], "TEST": {"MIRROR": "default"}})  # noqa: F405

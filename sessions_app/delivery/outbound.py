@@ -296,17 +296,78 @@ def recover_pending_deliveries(limit: int = 500) -> list[int]:
     )
 
 
-def fail_lost_deliveries() -> int:
-    """`sending` past the lease: the worker died mid-request and Twilio may or may not have the
-    message. Sending again could text the contact twice, so it is marked failed for staff to see."""
-    stale = timezone.now() - timedelta(seconds=settings.TASK_LEASE)
-    return Message.objects.filter(
-        delivery_status=DeliveryStatus.SENDING, delivery_claimed_at__lt=stale
+def reconcile_lost_deliveries(limit: int = 100) -> tuple[int, int]:
+    """`sending` past the lease: the worker died mid-request, so Twilio may or may not have the
+    message. Twilio is asked (its list of messages to that number from ours since the claim): one it
+    has that no message of ours is recorded with is adopted, SID and status, so it is not sent again;
+    one it does not have goes back to `pending` for `recover_pending_deliveries` to send. Either way
+    it reaches the contact once. If Twilio cannot be asked, it stays `sending` until the next
+    recovery; past a day it is marked failed ("outcome unknown") for staff to see.
+
+    Returns (adopted, sent again). Every change is conditional on the claim it read, so two
+    recoveries at once change each message once.
+    """
+    if not sending_enabled():
+        return 0, 0
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.TASK_LEASE)
+    Message.objects.filter(
+        delivery_status=DeliveryStatus.SENDING, delivery_claimed_at__lt=now - timedelta(days=1)
     ).update(
         delivery_status=DeliveryStatus.FAILED,
-        delivery_error="Outcome unknown: the worker stopped while sending; "
-        "not sent again to avoid a duplicate.",
+        delivery_error="Outcome unknown: the worker stopped while sending and Twilio could not be "
+        "asked for a day; not sent again to avoid a duplicate.",
     )
+    lost = Message.objects.filter(
+        delivery_status=DeliveryStatus.SENDING, delivery_claimed_at__lt=stale
+    ).select_related("session__contact", "session__channel")
+    adopted = again = 0
+    for message in lost.order_by("delivery_claimed_at")[:limit]:
+        try:
+            found = _sent_at_twilio(message)
+        except (TwilioException, requests.RequestException) as exc:
+            log.warning("Could not ask Twilio about message %s (%s)", message.pk, type(exc).__name__)
+            continue
+        claim = Message.objects.filter(
+            pk=message.pk,
+            delivery_status=DeliveryStatus.SENDING,
+            delivery_claimed_at=message.delivery_claimed_at,
+        )
+        if found is not None:
+            sid, status = found
+            if claim.update(provider="twilio", external_id=sid, delivery_status=status, delivery_error=""):
+                adopted += 1
+                log.info("Message %s was handed to Twilio before its worker stopped: %s", message.pk, sid)
+        elif claim.update(delivery_status=DeliveryStatus.PENDING):
+            again += 1
+    return adopted, again
+
+
+def _sent_at_twilio(message: Message) -> tuple[str, str] | None:
+    """The SID and status of a message Twilio has that matches `message` and that we have recorded
+    for no other message: to and from the same numbers, the same text, created since its claim."""
+    if not (message.session.contact and message.session.contact.phone and message.delivery_claimed_at):
+        return None
+    to, from_ = _addresses(message)
+    since = message.delivery_claimed_at - timedelta(minutes=1)  # clocks of two machines
+    # Newest first; a day's messages between two numbers fit in a page.
+    candidates = [
+        record
+        for record in twilio_client().messages.list(to=to, from_=from_, limit=50)
+        if record.sid
+        and record.date_created is not None
+        and record.date_created >= since
+        and (record.body or "").endswith(message.content)  # trial accounts prefix a notice
+    ]
+    known = set(
+        Message.objects.filter(provider="twilio", external_id__in=[r.sid for r in candidates]).values_list(
+            "external_id", flat=True
+        )
+    )
+    for record in reversed(candidates):  # oldest first: the first send is the one to adopt
+        if record.sid not in known:
+            return str(record.sid), TWILIO_STATUSES.get(str(record.status or ""), DeliveryStatus.QUEUED)
+    return None
 
 
 def wait_for_reply(inbound_id: int, timeout: float) -> Message | None:

@@ -4,12 +4,17 @@ from pathlib import Path
 from urllib.parse import parse_qs
 
 import pytest
+import time_machine
+from django.conf import settings
 from django.test import Client
+from django.utils import timezone
 
 from sessions_app.delivery.outbound import deliver_message, record_outbound_message
 from sessions_app.models import DeliveryStatus, Message, Role
+from sessions_app.tasks import recover_owed_work
 from tests.http_stub import Reply, running_stub
-from tests.twilio_helpers import post_signed, send_sms, send_whatsapp
+from tests.twilio_api import ACCOUNT, running_twilio
+from tests.twilio_helpers import OUR_NUMBER, post_signed, send_sms, send_whatsapp
 
 pytestmark = pytest.mark.django_db
 
@@ -213,11 +218,6 @@ def test_logs_mask_the_number_twilio_quotes_in_its_error(
 
 
 def test_a_send_that_never_reached_a_worker_is_recovered(client, twilio_api, settings):
-    import time_machine
-    from django.utils import timezone
-
-    from sessions_app.tasks import recover_owed_work
-
     twilio_api.replies = [CREATED]
     with time_machine.travel("2025-01-15 10:00:00+00:00", tick=False) as clock:
         send_sms(client, "+15557654321", "Hello")  # on-commit callbacks not run: nothing queued
@@ -227,13 +227,69 @@ def test_a_send_that_never_reached_a_worker_is_recovered(client, twilio_api, set
         assert recover_owed_work.delay().get()["deliveries"] == 1
         reply.refresh_from_db()
         assert reply.delivery_status == DeliveryStatus.QUEUED
-        # A send whose worker died mid-request is not sent again: Twilio may already have it.
-        Message.objects.filter(pk=reply.pk).update(
-            delivery_status=DeliveryStatus.SENDING, delivery_claimed_at=timezone.now()
-        )
-        clock.shift(settings.TASK_LEASE + 1)
-        assert recover_owed_work.delay().get()["lost_deliveries"] == 1
+    assert len(twilio_api.requests) == 1
+
+
+@pytest.fixture
+def stateful_twilio(settings):
+    """Twilio's Messages API with memory (tests/twilio_api.py): creates get fresh SIDs, lists work."""
+    with running_twilio() as api:
+        settings.TWILIO_ACCOUNT_SID = ACCOUNT
+        settings.TWILIO_API_BASE_URL = api.url
+        settings.TASK_RETRY_BACKOFF = 0
+        yield api
+
+
+def lost_mid_send(client, clock) -> Message:
+    """A reply whose worker claimed it (`sending`) and stopped: Twilio may or may not have it."""
+    send_sms(client, "+15557654321", "Hello")  # on-commit callbacks not run: nothing queued
+    inbound = Message.objects.get()
+    reply = record_outbound_message(inbound.session, "Hi!", role=Role.AGENT, in_reply_to=inbound)
+    Message.objects.filter(pk=reply.pk).update(
+        delivery_status=DeliveryStatus.SENDING, delivery_claimed_at=timezone.now(), delivery_attempts=1
+    )
+    clock.shift(settings.TASK_LEASE + 1)
+    return reply
+
+
+def test_a_send_lost_with_its_worker_after_twilio_took_it_is_adopted_not_sent_again(client, stateful_twilio):
+    with time_machine.travel("2025-01-15 10:00:00+00:00", tick=False) as clock:
+        reply = lost_mid_send(client, clock)
+        # Twilio got the request before the worker died; also an older identical text, already ours.
+        earlier = stateful_twilio.create({"To": "+15557654321", "From": OUR_NUMBER, "Body": "Hi!"})
+        Message.objects.filter(role=Role.CONTACT).update(provider="twilio", external_id=earlier["sid"])
+        clock.shift(1)
+        taken = stateful_twilio.create({"To": "+15557654321", "From": OUR_NUMBER, "Body": "Hi!"})
+        result = recover_owed_work.delay().get()
+    assert (result["lost_deliveries_found"], result["lost_deliveries_resent"]) == (1, 0)
+    reply.refresh_from_db()
+    assert (reply.delivery_status, reply.external_id) == (DeliveryStatus.QUEUED, taken["sid"])
+    assert len(stateful_twilio.created) == 2  # nothing sent again
+
+
+def test_a_send_lost_with_its_worker_before_twilio_took_it_is_sent_once(client, stateful_twilio):
+    with time_machine.travel("2025-01-15 10:00:00+00:00", tick=False) as clock:
+        reply = lost_mid_send(client, clock)
+        result = recover_owed_work.delay().get()
+        again = recover_owed_work.delay().get()
+    assert (result["lost_deliveries_found"], result["lost_deliveries_resent"]) == (0, 1)
+    assert result["deliveries"] == 1
+    assert (again["lost_deliveries_resent"], again["deliveries"]) == (0, 0)
+    reply.refresh_from_db()
+    assert reply.delivery_status == DeliveryStatus.QUEUED
+    assert [record["sid"] for record in stateful_twilio.created] == [reply.external_id]
+
+
+def test_a_lost_send_waits_while_twilio_cannot_be_asked_and_fails_after_a_day(client, settings):
+    settings.TWILIO_ACCOUNT_SID = ACCOUNT
+    settings.TWILIO_API_BASE_URL = "http://127.0.0.1:18399"  # nothing listens there
+    with time_machine.travel("2025-01-15 10:00:00+00:00", tick=False) as clock:
+        reply = lost_mid_send(client, clock)
+        recover_owed_work.delay().get()
+        reply.refresh_from_db()
+        assert reply.delivery_status == DeliveryStatus.SENDING
+        clock.shift(24 * 3600)
+        recover_owed_work.delay().get()
     reply.refresh_from_db()
     assert reply.delivery_status == DeliveryStatus.FAILED
     assert reply.delivery_error.startswith("Outcome unknown")
-    assert len(twilio_api.requests) == 1
