@@ -79,7 +79,7 @@ WEBHOOK_BASIC = "Basic " + base64.b64encode(b"app:webhook-password").decode()
 # Examples per operation and auth in the fuzzing phase (schemathesis adds its coverage-phase cases).
 EXAMPLES = 5
 SCENARIOS = 40
-STEPS = 6
+STEPS = 10
 
 
 def generate_schema() -> dict:
