@@ -96,11 +96,14 @@ COVERED = {
 def twice_at_once(task: Callable[[], Any]) -> list[Any]:
     barrier = threading.Barrier(2)
     results: list[Any] = []
+    errors: list[BaseException] = []
 
     def run() -> None:
         try:
             barrier.wait()
             results.append(task())
+        except BaseException as exc:  # a run that failed is no run that did the work once
+            errors.append(exc)
         finally:
             connections.close_all()
 
@@ -109,6 +112,8 @@ def twice_at_once(task: Callable[[], Any]) -> list[Any]:
         thread.start()
     for thread in threads:
         thread.join()
+    if errors:
+        raise errors[0]
     return results
 
 
@@ -183,7 +188,8 @@ def window_rows() -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     return sorted(days), sorted(gaps)
 
 
-def test_two_window_rollups_at_once_roll_each_day_once():
+@pytest.mark.parametrize("rebuild", [False, True], ids=["first-roll", "rebuild-after-a-deletion"])
+def test_two_window_rollups_at_once_roll_each_day_once(rebuild):
     start = datetime(2026, 1, 1, 8, tzinfo=UTC)
     now = start + timedelta(days=4)
     with time_machine.travel(now, tick=False):  # last activity after the messages, as ingest keeps it
@@ -193,8 +199,11 @@ def test_two_window_rollups_at_once_roll_each_day_once():
                 session = SessionFactory(channel=channel, contact=ContactFactory())
                 for minutes in (0, 1, 7, 60 * 24, 60 * 24 + 2, 60 * 48 + n):
                     MessageFactory(session=session, created_at=start + timedelta(minutes=minutes))
+    if rebuild:  # rolled two days ago, then a deletion made the rollup dirty: both runs would rebuild
+        roll_up_channels(now=now - timedelta(days=2))
+        WindowRollupState.objects.update(dirty_before=start)
     with time_machine.travel(now, tick=False):
-        # The first rolls of both channels: both runs also race to create each channel's state.
+        # First rolls: both runs also race to create each channel's state.
         results = twice_at_once(roll_up_windows)
         twice = window_rows()
         WindowRollupState.objects.all().delete()
