@@ -397,10 +397,14 @@ def purge(batch: int = 5000) -> dict[str, int]:
 
 
 def _in_batches(rows: QuerySet, batch: int) -> int:  # type: ignore[type-arg]
+    """Delete `rows` a batch at a time; returns how many this call deleted. Each batch is claimed
+    with `FOR UPDATE SKIP LOCKED` and counted by what its DELETE removed, so two purges at once
+    never delete (or count) a row twice."""
     total = 0
     while True:
-        ids = list(rows.values_list("pk", flat=True)[:batch])
-        if not ids:
-            return total
-        rows.model.objects.filter(pk__in=ids).delete()
-        total += len(ids)
+        with transaction.atomic():
+            ids = list(rows.select_for_update(skip_locked=True).values_list("pk", flat=True)[:batch])
+            if not ids:
+                return total
+            _, deleted = rows.model.objects.filter(pk__in=ids).delete()
+        total += deleted.get(rows.model._meta.label, 0)
