@@ -8,22 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sessions_app.ui.queries import SERIES, SERIES_COLOURS, ChartDay
+from sessions_app.ui.svg import BOTTOM, LEFT, TOP, WIDTH, Bar
 
-WIDTH = 600
 HEIGHT = 160
-TOP = 14  # room for the maximum's label
-BOTTOM = 20  # room for the date labels
-LEFT = 44  # room for the maximum's label, e.g. "11,124"
-
-
-@dataclass(frozen=True)
-class Bar:
-    x: float
-    y: float
-    width: float
-    height: float
-    colour: str
-    label: str  # "2025-01-31: 4 SMS", the tooltip and the accessible text
 
 
 @dataclass(frozen=True)
@@ -70,8 +57,8 @@ def build_chart(days: list[ChartDay]) -> Chart:
                     y=round(y, 2),
                     width=round(bar_width, 2),
                     height=round(height, 2),
+                    title=f"{day.day.isoformat()}: {value} {label}",
                     colour=SERIES_COLOURS[key],
-                    label=f"{day.day.isoformat()}: {value} {label}",
                 )
             )
     return Chart(

@@ -18,24 +18,15 @@ from django.views.decorators.http import require_GET
 from sessions_app.models import ChannelKind
 from sessions_app.reports.metrics import Distribution, Figures, Selection
 from sessions_app.reports.summary import Summary, summarise
+from sessions_app.ui.svg import BOTTOM, LEFT, TOP, WIDTH, Bar
 from sessions_app.ui.views import staff_required
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
-WIDTH, HEIGHT, TOP, BOTTOM, LEFT = 600, 170, 14, 20, 44
+HEIGHT = 170
 # First-response distribution bins: (upper bound in seconds, label); the last is open-ended.
 RESPONSE_BINS = [(60, "< 1 min"), (300, "1-5 min"), (900, "5-15 min"), (3600, "15-60 min"), (14400, "1-4 h")]
 COLOURS = ["#1d4ed8", "#047857", "#b45309", "#7c3aed"]
-
-
-@dataclass(frozen=True)
-class Bar:
-    x: float
-    y: float
-    width: float
-    height: float
-    colour: str
-    label: str
 
 
 @dataclass(frozen=True)
@@ -87,8 +78,8 @@ def bar_chart(
                     y=round(HEIGHT - BOTTOM - height, 2),
                     width=round(width, 2),
                     height=round(height, 2),
+                    title=f"{label}: {_number(value)}{unit} {name}",
                     colour=COLOURS[position % len(COLOURS)],
-                    label=f"{label}: {_number(value)}{unit} {name}",
                 )
             )
     return BarChart(

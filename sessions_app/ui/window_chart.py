@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 
 from sessions_app.ingest.window_report import GAP_BUCKETS, WindowReport
+from sessions_app.ui.svg import Bar
 
 WIDTH = 720
 HEIGHT = 240
@@ -30,16 +31,6 @@ def duration_label(seconds: int | None) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{seconds // size} {unit}"
     return f"{seconds} s"
-
-
-@dataclass(frozen=True)
-class Bar:
-    x: float
-    y: float
-    width: float
-    height: float
-    label: str  # axis text
-    title: str  # tooltip and accessible text
 
 
 @dataclass(frozen=True)
@@ -104,8 +95,8 @@ def build_window_chart(report: WindowReport, current_window: int) -> WindowChart
                 y=round(baseline - height, 2),
                 width=round(slot * 0.8, 2),
                 height=round(height, 2),
-                label=duration_label(bucket.upper_seconds),
                 title=f"gaps of {span}: {bucket.count:,}",
+                label=duration_label(bucket.upper_seconds),
             )
         )
         previous = bucket.upper_seconds
