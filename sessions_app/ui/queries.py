@@ -60,6 +60,20 @@ SERIES = [(tab.key, tab.label, tab.kinds) for tab in TABS if tab.key]
 SERIES_COLOURS = {"sms": "#1d4ed8", "whatsapp": "#047857", "voice": "#b45309", "web": "#7c3aed"}
 
 
+def dates_from_query(params: QueryDict, problems: list[str]) -> tuple[date | None, date | None]:
+    """The URL's From and To dates (`from`, `to`: 2025-01-31), None where absent; one that is not a date
+    is None too and named in `problems` (the sessions list's and the reports page's filters)."""
+    dates: list[date | None] = []
+    for name, label in (("from", "From"), ("to", "To")):
+        raw = params.get(name, "").strip()
+        try:
+            dates.append(date.fromisoformat(raw) if raw else None)
+        except ValueError:
+            problems.append(f"{label} date “{raw}” is not a date like 2025-01-31; ignored.")
+            dates.append(None)
+    return dates[0], dates[1]
+
+
 @dataclass(frozen=True)
 class ListFilters:
     channel: str = ""
@@ -91,14 +105,7 @@ class ListFilters:
         if sort not in SORTS:
             problems.append(f"Unknown sort “{sort}”; sorted by last activity.")
             sort = "activity"
-        dates: list[date | None] = []
-        for name, label in (("from", "From"), ("to", "To")):
-            raw = params.get(name, "").strip()
-            try:
-                dates.append(date.fromisoformat(raw) if raw else None)
-            except ValueError:
-                problems.append(f"{label} date “{raw}” is not a date like 2025-01-31; ignored.")
-                dates.append(None)
+        date_from, date_to = dates_from_query(params, problems)
         cursor = params.get("cursor", "").strip()
         if cursor and decode_cursor(cursor) is None:
             problems.append("That page link is no longer valid; showing the newest sessions.")
@@ -107,8 +114,8 @@ class ListFilters:
             channel=channel,
             statuses=tuple(statuses),
             q=params.get("q", "").strip()[:200],
-            date_from=dates[0],
-            date_to=dates[1],
+            date_from=date_from,
+            date_to=date_to,
             business=params.get("business", "").strip()[:128],
             sort=sort,
             cursor=cursor,

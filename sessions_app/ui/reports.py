@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET
 from sessions_app.models import ChannelKind
 from sessions_app.reports.metrics import Distribution, Figures, Selection
 from sessions_app.reports.summary import Summary, summarise
+from sessions_app.ui.queries import dates_from_query
 from sessions_app.ui.svg import BOTTOM, LEFT, TOP, WIDTH, Bar
 from sessions_app.ui.views import staff_required
 
@@ -123,16 +124,9 @@ class ReportFilters:
     @classmethod
     def from_query(cls, params: QueryDict, today: date) -> ReportFilters:
         problems: list[str] = []
-        dates: list[date | None] = []
-        for name, label in (("from", "From"), ("to", "To")):
-            raw = params.get(name, "").strip()
-            try:
-                dates.append(date.fromisoformat(raw) if raw else None)
-            except ValueError:
-                problems.append(f"{label} date “{raw}” is not a date like 2025-01-31; ignored.")
-                dates.append(None)
-        last = dates[1] or today
-        first = dates[0] or last - timedelta(days=DEFAULT_DAYS - 1)
+        date_from, date_to = dates_from_query(params, problems)
+        last = date_to or today
+        first = date_from or last - timedelta(days=DEFAULT_DAYS - 1)
         if first > last:
             problems.append("The range started after it ended; showing the 30 days before its end.")
             first = last - timedelta(days=DEFAULT_DAYS - 1)
