@@ -116,6 +116,14 @@ class StatusChangeInline(admin.TabularInline):
         return False
 
 
+def _report(modeladmin: admin.ModelAdmin, request: HttpRequest, done: str, refused: list[str]) -> None:
+    """What a bulk action did (`done`, if anything) and the first ten sessions it refused."""
+    if done:
+        modeladmin.message_user(request, done, messages.SUCCESS)
+    for line in refused[:10]:
+        modeladmin.message_user(request, line, messages.WARNING)
+
+
 def _transition_action(to_status: str, label: str):  # type: ignore[no-untyped-def]
     def action(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Session]) -> None:
         moved, refused = 0, []
@@ -125,10 +133,7 @@ def _transition_action(to_status: str, label: str):  # type: ignore[no-untyped-d
                 moved += 1
             except TransitionRefused as exc:
                 refused.append(f"{session}: {exc}")
-        if moved:
-            modeladmin.message_user(request, f"{moved} session(s) now {to_status}.", messages.SUCCESS)
-        for line in refused[:10]:
-            modeladmin.message_user(request, line, messages.WARNING)
+        _report(modeladmin, request, f"{moved} session(s) now {to_status}." if moved else "", refused)
 
     action.__name__ = f"mark_{to_status}"
     return admin.action(description=label)(action)
@@ -152,10 +157,7 @@ def merge_selected(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset:
             merged += 1
         except BoundaryRefused as exc:
             refused.append(f"{source}: {exc}")
-    if merged:
-        modeladmin.message_user(request, f"{merged} session(s) merged into “{target}”.", messages.SUCCESS)
-    for line in refused[:10]:
-        modeladmin.message_user(request, line, messages.WARNING)
+    _report(modeladmin, request, f"{merged} session(s) merged into “{target}”." if merged else "", refused)
 
 
 class CappedCountPaginator(Paginator):

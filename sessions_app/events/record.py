@@ -65,13 +65,18 @@ def _endpoints() -> list[tuple[int, list[str]]]:
     return rows
 
 
+def _wanting(endpoints: list[tuple[int, list[str]]], event_type: str) -> list[int]:
+    return [pk for pk, types in endpoints if "*" in types or event_type in types]
+
+
 def subscribers(event_type: str) -> list[int]:
     """The ids of the enabled endpoints that want `event_type`."""
-    return [pk for pk, types in _endpoints() if "*" in types or event_type in types]
+    return _wanting(_endpoints(), event_type)
 
 
 def wanted(*event_types: str) -> bool:
-    return any(subscribers(event_type) for event_type in event_types)
+    endpoints = _endpoints()  # one read of the process cache, whatever the number of types
+    return any(_wanting(endpoints, event_type) for event_type in event_types)
 
 
 def forget_endpoints(**kwargs: Any) -> None:
@@ -123,7 +128,8 @@ def _next_sequences(session_id: Any, count: int) -> int:
 def record_events(session_id: Any, specs: Sequence[EventSpec]) -> list[Event]:
     """Record `specs`, in that order, as the next events of session `session_id`. Call it inside the
     change's transaction. Returns the events stored (none when nobody subscribes to their types)."""
-    targets = [(spec, subscribers(spec.type)) for spec in specs]
+    endpoints = _endpoints()
+    targets = [(spec, _wanting(endpoints, spec.type)) for spec in specs]
     targets = [(spec, endpoint_ids) for spec, endpoint_ids in targets if endpoint_ids]
     if not targets:
         return []
