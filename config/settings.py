@@ -403,6 +403,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     # Redelivery after a worker dies mid-task: set below from TASK_LEASE.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+if CELERY_BROKER_URL.startswith("redis://"):
+    # kombu's Redis transport, but one client per channel for publishing (config/broker.py says why).
+    CELERY_BROKER_TRANSPORT = "config.broker:Transport"
 CELERY_TASK_ALWAYS_EAGER = env.get_bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 # The most sessions one sweep statement moves; batches start smaller and shrink whenever a statement

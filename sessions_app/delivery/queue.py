@@ -43,8 +43,8 @@ def enqueue(task_name: str, *args: Any, countdown: float | None = None) -> bool:
         # The registered task (so CELERY_TASK_ALWAYS_EAGER runs it inline, as for a direct call).
         # Our own repr of the arguments (ids, small): Celery's default `saferepr` for monitoring was
         # about a tenth of a publish's CPU.
-        current_app.signature(task_name, args=args).apply_async(
-            countdown=countdown, argsrepr=repr(args), kwargsrepr="{}"
+        current_app.tasks[task_name].apply_async(
+            args, countdown=countdown, argsrepr=repr(args), kwargsrepr="{}"
         )
     except Exception as exc:  # kombu/redis raise a variety of connection errors
         log.warning(

@@ -145,8 +145,14 @@ class _Publisher:
         self.lock = threading.Lock()
 
     def run(self, coroutine: Any, timeout: float) -> Any:
+        # `asyncio.timeout`, not `wait_for`: wait_for wraps the coroutine in a task of its own, 0.8 %
+        # of a webhook's instructions (docs/benchmarks.md, 2026-12-04).
+        async def bounded() -> Any:
+            async with asyncio.timeout(timeout):
+                return await coroutine
+
         with self.lock:
-            return self.loop.run_until_complete(asyncio.wait_for(coroutine, timeout))
+            return self.loop.run_until_complete(bounded())
 
     def publish(
         self, layer: Any, messages: list[tuple[str, dict[str, Any]]], event: str, session_id: Any
