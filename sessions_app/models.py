@@ -665,11 +665,12 @@ class WindowRollupGaps(models.Model):
 
 
 class DailyRollup(models.Model):
-    """One past day's report figures for one channel kind and business, the day taken in TIME_ZONE.
+    """One day's report figures for one channel kind and business, the day taken in TIME_ZONE.
 
     Written only by `sessions_app/reports/rollup.py` (recomputed whole, never incremented); the summary
-    reads past days from here and computes today live. Durations are whole seconds: `*_count`
-    sessions, `*_total` their sum, `*_histogram` how many sessions per bucket (reports/metrics.py)."""
+    reads past days from here, and today from today's provisional rows while they are recent enough
+    (RollupDay.provisional). Durations are whole seconds: `*_count` sessions, `*_total` their sum,
+    `*_histogram` how many sessions per bucket (reports/metrics.py)."""
 
     day = models.DateField()
     channel_kind = models.CharField(max_length=16)
@@ -705,11 +706,15 @@ class RollupDay(models.Model):
     """Whether the rollup holds a day: in which time zone, and whether later changes made it stale.
 
     The rollup task claims stale days with `select_for_update(skip_locked=True)`, so two workers never
-    compute the same day, and marking a day stale waits for a computation of it in progress."""
+    compute the same day, and marking a day stale waits for a computation of it in progress.
+    `provisional` is today's row, recomputed whole every `REPORTS_TODAY_INTERVAL` and read only while
+    its `computed_at` (the time its figures are as of) is under `REPORTS_TODAY_MAX_AGE` old; once the
+    day is over the daily task recomputes it as final."""
 
     day = models.DateField(primary_key=True)
     time_zone = models.CharField(max_length=64)
     stale = models.BooleanField(default=True)
+    provisional = models.BooleanField(default=False)
     computed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -234,3 +234,27 @@ def test_the_rollup_of_past_days_equals_their_live_computation(settings):
     summary = summarise(first, last + timedelta(days=1), UTC_ZONE, Selection())
     assert (summary.rollup_days, summary.live_days) == (4, 1)
     assert_figures(dict(summary.periods)[D], expected)
+
+
+@time_machine.travel(datetime(2026, 11, 10, 23, 59, 59, tzinfo=UTC), tick=False)
+def test_todays_provisional_rollup_equals_its_live_computation(settings):
+    settings.TIME_ZONE = "UTC"
+    expected = generated_day()  # D is today
+    assert rollup.refresh_today()
+    for selection in (Selection(), Selection(kinds=(ChannelKind.SMS,)), Selection(business_id="B1")):
+        stored = rollup.rolled_up(D - timedelta(days=1), D, UTC_ZONE, selection)
+        assert sorted(stored) == [D], selection  # the day before was never rolled up
+        assert stored[D] == day_total(D, D, UTC_ZONE, selection), selection
+    summary = summarise(D - timedelta(days=1), D, UTC_ZONE, Selection())
+    assert (summary.rollup_days, summary.live_days) == (1, 1)
+    assert_figures(dict(summary.periods)[D], expected)
+
+
+def test_the_live_computation_runs_without_jit():
+    # Inside the test's transaction, SET LOCAL lasts until it ends: what the queries ran with.
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone()[0] == "on"
+        live_figures(D, D, UTC_ZONE, EVERYTHING)
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone()[0] == "off"
