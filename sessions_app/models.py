@@ -670,11 +670,16 @@ class DailyRollup(models.Model):
     Written only by `sessions_app/reports/rollup.py` (recomputed whole, never incremented); the summary
     reads past days from here, and today from today's provisional rows while they are recent enough
     (RollupDay.provisional). Durations are whole seconds: `*_count` sessions, `*_total` their sum,
-    `*_histogram` how many sessions per bucket (reports/metrics.py)."""
+    `*_histogram` how many sessions per bucket (reports/metrics.py).
+
+    Besides a row per channel kind and business, a day has its totals: per kind over every business
+    (`business_id` NULL), per business over every kind (`channel_kind` NULL) and over everything (both
+    NULL), so a summary reads a few rows a day whatever the number of businesses. NULL is "every",
+    `business_id` "" is "no business"."""
 
     day = models.DateField()
-    channel_kind = models.CharField(max_length=16)
-    business_id = models.CharField(max_length=128, blank=True)
+    channel_kind = models.CharField(max_length=16, null=True)  # noqa: DJ001 - NULL: every kind
+    business_id = models.CharField(max_length=128, blank=True, null=True)  # noqa: DJ001 - NULL: every business
     sessions_opened = models.PositiveIntegerField(default=0)
     messages_inbound = models.PositiveIntegerField(default=0)
     messages_outbound = models.PositiveIntegerField(default=0)
@@ -694,7 +699,9 @@ class DailyRollup(models.Model):
         ordering = ["day", "channel_kind", "business_id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["day", "channel_kind", "business_id"], name="daily_rollup_day_kind_business"
+                fields=["day", "channel_kind", "business_id"],
+                name="daily_rollup_day_kind_business",
+                nulls_distinct=False,
             )
         ]
 

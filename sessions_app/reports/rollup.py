@@ -181,12 +181,18 @@ def refresh_today(min_gap: timedelta | None = None) -> bool:
 def store_day(day: RollupDay, tz: ZoneInfo, *, provisional: bool, as_of: datetime | None = None) -> None:
     """Replace the rollup rows of `day` (claimed, locked) with its figures computed now; `as_of`, a
     time taken before the computation, is stored as `computed_at` (default: once it is done)."""
-    figures = live_figures(day.day, day.day, tz, Selection())
+    cells: dict[tuple[str | None, str | None], Figures] = {}
+    for (_day, kind, business), f in live_figures(day.day, day.day, tz, Selection()).items():
+        cells[(kind, business)] = f
+        # The day's totals (None: every kind, every business), which the summary reads instead of
+        # adding up every business's row (model docstring).
+        for total in ((kind, None), (None, business), (None, None)):
+            cells.setdefault(total, Figures()).add(f)
     DailyRollup.objects.filter(day=day.day).delete()
     DailyRollup.objects.bulk_create(
         [
             DailyRollup(
-                day=when,
+                day=day.day,
                 channel_kind=kind,
                 business_id=business,
                 **{name: getattr(f, name) for name in COUNTS},
@@ -197,7 +203,7 @@ def store_day(day: RollupDay, tz: ZoneInfo, *, provisional: bool, as_of: datetim
                 resolution_total=f.resolution.total,
                 resolution_histogram=f.resolution.for_storage(),
             )
-            for (when, kind, business), f in figures.items()
+            for (kind, business), f in cells.items()
         ]
     )
     day.stale = False
@@ -226,7 +232,16 @@ def rolled_up(first: date, last: date, tz: ZoneInfo, selection: Selection) -> di
         time_zone=tz.key,
     )
     result = {day: Figures() for day in fresh.values_list("day", flat=True)}
-    rows = selection.apply(DailyRollup.objects.filter(day__in=result.keys()))
+    # The totals rows that answer the selection: a few per day, however many businesses there are.
+    rows = DailyRollup.objects.filter(
+        day__in=result.keys(),
+        **({"channel_kind__in": selection.kinds} if selection.kinds else {"channel_kind__isnull": True}),
+        **(
+            {"business_id": selection.business_id}
+            if selection.business_id is not None
+            else {"business_id__isnull": True}
+        ),
+    )
     for row in rows.values(
         "day",
         *COUNTS,

@@ -48,8 +48,19 @@ def test_the_beat_task_fills_every_past_day_once_and_leaves_today_live():
         (date(2026, 11, 11), False),
         (date(2026, 11, 12), False),
     ]
-    # Days with nothing in them have no rows, only their RollupDay saying they were computed.
-    assert list(DailyRollup.objects.values_list("day", "sessions_opened")) == [(date(2026, 11, 10), 1)]
+    # Days with nothing in them have no rows, only their RollupDay saying they were computed. A day
+    # with sessions has a row per kind and business, and its totals (None: every kind or business).
+    assert sorted(
+        DailyRollup.objects.values_list("day", "channel_kind", "business_id", "sessions_opened"),
+        key=str,
+    ) == sorted(
+        [
+            (date(2026, 11, 10), kind, business, 1)
+            for kind in (ChannelKind.SMS, None)
+            for business in ("", None)
+        ],
+        key=str,
+    )
 
 
 @pytest.mark.django_db
