@@ -22,9 +22,10 @@ session, then grouped into buckets), over the sessions the ORM selects.
 
 The queries run with PostgreSQL's JIT off (`SET LOCAL jit = off`, the one other raw statement): their
 cost estimates (tens of thousands of per-session lookups) are past `jit_above_cost`, and compiling
-took 0.5 s of a one-day computation of 1.1 s at 33,000 sessions a day, for a query that runs well
-under a second (docs/reports.md, "Speed"; measured with `EXPLAIN (ANALYZE)` on bench/seed.py's data:
-`DATABASE_URL=… .venv/bin/python bench/reports.py`, which prints a day's cost with and without it).
+took 512 ms of the durations statement's 1,070 ms for one day of 33,000 sessions; a day's whole
+computation took 2.7-4.1 s with JIT and 2.0-2.2 s without (docs/reports.md, "Speed": `EXPLAIN
+(ANALYZE)` on bench/seed.py's data, and `DATABASE_URL=… .venv/bin/python bench/reports.py`, which
+times a day with and without it).
 """
 
 from __future__ import annotations

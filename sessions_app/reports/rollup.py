@@ -13,6 +13,8 @@ Days are days in `TIME_ZONE`. A beat task (`refresh_rollups`) runs every `REPORT
    until the time budget is spent; the next run goes on.
 
 Marking takes the day's row lock, so a day marked while it is being computed is computed again.
+A day's rows are one per channel kind and business plus its totals (per kind, per business, overall:
+NULL is "every"), which `rolled_up` reads, a few rows a day whatever the number of businesses.
 
 Today has a provisional rollup of its own (`refresh_today`, its own beat task every
 `REPORTS_TODAY_INTERVAL`): today's rows recomputed whole from `live_figures`, under today's
