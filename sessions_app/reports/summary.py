@@ -95,7 +95,7 @@ def _runs(days: list[date]) -> list[tuple[date, date]]:
 def _today(today: date, tz: ZoneInfo, selection: Selection) -> dict[Key, Figures]:
     """Today computed live, when its provisional rollup is missing or too old, or cannot serve the
     selection (an owner, another time zone): kept in the cache per selection and time zone for
-    REPORTS_TODAY_MAX_AGE seconds (at 33,000 sessions a day it takes one to two seconds)."""
+    REPORTS_TODAY_MAX_AGE seconds (at 32,000 sessions a day it takes about two seconds)."""
     digest = hashlib.sha256(repr((today, tz.key, selection)).encode()).hexdigest()[:24]
     key = f"reports:today:{digest}"
     figures: dict[Key, Figures] | None = cache.get(key)
