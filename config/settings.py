@@ -451,6 +451,20 @@ CELERY_BEAT_SCHEDULE["refresh-report-rollups"] = {
     "task": "sessions_app.tasks.refresh_report_rollups",
     "schedule": float(REPORTS_ROLLUP_INTERVAL),
 }
+# Today's figures: the summary reads today's provisional rollup while it is at most
+# REPORTS_TODAY_MAX_AGE seconds old (else computes today live and keeps that as long), and a beat
+# task recomputes it every REPORTS_TODAY_INTERVAL seconds, which must be shorter.
+REPORTS_TODAY_MAX_AGE = env.get_int("REPORTS_TODAY_MAX_AGE", 60, minimum=10)
+REPORTS_TODAY_INTERVAL = env.get_int("REPORTS_TODAY_INTERVAL", 30, minimum=5)
+if REPORTS_TODAY_INTERVAL >= REPORTS_TODAY_MAX_AGE:
+    raise ImproperlyConfigured(
+        f"REPORTS_TODAY_INTERVAL ({REPORTS_TODAY_INTERVAL}) must be shorter than REPORTS_TODAY_MAX_AGE "
+        f"({REPORTS_TODAY_MAX_AGE}), or today's rollup is too old to read before it is recomputed"
+    )
+CELERY_BEAT_SCHEDULE["refresh-report-today"] = {
+    "task": "sessions_app.tasks.refresh_report_today",
+    "schedule": float(REPORTS_TODAY_INTERVAL),
+}
 # Schedulers in any number (docs/scaling.md): with Redis, celery-redbeat keeps the schedule in Redis
 # and only the beat holding its lock sends. The leader renews the lock every tick (at most
 # BEAT_MAX_INTERVAL apart); the others try to take it as often. A leader killed with -9 is replaced

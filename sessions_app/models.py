@@ -665,15 +665,21 @@ class WindowRollupGaps(models.Model):
 
 
 class DailyRollup(models.Model):
-    """One past day's report figures for one channel kind and business, the day taken in TIME_ZONE.
+    """One day's report figures for one channel kind and business, the day taken in TIME_ZONE.
 
     Written only by `sessions_app/reports/rollup.py` (recomputed whole, never incremented); the summary
-    reads past days from here and computes today live. Durations are whole seconds: `*_count`
-    sessions, `*_total` their sum, `*_histogram` how many sessions per bucket (reports/metrics.py)."""
+    reads past days from here, and today from today's provisional rows while they are recent enough
+    (RollupDay.provisional). Durations are whole seconds: `*_count` sessions, `*_total` their sum,
+    `*_histogram` how many sessions per bucket (reports/metrics.py).
+
+    Besides a row per channel kind and business, a day has its totals: per kind over every business
+    (`business_id` NULL), per business over every kind (`channel_kind` NULL) and over everything (both
+    NULL), so a summary reads a few rows a day whatever the number of businesses. NULL is "every",
+    `business_id` "" is "no business"."""
 
     day = models.DateField()
-    channel_kind = models.CharField(max_length=16)
-    business_id = models.CharField(max_length=128, blank=True)
+    channel_kind = models.CharField(max_length=16, null=True)  # noqa: DJ001 - NULL: every kind
+    business_id = models.CharField(max_length=128, blank=True, null=True)  # noqa: DJ001 - NULL: every business
     sessions_opened = models.PositiveIntegerField(default=0)
     messages_inbound = models.PositiveIntegerField(default=0)
     messages_outbound = models.PositiveIntegerField(default=0)
@@ -693,7 +699,9 @@ class DailyRollup(models.Model):
         ordering = ["day", "channel_kind", "business_id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["day", "channel_kind", "business_id"], name="daily_rollup_day_kind_business"
+                fields=["day", "channel_kind", "business_id"],
+                name="daily_rollup_day_kind_business",
+                nulls_distinct=False,
             )
         ]
 
@@ -705,11 +713,15 @@ class RollupDay(models.Model):
     """Whether the rollup holds a day: in which time zone, and whether later changes made it stale.
 
     The rollup task claims stale days with `select_for_update(skip_locked=True)`, so two workers never
-    compute the same day, and marking a day stale waits for a computation of it in progress."""
+    compute the same day, and marking a day stale waits for a computation of it in progress.
+    `provisional` is today's row, recomputed whole every `REPORTS_TODAY_INTERVAL` and read only while
+    its `computed_at` (the time its figures are as of) is under `REPORTS_TODAY_MAX_AGE` old; once the
+    day is over the daily task recomputes it as final."""
 
     day = models.DateField(primary_key=True)
     time_zone = models.CharField(max_length=64)
     stale = models.BooleanField(default=True)
+    provisional = models.BooleanField(default=False)
     computed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -18,7 +18,7 @@ from sessions_app.delivery import outbound, queue, replies
 from sessions_app.events import dispatch as event_dispatch
 from sessions_app.ingest.window_report import roll_up_channels
 from sessions_app.lifecycle.sweep import sweep_sessions
-from sessions_app.reports.rollup import refresh_rollups
+from sessions_app.reports.rollup import refresh_rollups, refresh_today
 from sessions_app.ui.queries import daily_counts
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,12 @@ def refresh_report_rollups() -> dict[str, int]:
     """Roll up the past days reports read, and recompute those later changes touched (reports/rollup.py)."""
     result = refresh_rollups()
     return {"marked": result.marked, "computed": result.computed, "pending": result.pending}
+
+
+@shared_task(name=queue.REFRESH_REPORT_TODAY)
+def refresh_report_today() -> bool:
+    """Recompute today's provisional report rollup, which the summary reads while it is recent."""
+    return refresh_today()
 
 
 # --- Event webhooks (sessions_app/events/) ------------------------------------------------------------

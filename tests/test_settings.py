@@ -62,6 +62,8 @@ def load_settings(
         ({"DEBUG": "true", "EVENT_RETRY_SCHEDULE": ","}, "EVENT_RETRY_SCHEDULE"),
         ({"DEBUG": "true", "EVENT_WEBHOOKS_ALLOW_PRIVATE": "sometimes"}, "EVENT_WEBHOOKS_ALLOW_PRIVATE"),
         ({"DEBUG": "true", "EVENT_LOG_RETENTION": "1"}, "EVENT_LOG_RETENTION"),
+        ({"DEBUG": "true", "REPORTS_TODAY_INTERVAL": "60"}, "REPORTS_TODAY_INTERVAL"),
+        ({"DEBUG": "true", "REPORTS_TODAY_MAX_AGE": "5"}, "REPORTS_TODAY_MAX_AGE"),
     ],
 )
 def test_it_refuses_to_start_on_a_bad_value(tmp_path, env, named):

@@ -31,6 +31,7 @@ RECOVER_OWED_WORK = "sessions_app.tasks.recover_owed_work"
 WARM_STAFF_CHART = "sessions_app.tasks.warm_staff_chart"
 ROLL_UP_WINDOWS = "sessions_app.tasks.roll_up_windows"
 REFRESH_REPORT_ROLLUPS = "sessions_app.tasks.refresh_report_rollups"
+REFRESH_REPORT_TODAY = "sessions_app.tasks.refresh_report_today"
 # Event webhooks (sessions_app/events/).
 DELIVER_EVENTS = "sessions_app.tasks.deliver_events"
 RECOVER_EVENT_DELIVERIES = "sessions_app.tasks.recover_event_deliveries"

@@ -115,7 +115,10 @@ class PeriodShape(FiguresShape):
 
 
 class ComputedShape(serializers.Serializer):
-    rollup_days = serializers.IntegerField(help_text="Days read from the daily rollup.")
+    rollup_days = serializers.IntegerField(
+        help_text="Days read from the rollup: past days, and today while its provisional rollup is at "
+        "most REPORTS_TODAY_MAX_AGE seconds old."
+    )
     live_days = serializers.IntegerField(help_text="Days computed from the rows themselves.")
 
 

@@ -19,6 +19,13 @@ the mean is exact (a sum and a count).
 
 The counts are ORM aggregates; the per-session durations are one SQL statement (lateral lookups per
 session, then grouped into buckets), over the sessions the ORM selects.
+
+The queries run with PostgreSQL's JIT off (`SET LOCAL jit = off`, the one other raw statement): their
+cost estimates (tens of thousands of per-session lookups) are past `jit_above_cost`, and compiling
+took 512 ms of the durations statement's 1,070 ms for one day of 33,000 sessions; a day's whole
+computation took 2.7-4.1 s with JIT and 2.0-2.2 s without (docs/reports.md, "Speed": `EXPLAIN
+(ANALYZE)` on bench/seed.py's data, and `DATABASE_URL=… .venv/bin/python bench/reports.py`, which
+times a day with and without it).
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Count, Model, Q, QuerySet
 from django.db.models.functions import TruncDate
 
@@ -189,8 +196,22 @@ def live_figures(first: date, last: date, tz: ZoneInfo, selection: Selection) ->
     result: dict[Key, Figures] = {}
     if selection.empty or last < first:
         return result
-    low, high = start_of(first, tz), start_of(last + timedelta(days=1), tz)
+    with transaction.atomic():
+        without_jit()
+        _collect(result, start_of(first, tz), start_of(last + timedelta(days=1), tz), tz, selection)
+    # Groups with nothing in them (a day with only archived transitions, say) are left out.
+    return {key: figures for key, figures in result.items() if _any(figures)}
 
+
+def without_jit() -> None:
+    """Turn PostgreSQL's JIT compilation off until the current transaction ends (module docstring)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL jit = off")
+
+
+def _collect(
+    result: dict[Key, Figures], low: datetime, high: datetime, tz: ZoneInfo, selection: Selection
+) -> None:
     def at(key: Key) -> Figures:
         return result.setdefault(key, Figures())
 
@@ -243,8 +264,6 @@ def live_figures(first: date, last: date, tz: ZoneInfo, selection: Selection) ->
         distribution.histogram[value] = n
         distribution.count += n
         distribution.total += total
-    # Groups with nothing in them (a day with only archived transitions, say) are left out.
-    return {key: figures for key, figures in result.items() if _any(figures)}
 
 
 def _any(figures: Figures) -> bool:
@@ -257,24 +276,24 @@ _DURATIONS_SQL = """
 WITH cohort AS ({cohort}),
 per_session AS (
     SELECT c.day, c.channel_kind, c.business_id,
-        (SELECT floor(extract(epoch FROM reply.created_at - first_in.at))::bigint
+        (SELECT floor(extract(epoch FROM reply.created_at - thread.first_in))::bigint
            FROM {message} reply
           WHERE reply.session_id = c.id AND reply.direction = %s
-            AND reply.role IN (%s, %s) AND reply.created_at > first_in.at
+            AND reply.role IN (%s, %s) AND reply.created_at > thread.first_in
           ORDER BY reply.created_at LIMIT 1) AS first_response,
         (SELECT floor(extract(epoch FROM min(change.created_at) - c.created_at))::bigint
            FROM {status_change} change
           WHERE change.session_id = c.id AND change.to_status IN (%s, %s)) AS resolution,
-        EXISTS (SELECT 1 FROM {message} agent
-                 WHERE agent.session_id = c.id AND agent.direction = %s AND agent.role = %s)
-        -- Not NOT EXISTS: the planner may hash that over every message instead of probing per session.
-        AND (SELECT 1 FROM {message} staff
-              WHERE staff.session_id = c.id AND staff.role = %s LIMIT 1) IS NULL AS agent_only
+        thread.agent AND NOT thread.staff AS agent_only
       FROM cohort c
-      LEFT JOIN LATERAL (
-          SELECT min(m.created_at) AS at FROM {message} m
-           WHERE m.session_id = c.id AND m.direction = %s
-      ) first_in ON true
+      -- One pass over the session's messages for its first inbound one and who wrote (an aggregate
+      -- without GROUP BY: one row, also for a session without messages).
+      CROSS JOIN LATERAL (
+          SELECT min(m.created_at) FILTER (WHERE m.direction = %s) AS first_in,
+                 coalesce(bool_or(m.direction = %s AND m.role = %s), false) AS agent,
+                 coalesce(bool_or(m.role = %s), false) AS staff
+            FROM {message} m WHERE m.session_id = c.id
+      ) thread
 )
 SELECT day, channel_kind, business_id, 'first_response', {first_response_bucket},
        count(*), sum(first_response)::bigint
@@ -291,9 +310,11 @@ SELECT day, channel_kind, business_id, 'agent_only', 0, count(*), 0
 def _session_durations(sessions: QuerySet[Session], tz: ZoneInfo) -> Iterable[tuple[Any, ...]]:
     """(day, kind, business, metric, bucket, sessions, total seconds) for the sessions' cohort figures.
 
-    Raw SQL: per session, a lateral lookup of its first inbound message and correlated lookups of the
-    first reply after it, its first resolution and whether agent or staff wrote, all on the
-    `message_thread` and `status_change_session` indexes; the ORM cannot group on such a derived
+    Raw SQL: per session, one lateral pass over its messages (its first inbound one, whether agent
+    or staff wrote) and correlated lookups of the first reply after it and of its first resolution,
+    all on the `message_thread` and `status_change_session` indexes (three lookups a session; the
+    four separate message lookups before read 37% more buffers and cost 15% more backend CPU on
+    bench/seed.py's data, docs/reports.md); the ORM cannot group on such a derived
     table. The sessions themselves are the ORM's own query, embedded as the `cohort` CTE, so the
     selection's filters are written once (in `Selection.apply`)."""
     cohort = (
@@ -317,8 +338,7 @@ def _session_durations(sessions: QuerySet[Session], tz: ZoneInfo) -> Iterable[tu
         *cohort_params,
         *(outbound, agent, staff),
         *(str(SessionStatus.CLOSED), str(SessionStatus.RESOLVED)),
-        *(outbound, agent, staff),
-        inbound,
+        *(inbound, outbound, agent, staff),
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

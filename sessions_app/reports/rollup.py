@@ -13,6 +13,16 @@ Days are days in `TIME_ZONE`. A beat task (`refresh_rollups`) runs every `REPORT
    until the time budget is spent; the next run goes on.
 
 Marking takes the day's row lock, so a day marked while it is being computed is computed again.
+A day's rows are one per channel kind and business plus its totals (per kind, per business, overall:
+NULL is "every"), which `rolled_up` reads, a few rows a day whatever the number of businesses.
+
+Today has a provisional rollup of its own (`refresh_today`, its own beat task every
+`REPORTS_TODAY_INTERVAL`): today's rows recomputed whole from `live_figures`, under today's
+`RollupDay` row claimed with `select_for_update(skip_locked=True)`, its `computed_at` taken before
+the first query, so the figures hold every row committed before it. The summary reads them while
+they are at most `REPORTS_TODAY_MAX_AGE` old (the same promise as today's live figures kept in the
+cache), and computes today live otherwise. Once the day is over, the daily task claims it like a
+stale day and recomputes it as final.
 Rows deleted for good (purge, erasure) leave the days they counted in as they were: the rollup keeps
 the history, and holds no personal data.
 """
@@ -27,6 +37,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -63,7 +74,7 @@ def refresh_rollups(budget: float = TIME_BUDGET) -> RefreshResult:
     deadline = time.monotonic() + budget
     while time.monotonic() < deadline and compute_next_day():
         computed += 1
-    pending = RollupDay.objects.filter(stale=True, day__lt=today_in(report_zone())).count()
+    pending = RollupDay.objects.filter(UNFINISHED, day__lt=today_in(report_zone())).count()
     if marked or computed:
         log.info("Report rollup: %s day(s) marked stale, %s computed, %s left", marked, computed, pending)
     return RefreshResult(marked, computed, pending)
@@ -125,30 +136,65 @@ def changed_days(since: datetime, tz: ZoneInfo) -> set[date]:
     return set(days)
 
 
+# A past day the daily task has yet to compute: stale, or today's provisional rows of a day now over.
+UNFINISHED = Q(stale=True) | Q(provisional=True)
+
+
 def compute_next_day() -> bool:
-    """Claim the newest stale past day and recompute it; False when none is left to claim."""
+    """Claim the newest unfinished past day and recompute it; False when none is left to claim."""
     tz = report_zone()
     with transaction.atomic():
         day = (
             RollupDay.objects.select_for_update(skip_locked=True)
-            .filter(stale=True, day__lt=today_in(tz))
+            .filter(UNFINISHED, day__lt=today_in(tz))
             .order_by("-day")
             .first()
         )
         if day is None:
             return False
-        store_day(day, tz)
+        store_day(day, tz, provisional=False)
     return True
 
 
-def store_day(day: RollupDay, tz: ZoneInfo) -> None:
-    """Replace the rollup rows of `day` (claimed, locked) with its figures computed now."""
-    figures = live_figures(day.day, day.day, tz, Selection())
+def refresh_today(min_gap: timedelta | None = None) -> bool:
+    """Recompute today's provisional rollup; False if another worker holds it, or computed it less
+    than `min_gap` (default: half of REPORTS_TODAY_INTERVAL) ago, so two runs at once compute it once."""
+    if min_gap is None:
+        min_gap = timedelta(seconds=settings.REPORTS_TODAY_INTERVAL / 2)
+    tz = report_zone()
+    today = today_in(tz)
+    # The row first, committed on its own, so a second run finds it to skip instead of waiting on
+    # an uncommitted insert.
+    RollupDay.objects.bulk_create(
+        [RollupDay(day=today, time_zone=tz.key, stale=True, provisional=True)], ignore_conflicts=True
+    )
+    with transaction.atomic():
+        day = RollupDay.objects.select_for_update(skip_locked=True).filter(day=today).first()
+        now = timezone.now()
+        if day is None or today_in(tz) != today:  # held by another run, or midnight passed meanwhile
+            return False
+        recent = day.computed_at is not None and day.computed_at > now - min_gap
+        if day.provisional and not day.stale and day.time_zone == tz.key and recent:
+            return False
+        store_day(day, tz, provisional=True, as_of=now)
+    return True
+
+
+def store_day(day: RollupDay, tz: ZoneInfo, *, provisional: bool, as_of: datetime | None = None) -> None:
+    """Replace the rollup rows of `day` (claimed, locked) with its figures computed now; `as_of`, a
+    time taken before the computation, is stored as `computed_at` (default: once it is done)."""
+    cells: dict[tuple[str | None, str | None], Figures] = {}
+    for (_day, kind, business), f in live_figures(day.day, day.day, tz, Selection()).items():
+        cells[(kind, business)] = f
+        # The day's totals (None: every kind, every business), which the summary reads instead of
+        # adding up every business's row (model docstring).
+        for total in ((kind, None), (None, business), (None, None)):
+            cells.setdefault(total, Figures()).add(f)
     DailyRollup.objects.filter(day=day.day).delete()
     DailyRollup.objects.bulk_create(
         [
             DailyRollup(
-                day=when,
+                day=day.day,
                 channel_kind=kind,
                 business_id=business,
                 **{name: getattr(f, name) for name in COUNTS},
@@ -159,26 +205,45 @@ def store_day(day: RollupDay, tz: ZoneInfo) -> None:
                 resolution_total=f.resolution.total,
                 resolution_histogram=f.resolution.for_storage(),
             )
-            for (when, kind, business), f in figures.items()
+            for (kind, business), f in cells.items()
         ]
     )
     day.stale = False
+    day.provisional = provisional
     day.time_zone = tz.key
-    day.computed_at = timezone.now()
-    day.save(update_fields=["stale", "time_zone", "computed_at"])
+    day.computed_at = as_of or timezone.now()
+    day.save(update_fields=["stale", "provisional", "time_zone", "computed_at"])
 
 
 def rolled_up(first: date, last: date, tz: ZoneInfo, selection: Selection) -> dict[date, Figures]:
     """The figures of the days from `first` to `last` that the rollup holds up to date for `selection`
-    (none if the selection or the time zone is not one the rollup is kept for)."""
+    (none if the selection or the time zone is not one the rollup is kept for): past days rolled up
+    as final, and today if its provisional rollup is at most REPORTS_TODAY_MAX_AGE old."""
     if not selection.fits_rollup or tz.key != settings.TIME_ZONE:
         return {}
-    last = min(last, today_in(tz) - timedelta(days=1))
+    today = today_in(tz)
+    last = min(last, today)
     if selection.empty or last < first:
         return {}
-    fresh = RollupDay.objects.filter(day__gte=first, day__lte=last, stale=False, time_zone=tz.key)
+    oldest = timezone.now() - timedelta(seconds=settings.REPORTS_TODAY_MAX_AGE)
+    fresh = RollupDay.objects.filter(
+        Q(day__lt=today, provisional=False) | Q(day=today, provisional=True, computed_at__gte=oldest),
+        day__gte=first,
+        day__lte=last,
+        stale=False,
+        time_zone=tz.key,
+    )
     result = {day: Figures() for day in fresh.values_list("day", flat=True)}
-    rows = selection.apply(DailyRollup.objects.filter(day__in=result.keys()))
+    # The totals rows that answer the selection: a few per day, however many businesses there are.
+    rows = DailyRollup.objects.filter(
+        day__in=result.keys(),
+        **({"channel_kind__in": selection.kinds} if selection.kinds else {"channel_kind__isnull": True}),
+        **(
+            {"business_id": selection.business_id}
+            if selection.business_id is not None
+            else {"business_id__isnull": True}
+        ),
+    )
     for row in rows.values(
         "day",
         *COUNTS,

@@ -28,6 +28,16 @@ pytestmark = pytest.mark.django_db
 UTC_ZONE = ZoneInfo("UTC")
 D = date(2026, 11, 10)
 EVERYTHING = Selection()
+# What the rollup keeps rows for: everything, kinds, a business, both; and one with nothing in it.
+SELECTIONS = (
+    Selection(),
+    Selection(kinds=(ChannelKind.SMS,)),
+    Selection(kinds=(ChannelKind.SMS, ChannelKind.WEB)),
+    Selection(business_id="B1"),
+    Selection(business_id=""),
+    Selection(kinds=(ChannelKind.WEB,), business_id="B1"),
+    Selection(kinds=(ChannelKind.SMS,), business_id="B1"),
+)
 
 
 def at(hh: int, mm: int = 0, ss: int = 0, day: date = D) -> datetime:
@@ -226,7 +236,7 @@ def test_the_rollup_of_past_days_equals_their_live_computation(settings):
     result = rollup.refresh_rollups()
     assert result.computed == 4 and result.pending == 0  # D-1 .. D+2; today (D+3) stays live
     first, last = D - timedelta(days=1), D + timedelta(days=2)
-    for selection in (Selection(), Selection(kinds=(ChannelKind.SMS,)), Selection(business_id="B1")):
+    for selection in SELECTIONS:
         stored = rollup.rolled_up(first, last, UTC_ZONE, selection)
         assert sorted(stored) == [first + timedelta(days=i) for i in range(4)]
         for day, figures in stored.items():
@@ -234,3 +244,27 @@ def test_the_rollup_of_past_days_equals_their_live_computation(settings):
     summary = summarise(first, last + timedelta(days=1), UTC_ZONE, Selection())
     assert (summary.rollup_days, summary.live_days) == (4, 1)
     assert_figures(dict(summary.periods)[D], expected)
+
+
+@time_machine.travel(datetime(2026, 11, 10, 23, 59, 59, tzinfo=UTC), tick=False)
+def test_todays_provisional_rollup_equals_its_live_computation(settings):
+    settings.TIME_ZONE = "UTC"
+    expected = generated_day()  # D is today
+    assert rollup.refresh_today()
+    for selection in SELECTIONS:
+        stored = rollup.rolled_up(D - timedelta(days=1), D, UTC_ZONE, selection)
+        assert sorted(stored) == [D], selection  # the day before was never rolled up
+        assert stored[D] == day_total(D, D, UTC_ZONE, selection), selection
+    summary = summarise(D - timedelta(days=1), D, UTC_ZONE, Selection())
+    assert (summary.rollup_days, summary.live_days) == (1, 1)
+    assert_figures(dict(summary.periods)[D], expected)
+
+
+def test_the_live_computation_runs_without_jit():
+    # Inside the test's transaction, SET LOCAL lasts until it ends: what the queries ran with.
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone()[0] == "on"
+        live_figures(D, D, UTC_ZONE, EVERYTHING)
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone()[0] == "off"

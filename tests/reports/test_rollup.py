@@ -48,8 +48,19 @@ def test_the_beat_task_fills_every_past_day_once_and_leaves_today_live():
         (date(2026, 11, 11), False),
         (date(2026, 11, 12), False),
     ]
-    # Days with nothing in them have no rows, only their RollupDay saying they were computed.
-    assert list(DailyRollup.objects.values_list("day", "sessions_opened")) == [(date(2026, 11, 10), 1)]
+    # Days with nothing in them have no rows, only their RollupDay saying they were computed. A day
+    # with sessions has a row per kind and business, and its totals (None: every kind or business).
+    assert sorted(
+        DailyRollup.objects.values_list("day", "channel_kind", "business_id", "sessions_opened"),
+        key=str,
+    ) == sorted(
+        [
+            (date(2026, 11, 10), kind, business, 1)
+            for kind in (ChannelKind.SMS, None)
+            for business in ("", None)
+        ],
+        key=str,
+    )
 
 
 @pytest.mark.django_db
@@ -145,3 +156,70 @@ def test_the_rollup_in_a_zone_with_a_dst_change_equals_the_live_days(settings):
     }
     for day, figures in stored.items():
         assert figures == live_day(day, paris), day
+
+
+@pytest.mark.django_db
+def test_yesterdays_provisional_rollup_is_not_read_and_the_daily_task_makes_it_final():
+    day = date(2026, 11, 13)
+    agent_answered(day)
+    with time_machine.travel(datetime(2026, 11, 13, 23, 59, 30, tzinfo=UTC), tick=False):
+        assert rollup.refresh_today()
+        assert rollup.rolled_up(day, day, UTC_ZONE, EVERYTHING)[day].sessions_opened == 1
+        agent_answered(day, hour=23)  # after the last provisional run, before midnight
+    with time_machine.travel(datetime(2026, 11, 14, 0, 0, 20, tzinfo=UTC), tick=False):
+        # Its provisional figures, though only 50 s old, miss the last half minute: not read.
+        assert rollup.rolled_up(day, day, UTC_ZONE, EVERYTHING) == {}
+        result = rollup.refresh_rollups()
+        assert result.computed == 1 and result.pending == 0
+        stored = rollup.rolled_up(day, day, UTC_ZONE, EVERYTHING)
+    assert stored[day].sessions_opened == 2 and stored[day] == live_day(day)
+    assert RollupDay.objects.get(day=day).provisional is False
+
+
+@pytest.mark.django_db
+def test_todays_rollup_is_recomputed_each_run_and_read_only_while_recent(settings):
+    agent_answered(date(2026, 11, 13), hour=8)
+    with time_machine.travel(NOW, tick=False) as traveller:
+        assert rollup.refresh_today()
+        assert not rollup.refresh_today()  # a second run at once finds it just computed
+        agent_answered(date(2026, 11, 13), hour=9)
+        traveller.shift(settings.REPORTS_TODAY_INTERVAL)
+        assert rollup.refresh_today()
+        stored = rollup.rolled_up(date(2026, 11, 13), date(2026, 11, 13), UTC_ZONE, EVERYTHING)
+        assert stored[date(2026, 11, 13)].sessions_opened == 2
+        assert stored[date(2026, 11, 13)] == live_day(date(2026, 11, 13))
+        computed_at = RollupDay.objects.get(day=date(2026, 11, 13)).computed_at
+        assert computed_at == NOW + timedelta(seconds=settings.REPORTS_TODAY_INTERVAL)
+        traveller.shift(settings.REPORTS_TODAY_MAX_AGE + 1)
+        assert rollup.rolled_up(date(2026, 11, 13), date(2026, 11, 13), UTC_ZONE, EVERYTHING) == {}
+        # The daily task leaves today to it.
+        assert rollup.refresh_rollups().computed == 0  # no day before today has sessions
+        assert RollupDay.objects.get(day=date(2026, 11, 13)).provisional is True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_today_run_skips_while_another_worker_computes_today():
+    agent_answered(date(2026, 11, 13))
+    with time_machine.travel(NOW, tick=False):
+        assert rollup.refresh_today()
+    locked, release = threading.Event(), threading.Event()
+
+    def other_worker() -> None:
+        try:
+            with transaction.atomic():
+                RollupDay.objects.select_for_update().get(day=date(2026, 11, 13))
+                locked.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=other_worker)
+    worker.start()
+    try:
+        assert locked.wait(10)
+        with time_machine.travel(NOW + timedelta(minutes=5), tick=False):
+            assert not rollup.refresh_today()
+        assert RollupDay.objects.get(day=date(2026, 11, 13)).computed_at == NOW
+    finally:
+        release.set()
+        worker.join()

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
+from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -13,7 +14,6 @@ from sessions_app.models import ChannelKind, Direction, Role
 from sessions_app.reports import rollup
 from sessions_app.reports.api import FiguresShape
 from sessions_app.reports.metrics import Figures
-from sessions_app.reports.summary import TODAY_TTL
 from tests.api.conftest import token_for
 from tests.reports.builders import add_message, make_session
 
@@ -142,12 +142,49 @@ def test_a_long_range_costs_no_more_queries_than_a_short_one_once_rolled_up(api,
 def test_todays_live_figures_are_kept_for_a_minute(api, service_key, sessions, settings):
     # A local cache, so the expiry follows the travelled clock (a Redis TTL follows the real one).
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    cache.clear()
+    assert settings.REPORTS_TODAY_MAX_AGE == 60
     with time_machine.travel(NOW, tick=False) as traveller:
         assert get(api, service_key, since="2026-11-13", until="2026-11-13").json()["sessions_opened"] == 0
         make_session(NOW - timedelta(hours=1), ChannelKind.SMS)
         assert get(api, service_key, since="2026-11-13", until="2026-11-13").json()["sessions_opened"] == 0
-        traveller.shift(TODAY_TTL + 1)
+        traveller.shift(settings.REPORTS_TODAY_MAX_AGE + 1)
         assert get(api, service_key, since="2026-11-13", until="2026-11-13").json()["sessions_opened"] == 1
+
+
+def test_today_comes_from_its_provisional_rollup_while_it_is_recent(api, service_key, sessions, settings):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    cache.clear()  # one local memory for every test of the process
+    today = make_session(NOW - timedelta(hours=2), ChannelKind.SMS, business_id="B1")
+    add_message(today, NOW - timedelta(hours=2), Direction.INBOUND, Role.CONTACT)
+    add_message(today, NOW - timedelta(hours=2) + timedelta(seconds=45), Direction.OUTBOUND, Role.STAFF)
+    with time_machine.travel(NOW, tick=False) as traveller:
+        live = get(api, service_key, since="2026-11-10", until="2026-11-13").json()
+        assert live["computed"] == {"rollup_days": 0, "live_days": 4}
+        rollup.refresh_rollups()
+        assert rollup.refresh_today()
+        stored = get(api, service_key, since="2026-11-10", until="2026-11-13").json()
+        assert stored["computed"] == {"rollup_days": 4, "live_days": 0}
+        assert {k: v for k, v in stored.items() if k != "computed"} == {
+            k: v for k, v in live.items() if k != "computed"
+        }
+        assert stored["sessions_opened"] == 4 and stored["staff_replies"] == 1
+        # Selections the rollup is kept for read it too (a channel, a business).
+        b1 = get(api, service_key, since="2026-11-13", until="2026-11-13", business_id="B1").json()
+        assert b1["computed"] == {"rollup_days": 1, "live_days": 0} and b1["sessions_opened"] == 1
+        # A session since is in its figures only once it is recomputed, or once they are too old to read.
+        make_session(NOW - timedelta(minutes=1), ChannelKind.SMS)
+        traveller.shift(settings.REPORTS_TODAY_MAX_AGE)
+        assert get(api, service_key, since="2026-11-13", until="2026-11-13").json()["sessions_opened"] == 1
+        traveller.shift(1)
+        late = get(api, service_key, since="2026-11-13", until="2026-11-13").json()
+        assert late["computed"] == {"rollup_days": 0, "live_days": 1} and late["sessions_opened"] == 2
+        assert rollup.refresh_today()
+        again = get(api, service_key, since="2026-11-13", until="2026-11-13").json()
+        assert again["computed"] == {"rollup_days": 1, "live_days": 0} and again["sessions_opened"] == 2
+        # Another time zone is computed live, today too.
+        paris = get(api, service_key, since="2026-11-13", until="2026-11-13", tz="Europe/Paris").json()
+        assert paris["computed"] == {"rollup_days": 0, "live_days": 1}
 
 
 def test_the_documented_shape_has_exactly_the_figures():

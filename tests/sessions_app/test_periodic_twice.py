@@ -17,6 +17,10 @@ a periodic task twice, overlapping. Each one's claims are atomic:
   with `FOR UPDATE SKIP LOCKED` (here: two runs at once compute each day once; a day another worker
   holds is skipped: tests/reports/test_rollup.py
   `test_a_day_another_worker_is_computing_is_skipped_not_waited_for`);
+- the reports' rollup of today: the run claims today's row with `FOR UPDATE SKIP LOCKED`, and one
+  that finds it computed less than half an interval ago leaves it (here: two runs at once compute
+  it once; one that finds it held skips: tests/reports/test_rollup.py
+  `test_a_today_run_skips_while_another_worker_computes_today`);
 - the window report's rollup: each channel's roll locks its `WindowRollupState` row, and the second
   roll finds the days rolled (here);
 - the event recovery: lost claims go back by a conditional UPDATE (`sending → pending`), and the
@@ -41,6 +45,7 @@ import time_machine
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connections
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from sessions_app.delivery import queue
@@ -65,6 +70,7 @@ from sessions_app.tasks import (
     recover_event_deliveries,
     recover_owed_work,
     refresh_report_rollups,
+    refresh_report_today,
     roll_up_windows,
     warm_staff_chart,
 )
@@ -87,6 +93,7 @@ COVERED = {
     queue.RECOVER_OWED_WORK: "test_two_recoveries_at_once_answer_and_send_each_message_once",
     queue.WARM_STAFF_CHART: "test_two_chart_warm_ups_at_once_agree",
     queue.REFRESH_REPORT_ROLLUPS: "test_two_report_rollups_at_once_compute_each_day_once",
+    queue.REFRESH_REPORT_TODAY: "test_two_rollups_of_today_at_once_compute_it_once",
     queue.ROLL_UP_WINDOWS: "test_two_window_rollups_at_once_roll_each_day_once",
     queue.RECOVER_EVENT_DELIVERIES: "test_two_event_recoveries_at_once_release_and_send_each_delivery_once",
     queue.PURGE_EVENT_LOG: "test_two_event_purges_at_once_delete_each_row_once_and_their_counts_add_up",
@@ -155,9 +162,14 @@ def test_two_chart_warm_ups_at_once_agree():
     assert first == second == warm_staff_chart()
 
 
+def totals() -> QuerySet[DailyRollup]:
+    """Each day's row over every channel kind and business."""
+    return DailyRollup.objects.filter(channel_kind=None, business_id=None)
+
+
 def rollup_rows() -> list[tuple[Any, ...]]:
     fields = [f.name for f in DailyRollup._meta.concrete_fields if f.name != "id"]
-    return sorted(DailyRollup.objects.values_list(*fields))
+    return sorted(DailyRollup.objects.values_list(*fields), key=repr)  # None (every) beside strings
 
 
 def test_two_report_rollups_at_once_compute_each_day_once():
@@ -177,9 +189,25 @@ def test_two_report_rollups_at_once_compute_each_day_once():
         DailyRollup.objects.all().delete()
         assert rollup.refresh_rollups().computed == 5
     assert twice == rollup_rows()  # what one run alone stores
-    assert list(DailyRollup.objects.values_list("day", "sessions_opened")) == [
+    assert list(totals().values_list("day", "sessions_opened")) == [
         (date(2026, 11, day), 1) for day in (8, 10, 12)
     ]
+
+
+def test_two_rollups_of_today_at_once_compute_it_once():
+    now = datetime(2026, 11, 13, 12, tzinfo=UTC)
+    for hour in (8, 9):
+        session = make_session(datetime(2026, 11, 13, hour, tzinfo=UTC), "sms")
+        add_message(session, session.created_at, Direction.INBOUND, Role.CONTACT)
+        add_message(session, session.created_at + timedelta(seconds=30), Direction.OUTBOUND, Role.AGENT)
+    with time_machine.travel(now, tick=False):
+        # The very first runs: both also race to create today's row.
+        assert sorted(twice_at_once(refresh_report_today)) == [False, True]
+        twice = rollup_rows()
+        assert rollup.refresh_today(min_gap=timedelta(0))
+    assert twice == rollup_rows()  # what one run alone stores
+    assert list(totals().values_list("day", "sessions_opened")) == [(date(2026, 11, 13), 2)]
+    assert RollupDay.objects.get(day=date(2026, 11, 13)).provisional
 
 
 def window_rows() -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
