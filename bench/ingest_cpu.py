@@ -15,7 +15,9 @@ ingest benchmark's ratio tends to. Databases `bench_cpu` and `bench_cpu_ref` are
 from __future__ import annotations
 
 import argparse
+import collections
 import io
+import itertools
 import json
 import os
 import random
@@ -75,9 +77,11 @@ def measure(
     for _ in range(WARM_UP):
         call(application, next(requests))
     pid = connection.connection.info.backend_pid
+    measured = [(application, next(requests)) for _ in range(count)]
     backend, python, wall = process_cpu_seconds(pid), time.process_time(), time.perf_counter()
-    for _ in range(count):
-        call(application, next(requests))
+    # Through itertools.starmap, whose C function callgrind's --toggle-collect names (--instructions):
+    # only the measured calls are counted, not the start-up or the warm-up.
+    collections.deque(itertools.starmap(call, measured), maxlen=0)
     return {
         "python_ms": (time.process_time() - python) / count * 1000,
         "postgres_ms": (process_cpu_seconds(pid) - backend) / count * 1000,
@@ -135,6 +139,23 @@ def start(which: str, args: argparse.Namespace, env: dict[str, str], seed: int, 
     return process, log
 
 
+def instructions(which: str, args: argparse.Namespace, env: dict[str, str], logs: Path) -> int:
+    """Instructions the measured calls of one `which` child executed (callgrind's count)."""
+    if not shutil.which("valgrind"):
+        raise SystemExit("--instructions needs valgrind: apt-get install -y valgrind")
+    command = [sys.executable, __file__, "--child", which, "--requests", str(args.requests)]
+    command += ["--seed", "7", "--reference", str(args.reference)]
+    out = logs / f"{which}.callgrind"
+    valgrind = ["valgrind", "--tool=callgrind", "--collect-atstart=no", "--toggle-collect=starmap_next"]
+    valgrind.append(f"--callgrind-out-file={out}")
+    done = subprocess.run(valgrind + command, cwd=ROOT, env=env, capture_output=True, text=True)
+    found = [line for line in done.stderr.splitlines() if "Collected :" in line]
+    if done.returncode or not found:
+        sys.stderr.write(done.stderr[-2000:])
+        raise SystemExit(f"the {which} child failed under valgrind (exit {done.returncode})")
+    return int(found[-1].split(":")[-1].strip())
+
+
 def results(started: list[Started]) -> list[dict[str, float]]:
     out = []
     for process, log in started:
@@ -156,6 +177,12 @@ def main() -> int:
     parser.add_argument("--redis-url", default="", help="REDIS_URL for our app, as in production")
     parser.add_argument("--admin-url", default="postgres://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--reference", type=Path, default=ROOT.parent / "shared" / "bench" / "reference")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions instead (valgrind's callgrind, one process of each app, --requests "
+        "measured calls; repeatable on a busy machine, about a minute per 100 requests)",
+    )
     parser.add_argument("--child", choices=["ours", "reference"], help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument(
@@ -233,6 +260,17 @@ def main() -> int:
             return f"{min(values):.2f} to {max(values):.2f}" if len(values) > 1 else f"{values[0]:.2f}"
 
         return f"  {name:<30} Python {span('python_ms')} ms, PostgreSQL {span('postgres_ms')} ms"
+
+    if args.instructions:
+        counts = {}
+        for which, env in (("ours", ours_env), ("reference", ref_env)):
+            empty()
+            counts[which] = instructions(which, args, env, data_dir) / args.requests / 1e6
+        print(f"instructions per inbound SMS in the Python process, {args.requests} calls after {WARM_UP}:")
+        print(f"  ours       {counts['ours']:.3f} M")
+        print(f"  yardstick  {counts['reference']:.3f} M")
+        print(f"  ratio yardstick / ours: {counts['reference'] / counts['ours']:.3f}")
+        return 0
 
     ours: list[dict[str, float]] = []
     ref: list[dict[str, float]] = []
