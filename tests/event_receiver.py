@@ -22,6 +22,7 @@ class Received:
     body: bytes
     verified: bool
     status: int
+    connection: tuple[str, int]  # the client's address and port: one per TCP connection
 
     @property
     def payload(self) -> Any:
@@ -103,7 +104,7 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
                 threading.Event().wait(receiver.delay)
             status = receiver.answer(json.loads(body))
             with receiver.lock:
-                receiver.received.append(Received(headers, body, verified, status))
+                receiver.received.append(Received(headers, body, verified, status, self.client_address))
             answer = b'{"ok": true}'
             try:
                 self.send_response(status)

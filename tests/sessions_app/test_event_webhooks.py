@@ -377,9 +377,12 @@ def test_a_kept_alive_connection_is_reused_across_deliveries(receiver):
     for text in ("a", "b", "c"):
         record_outbound_message(session, text, role=Role.STAFF)
     dispatch.deliver_due(endpoint.pk)
-    assert len(receiver.delivered()) == 3
-    connections = dispatch.http_pool().connections
-    assert len(connections) == 1
+    delivered = receiver.delivered()
+    assert len(delivered) == 3
+    assert len({r.connection for r in delivered}) == 1  # one TCP connection carried all three
+    record_outbound_message(session, "d", role=Role.STAFF)
+    dispatch.deliver_due(endpoint.pk)  # the next batch reuses it too
+    assert len({r.connection for r in receiver.delivered()}) == 1
 
 
 @pytest.mark.django_db(transaction=True)
