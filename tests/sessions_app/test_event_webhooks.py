@@ -15,7 +15,7 @@ from standardwebhooks.webhooks import Webhook
 from sessions_app.delivery.outbound import record_delivery_status, record_outbound_message
 from sessions_app.events import dispatch
 from sessions_app.events.addresses import check_endpoint_url
-from sessions_app.events.record import kick, wanted
+from sessions_app.events.record import kick, kick_key, wanted
 from sessions_app.ingest.channels import channel_for
 from sessions_app.lifecycle.sessions import create_session
 from sessions_app.lifecycle.sweep import sweep_sessions
@@ -473,3 +473,23 @@ def test_an_endpoint_that_does_not_answer_rests_instead_of_being_tried_per_event
     receiver.start()
     recover_event_deliveries()  # recovery does not wait for the rest to end
     assert len(receiver.delivered()) == 2  # the other sessions' events; the failed one is not due
+
+
+def test_a_commit_queues_tasks_only_for_endpoints_whose_flag_is_not_set(
+    receiver, django_capture_on_commit_callbacks
+):
+    busy = subscribe(receiver, ["message.created"])
+    idle_receiver = Receiver()
+    idle_receiver.start()
+    try:
+        idle = EventEndpointFactory(url=idle_receiver.url, event_types=["message.created"])
+        cache.set(kick_key(busy.pk), 1)  # its task is queued or running: it will pick the event up
+        with django_capture_on_commit_callbacks(execute=True):
+            record_outbound_message(SessionFactory(), "hello", role=Role.STAFF)
+        assert receiver.received == []  # no second task for the busy endpoint
+        assert len(idle_receiver.delivered()) == 1  # the idle one's task ran (inline, eager)
+        assert cache.get(kick_key(idle.pk)) is None  # and cleared its flag when it was done
+        dispatch.deliver_due(busy.pk)  # what the running task does
+        assert len(receiver.delivered()) == 1
+    finally:
+        idle_receiver.stop()
