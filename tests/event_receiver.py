@@ -40,6 +40,9 @@ class Receiver:
         self.arrived: list[str] = []  # webhook ids as requests arrive, before they are answered
         self.answer: Callable[[dict[str, Any]], int] = lambda payload: 200
         self.delay = 0.0
+        self.body = b'{"ok": true}'  # what every answer carries
+        self.close_connections = False  # answer with `Connection: close`
+        self.hang_up_on_second = False  # a connection's second request: read, then close unanswered
         self.port = 0
         self.server: ThreadingHTTPServer | None = None
         self.lock = threading.Lock()
@@ -95,9 +98,16 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
+        requests_here = 0
+
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             headers = {name.lower(): value for name, value in self.headers.items()}
+            self.requests_here += 1
+            if receiver.hang_up_on_second and self.requests_here == 2:
+                receiver.arrived.append(headers.get("webhook-id", ""))
+                self.close_connection = True  # as a server whose keep-alive ran out just then
+                return
             verified = receiver.verify(body, headers)
             receiver.arrived.append(headers.get("webhook-id", ""))
             if receiver.delay:
@@ -105,11 +115,13 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             status = receiver.answer(json.loads(body))
             with receiver.lock:
                 receiver.received.append(Received(headers, body, verified, status, self.client_address))
-            answer = b'{"ok": true}'
+            answer = receiver.body
             try:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(answer)))
+                if receiver.close_connections:
+                    self.send_header("Connection", "close")
                 self.end_headers()
                 self.wfile.write(answer)
             except (BrokenPipeError, ConnectionResetError):

@@ -493,3 +493,45 @@ def test_a_commit_queues_tasks_only_for_endpoints_whose_flag_is_not_set(
         assert len(receiver.delivered()) == 1
     finally:
         idle_receiver.stop()
+
+
+def test_a_kept_alive_connection_the_server_dropped_is_replaced_without_a_lost_or_double_delivery(
+    receiver,
+):
+    endpoint = subscribe(receiver, ["message.created"])
+    receiver.hang_up_on_second = True  # the second request on a connection gets no answer
+    session = SessionFactory()
+    for text in ("a", "b", "c"):
+        record_outbound_message(session, text, role=Role.STAFF)
+    dispatch.deliver_due(endpoint.pk)
+    delivered = receiver.delivered()
+    assert [r.payload["data"]["message"]["content"] for r in delivered] == ["a", "b", "c"]
+    # "b" and "c" each reached a connection as its second request, were dropped, and went again on
+    # a new connection: three connections, five arrivals, one answered delivery each.
+    assert len({r.connection for r in delivered}) == 3
+    ids = [r.webhook_id for r in delivered]
+    assert receiver.arrived == [ids[0], ids[1], ids[1], ids[2], ids[2]]
+    assert set(Delivery.objects.values_list("state", "attempts")) == {("delivered", 1)}
+    assert list(DeliveryAttempt.objects.values_list("status_code", flat=True)) == [200, 200, 200]
+
+
+def test_answers_that_close_the_connection_are_not_reused(receiver):
+    endpoint = subscribe(receiver, ["message.created"])
+    receiver.close_connections = True
+    session = SessionFactory()
+    for text in ("a", "b"):
+        record_outbound_message(session, text, role=Role.STAFF)
+    dispatch.deliver_due(endpoint.pk)
+    delivered = receiver.delivered()
+    assert len(delivered) == 2 and len({r.connection for r in delivered}) == 2
+
+
+def test_the_log_keeps_the_first_kilobyte_of_any_answer_even_binary(receiver):
+    endpoint = subscribe(receiver, ["message.created"])
+    receiver.body = b"\x00binary" + b"x" * 5000
+    record_outbound_message(SessionFactory(), "a", role=Role.STAFF)
+    dispatch.deliver_due(endpoint.pk)
+    attempt = DeliveryAttempt.objects.get()
+    assert attempt.status_code == 200
+    assert attempt.response == ("\ufffdbinary" + "x" * 5000)[:1024]
+    assert Delivery.objects.get().state == "delivered"
