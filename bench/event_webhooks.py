@@ -458,13 +458,19 @@ def drain(
     deadline = time.time() + 600
     first: tuple[int, dict[str, dict[int, float]]] | None = None
     last: tuple[int, dict[str, dict[int, float]]] | None = None
+    latest: dict[str, dict[int, float]] = {}
     load = os.getloadavg()
     while time.time() < deadline:
         done = int(delivered_count(args))
         sample = cpu_now(worker.pid, receiver.pid, args.database)
         if done and first is None:
             first = (done, sample)
-        last = (done, sample)
+        if first is not None:
+            # Each process's CPU as last seen: the worker closes its database connections when
+            # its tasks end, so their backends are gone by the final sample.
+            for name, spent in sample.items():
+                latest.setdefault(name, {}).update(spent)
+            last = (done, latest)
         if done == total:
             break
         time.sleep(0.5)

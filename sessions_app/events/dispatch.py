@@ -24,8 +24,7 @@ from typing import Any, NamedTuple
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import BigIntegerField, Exists, F, OuterRef, Q, QuerySet, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models import Exists, F, OuterRef, QuerySet
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
@@ -196,41 +195,60 @@ class Claimed(NamedTuple):
     body: str
 
 
+# The claim in one statement: the due rows (none held back by an earlier event of their session
+# still waiting for this endpoint: a retry not due, or a claim in flight), locked, marked `sending`,
+# and returned with their events' id and body. The order rule is a scalar subquery, so PostgreSQL
+# runs it per candidate as an index probe of `delivery_owed_order` (endpoint, session, sequence); a
+# NOT EXISTS would be turned into an anti-join whose plan, on a table whose statistics lag behind a
+# backlog (an endpoint back after an outage), compared every due row with every other (a second per
+# claim at 2,000 rows). Raw SQL: the same claim through the ORM (a filtered select_for_update, then
+# an UPDATE of its ids) was a third of the worker's CPU under load, building and compiling the
+# query at every batch (docs/event-webhooks.md, "Speed").
+_CLAIM = """
+WITH due AS (
+    SELECT d.id FROM {delivery} d
+    WHERE d.endpoint_id = %(endpoint)s AND d.state = '{pending}' AND d.next_attempt_at <= %(now)s
+      AND d.sequence < COALESCE(
+          (SELECT w.sequence FROM {delivery} w
+           WHERE w.endpoint_id = d.endpoint_id AND w.session_id = d.session_id
+             AND (w.state = '{sending}' OR (w.state = '{pending}' AND w.next_attempt_at > %(now)s))
+           ORDER BY w.sequence LIMIT 1),
+          %(unheld)s)
+    ORDER BY d.id
+    LIMIT %(limit)s
+    FOR UPDATE OF d SKIP LOCKED
+), claimed AS (
+    UPDATE {delivery} d SET state = '{sending}', claimed_at = %(now)s
+    FROM due WHERE d.id = due.id
+    RETURNING d.id, d.event_id, d.session_id, d.attempts
+)
+SELECT claimed.id, claimed.session_id, claimed.attempts, e.webhook_id, e.body
+FROM claimed JOIN {event} e ON e.id = claimed.event_id
+ORDER BY claimed.id
+"""
+
+
 def claim(endpoint: EventEndpoint, limit: int = BATCH_SIZE) -> list[Claimed]:
     """Mark up to `limit` of the endpoint's due deliveries `sending` and return them, oldest first,
     each with its event's id and body; none whose session has an earlier event still waiting for
-    this endpoint."""
-    now = timezone.now()
-    # The session's first event still waiting for this endpoint (a retry not due, a claim in flight):
-    # rows from there on are held. A scalar subquery, so PostgreSQL runs it per candidate as an index
-    # probe of `delivery_owed_order` (endpoint, session, sequence); a NOT EXISTS would be turned into
-    # an anti-join whose plan, on a table whose statistics lag behind a backlog (an endpoint back
-    # after an outage), compared every due row with every other (a second per claim at 2,000 rows).
-    first_waiting = (
-        Delivery.objects.filter(endpoint_id=OuterRef("endpoint_id"), session_id=OuterRef("session_id"))
-        .filter(Q(state=DeliveryState.SENDING) | Q(state=DeliveryState.PENDING, next_attempt_at__gt=now))
-        .order_by("sequence")
-        .values("sequence")[:1]
+    this endpoint. Serialised per endpoint by an advisory lock, so two claims never split a
+    session's events between them."""
+    sql = _CLAIM.format(
+        delivery=Delivery._meta.db_table,
+        event=Event._meta.db_table,
+        pending=DeliveryState.PENDING.value,
+        sending=DeliveryState.SENDING.value,
     )
-    held_from = Coalesce(Subquery(first_waiting), Value(NO_SEQUENCE, output_field=BigIntegerField()))
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [CLAIM_LOCK, endpoint.pk])
-        # Tuples, not model instances: two instances per row (the delivery and its event) with their
-        # signals were a sixth of the worker's CPU per delivery (docs/event-webhooks.md, "Speed").
-        rows = [
-            Claimed(*row)
-            for row in Delivery.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(endpoint=endpoint, state=DeliveryState.PENDING, next_attempt_at__lte=now)
-            .filter(sequence__lt=held_from)
-            .order_by("id")
-            .values_list("pk", "session_id", "attempts", "event__webhook_id", "event__body")[:limit]
-        ]
-        if rows:
-            Delivery.objects.filter(pk__in=[row.pk for row in rows]).update(
-                state=DeliveryState.SENDING, claimed_at=now
-            )
-    return rows
+    params: dict[str, int | datetime] = {
+        "endpoint": endpoint.pk,
+        "now": timezone.now(),
+        "unheld": NO_SEQUENCE,
+        "limit": limit,
+    }
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [CLAIM_LOCK, endpoint.pk])
+        cursor.execute(sql, params)
+        return [Claimed(*row) for row in cursor.fetchall()]
 
 
 def send_batch(endpoint: EventEndpoint, batch: list[Claimed]) -> tuple[int, bool]:
