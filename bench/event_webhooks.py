@@ -8,8 +8,10 @@ What runs, each in its own process(es):
   it was scheduled) for `--seconds`; each stores one message, whose `message.created` event the
   outbox writes in the same transaction;
 - `--endpoints` (default 5) endpoints subscribed to `message.created`, served by one receiver
-  process (a threaded http.server per port, HTTP/1.1 keep-alive, answering 200 at once and noting
-  each request's arrival time): `--rate` times `--endpoints` deliveries per second are due;
+  process (`--receiver asyncio`, the default: one event loop, a minimal HTTP/1.1 protocol with
+  keep-alive, answering 200 at once and noting each request's arrival time; `threads`:
+  http.server, a thread per connection, twice its CPU): `--rate` times `--endpoints` deliveries per
+  second are due;
 - one Celery worker (`--concurrency` prefork processes) on a queue of its own for deliveries
   (EVENT_DELIVERY_QUEUE=events), so the reply tasks the messages also queue stay in Redis unanswered,
   as in bench/ingest.py: what is measured is ingest and delivery, not the agent.
@@ -17,8 +19,14 @@ What runs, each in its own process(es):
 It prints the ingest latency (p50/p99), the deliveries received per second over the load, and the
 latency from each event's `created_at` (written inside the change's transaction, a few milliseconds
 before its commit: the figure is if anything too high) to its arrival at the receiver (p50/p95/p99).
-Targets (issue 21): 1,000 deliveries/s, p95 ≤ 1 s, ingest p99 ≤ 50 ms. The database `--database`
-is dropped and created again, and dropped at the end.
+Then the CPU per delivery of the worker, the receiver, the database's PostgreSQL backends and
+gunicorn's workers (from /proc, over the load). Targets (issue 21): 1,000 deliveries/s, p95 ≤ 1 s,
+ingest p99 ≤ 50 ms. The database `--database` is dropped and created again, and dropped at the end.
+
+`--backlog N` writes N events first (each due to every endpoint) and times the delivery of them
+all, with the CPU per delivery from the first poll that saw one delivered; `--inline` runs
+`deliver_due` in one plain process instead of Celery (each endpoint in turn), and `--profile FILE`
+records that process with py-spy (`--gil`, raw format: what holds the interpreter, i.e. CPU).
 """
 
 from __future__ import annotations
