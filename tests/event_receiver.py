@@ -5,6 +5,7 @@ decides, and can be stopped (connections refused) and started again on the same 
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -43,13 +44,14 @@ class Receiver:
         self.body = b'{"ok": true}'  # what every answer carries
         self.close_connections = False  # answer with `Connection: close`
         self.hang_up_on_second = False  # a connection's second request: read, then close unanswered
+        self.tls: ssl.SSLContext | None = None  # set before start(): an https endpoint
         self.port = 0
         self.server: ThreadingHTTPServer | None = None
         self.lock = threading.Lock()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/hook"
 
     def start(self) -> None:
         handler = _handler(self)
@@ -64,6 +66,8 @@ class Receiver:
             except OSError:
                 continue
             server.daemon_threads = True
+            if self.tls is not None:
+                server.socket = self.tls.wrap_socket(server.socket, server_side=True)
             self.port = port
             self.server = server
             threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()

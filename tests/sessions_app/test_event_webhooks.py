@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import ipaddress
+import ssl
 import threading
 from datetime import timedelta
 
 import pytest
 import time_machine
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
@@ -535,3 +541,62 @@ def test_the_log_keeps_the_first_kilobyte_of_any_answer_even_binary(receiver):
     assert attempt.status_code == 200
     assert attempt.response == ("\ufffdbinary" + "x" * 5000)[:1024]
     assert Delivery.objects.get().state == "delivered"
+
+
+@pytest.fixture
+def tls_receiver(tmp_path):
+    """An https endpoint on 127.0.0.1 with a certificate of its own CA; the CA's file path."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test endpoint")])
+    now = timezone.now()
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "endpoint.pem", tmp_path / "endpoint.key"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert_file, key_file)
+    receiver = Receiver()
+    receiver.tls = tls
+    receiver.start()
+    try:
+        yield receiver, cert_file
+    finally:
+        receiver.stop()
+
+
+def test_https_deliveries_check_the_certificate_and_keep_the_connection(tls_receiver, monkeypatch):
+    receiver, ca_file = tls_receiver
+    endpoint = subscribe(receiver, ["message.created"])
+    session = SessionFactory()
+    record_outbound_message(session, "untrusted", role=Role.STAFF)
+    dispatch.deliver_due(endpoint.pk)
+    assert receiver.received == []  # the certificate is not from a trusted CA: no request went
+    attempt = DeliveryAttempt.objects.get()
+    assert attempt.status_code is None and "CERTIFICATE_VERIFY_FAILED" in attempt.error
+
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))  # now the CA is trusted (a new pool reads it)
+    dispatch.close_pool()
+    record_outbound_message(session, "trusted", role=Role.STAFF)
+    with time_machine.travel(timezone.now() + timedelta(seconds=6), tick=True):  # the retry is due
+        dispatch.deliver_due(endpoint.pk)
+    delivered = receiver.delivered()
+    assert [r.payload["data"]["message"]["content"] for r in delivered] == ["untrusted", "trusted"]
+    assert all(r.verified for r in delivered)
+    assert len({r.connection for r in delivered}) == 1
