@@ -75,7 +75,6 @@ class Pool:
         self.lock = threading.Lock()
         self.idle: dict[Origin, list[tuple[http.client.HTTPConnection, float]]] = {}
         self.tls: ssl.SSLContext | None = None
-        self.opened = 0  # connections made so far (tests, benchmarks)
 
     def post(self, url: str, headers: Mapping[str, str], body: bytes, read_limit: int) -> Answer:
         parts = urlsplit(url)
@@ -157,7 +156,6 @@ class Pool:
 
     def _new(self, origin: Origin) -> http.client.HTTPConnection:
         scheme, host, port = origin
-        self.opened += 1
         if scheme == "https":
             with self.lock:
                 if self.tls is None:
@@ -172,10 +170,6 @@ class Pool:
                 idle.append((connection, time.monotonic()))
                 return
         connection.close()
-
-    def idle_count(self) -> int:
-        with self.lock:
-            return sum(len(idle) for idle in self.idle.values())
 
     def close(self) -> None:
         with self.lock:
