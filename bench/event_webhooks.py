@@ -8,8 +8,10 @@ What runs, each in its own process(es):
   it was scheduled) for `--seconds`; each stores one message, whose `message.created` event the
   outbox writes in the same transaction;
 - `--endpoints` (default 5) endpoints subscribed to `message.created`, served by one receiver
-  process (a threaded http.server per port, HTTP/1.1 keep-alive, answering 200 at once and noting
-  each request's arrival time): `--rate` times `--endpoints` deliveries per second are due;
+  process (`--receiver asyncio`, the default: one event loop, a minimal HTTP/1.1 protocol with
+  keep-alive, answering 200 at once and noting each request's arrival time; `threads`:
+  http.server, a thread per connection, twice its CPU): `--rate` times `--endpoints` deliveries per
+  second are due;
 - one Celery worker (`--concurrency` prefork processes) on a queue of its own for deliveries
   (EVENT_DELIVERY_QUEUE=events), so the reply tasks the messages also queue stay in Redis unanswered,
   as in bench/ingest.py: what is measured is ingest and delivery, not the agent.
@@ -17,14 +19,22 @@ What runs, each in its own process(es):
 It prints the ingest latency (p50/p99), the deliveries received per second over the load, and the
 latency from each event's `created_at` (written inside the change's transaction, a few milliseconds
 before its commit: the figure is if anything too high) to its arrival at the receiver (p50/p95/p99).
-Targets (issue 21): 1,000 deliveries/s, p95 ≤ 1 s, ingest p99 ≤ 50 ms. The database `--database`
-is dropped and created again, and dropped at the end.
+Then the CPU per delivery of the worker, the receiver, the database's PostgreSQL backends and
+gunicorn's workers (from /proc, over the load). Targets (issue 21): 1,000 deliveries/s, p95 ≤ 1 s,
+ingest p99 ≤ 50 ms. The database `--database` is dropped and created again, and dropped at the end.
+
+`--backlog N` writes N events first (each due to every endpoint) and times the delivery of them
+all, with the CPU per delivery from the first poll that saw one delivered; `--inline` runs
+`deliver_due` in one plain process instead of Celery (each endpoint in turn), and `--profile FILE`
+records that process with py-spy (`--gil`, raw format: what holds the interpreter, i.e. CPU).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import functools
 import json
 import os
 import signal
@@ -35,6 +45,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -44,7 +55,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from benchenv import stop_process  # noqa: E402
+from benchenv import process_cpu_seconds, stop_process  # noqa: E402
 from ingest import (  # noqa: E402
     SMS_PATH,
     fixed_rate,
@@ -58,9 +69,58 @@ from ingest import (  # noqa: E402
 )
 
 
-def receiver_child(ports: list[int], out: Path) -> int:
-    """The endpoints: one threaded server per port; writes (port, webhook-id, arrival) on SIGTERM."""
+def receiver_child(ports: list[int], out: Path, kind: str = "asyncio") -> int:
+    """The endpoints: one server per port, answering 200 at once; writes (port, webhook-id, arrival)
+    on SIGTERM. `asyncio`: one event loop, a minimal HTTP/1.1 protocol (keep-alive, Content-Length
+    bodies), so the receivers cost the machine little; `threads`: http.server, a thread per connection."""
     seen: list[tuple[int, str, float]] = []
+    if kind == "threads":
+        return _threaded_receiver(ports, out, seen)
+    loop = asyncio.new_event_loop()
+    answer = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
+
+    class Endpoint(asyncio.Protocol):
+        def __init__(self, port: int) -> None:
+            self.port = port
+            self.buffer = b""
+            self.transport: asyncio.Transport | None = None
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport  # type: ignore[assignment]
+
+        def data_received(self, data: bytes) -> None:
+            self.buffer += data
+            while True:
+                end = self.buffer.find(b"\r\n\r\n")
+                if end < 0:
+                    return
+                head = self.buffer[:end].decode("latin-1").lower()
+                length, webhook_id = 0, ""
+                for line in head.split("\r\n")[1:]:
+                    name, _, value = line.partition(":")
+                    if name == "content-length":
+                        length = int(value)
+                    elif name == "webhook-id":
+                        webhook_id = value.strip()
+                if len(self.buffer) < end + 4 + length:
+                    return
+                self.buffer = self.buffer[end + 4 + length :]
+                seen.append((self.port, webhook_id, time.time()))
+                assert self.transport is not None
+                self.transport.write(answer)
+
+    for port in ports:
+        loop.run_until_complete(
+            loop.create_server(functools.partial(Endpoint, port), "127.0.0.1", port, backlog=128)
+        )
+    loop.add_signal_handler(signal.SIGTERM, loop.stop)
+    print("ready", flush=True)
+    loop.run_forever()
+    out.write_text(json.dumps(seen))
+    return 0
+
+
+def _threaded_receiver(ports: list[int], out: Path, seen: list[tuple[int, str, float]]) -> int:
     lock = threading.Lock()
 
     def handler(port: int) -> type[BaseHTTPRequestHandler]:
@@ -81,18 +141,81 @@ def receiver_child(ports: list[int], out: Path) -> int:
 
         return Handler
 
-    servers = []
     for port in ports:
         server = ThreadingHTTPServer(("127.0.0.1", port), handler(port))
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     print("ready", flush=True)
     done.wait()
     with lock:
         out.write_text(json.dumps(seen))
+    return 0
+
+
+def cpu_now(worker: int, receiver: int, database: str, web: int | None = None) -> dict[str, dict[int, float]]:
+    """CPU seconds so far, per process, of the delivery worker (its process and children), the
+    receiver, the PostgreSQL backends of the database and (under load) gunicorn's workers."""
+    worker_key = str(worker)
+    sample = {
+        "worker": {worker: process_cpu_seconds(worker), **processes_cpu(lambda ppid, _: ppid == worker_key)},
+        "receiver": {receiver: process_cpu_seconds(receiver)},
+        "postgres": processes_cpu(
+            lambda _, command: command.startswith("postgres: ") and f" {database} " in command
+        ),
+    }
+    if web is not None:
+        web_key = str(web)
+        sample["web"] = processes_cpu(lambda ppid, _: ppid == web_key)
+    return sample
+
+
+def processes_cpu(match: Callable[[str, str], bool]) -> dict[int, float]:
+    """User + system CPU seconds of each process for which match(parent pid, command line) holds."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if match(fields[1], command):
+            found[int(entry.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return found
+
+
+def cpu_line(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]], deliveries: int) -> str:
+    """CPU per delivery of each part between two samples: the processes alive at the second, each
+    from its first sample (or its start); a process gone by then (a poll's backend) is left out."""
+    parts = []
+    for name in ("worker", "receiver", "postgres", "web"):
+        if name in after:
+            spent = sum(seconds - before[name].get(pid, 0.0) for pid, seconds in after[name].items())
+            parts.append(f"{name} {spent / max(deliveries, 1) * 1000:.2f} ms")
+    return f"  CPU per delivery ({deliveries} deliveries): " + ", ".join(parts)
+
+
+def driver_child() -> int:
+    """The delivery worker's work in this process, without Celery: each endpoint's `deliver_due`, in
+    turn, until nothing is owed (for CPU per delivery, and to profile with py-spy)."""
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from sessions_app.events.dispatch import deliver_due
+    from sessions_app.models import Delivery, EventEndpoint
+
+    endpoints = list(EventEndpoint.objects.values_list("pk", flat=True))
+    try:
+        while Delivery.objects.exclude(state="delivered").exists():
+            for endpoint_id in endpoints:
+                deliver_due(endpoint_id)
+        signal.pause()  # alive (and its database connection too) until the last CPU sample is taken
+    except KeyboardInterrupt:
+        pass
     return 0
 
 
@@ -110,18 +233,32 @@ def main() -> int:
     parser.add_argument("--pool", default="prefork", help="the delivery worker's pool (prefork, threads)")
     parser.add_argument("--ports", default="18260-18299", help="loopback ports to use")
     parser.add_argument(
+        "--receiver", choices=["asyncio", "threads"], default="asyncio", help="the endpoints' server"
+    )
+    parser.add_argument(
         "--backlog",
         type=int,
         default=0,
         help="instead of the load: this many events written first (each due to every endpoint), then "
         "the time the worker takes to deliver them all (delivery capacity alone)",
     )
-    parser.add_argument("--child", choices=["receiver"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--inline",
+        action="store_true",
+        help="with --backlog: one plain process calls deliver_due instead of a Celery worker",
+    )
+    parser.add_argument(
+        "--profile", default="", help="with --inline: py-spy records the process to this file (raw)"
+    )
+    parser.add_argument("--child", choices=["receiver", "driver"], help=argparse.SUPPRESS)
     parser.add_argument("--child-ports", default="", help=argparse.SUPPRESS)
     parser.add_argument("--child-out", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child == "receiver":
-        return receiver_child([int(p) for p in args.child_ports.split(",")], Path(args.child_out))
+        ports = [int(p) for p in args.child_ports.split(",")]
+        return receiver_child(ports, Path(args.child_out), args.receiver)
+    if args.child == "driver":
+        return driver_child()
     if not args.redis_url:
         raise SystemExit("--redis-url is needed: the broker of the web processes and the worker")
 
@@ -156,6 +293,8 @@ def main() -> int:
             __file__,
             "--child",
             "receiver",
+            "--receiver",
+            args.receiver,
             "--child-ports",
             ",".join(map(str, hook_ports)),
             "--child-out",
@@ -180,8 +319,14 @@ def main() -> int:
         )
         subprocess.run([sys.executable, "manage.py", "shell", "-c", backlog], **run)  # type: ignore[call-overload]
     worker_started = time.time()
-    worker = subprocess.Popen(
-        [
+    if args.inline:
+        command = [sys.executable, __file__, "--child", "driver"]
+        if args.profile:
+            spy = Path(sys.executable).with_name("py-spy")
+            record = ["record", "--gil", "-r", "250", "-f", "raw", "-o", args.profile, "--"]
+            command = [str(spy), *record, *command]
+    else:
+        command = [
             sys.executable,
             "-m",
             "celery",
@@ -198,11 +343,9 @@ def main() -> int:
             "--without-mingle",
             "--loglevel",
             "WARNING",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=(work / "worker.log").open("wb"),
-        stderr=subprocess.STDOUT,
+        ]
+    worker = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=(work / "worker.log").open("wb"), stderr=subprocess.STDOUT
     )
     try:
         if args.backlog:
@@ -231,9 +374,15 @@ def main() -> int:
                 )
             )
             time.sleep(3)  # the warm-up's deliveries go out before the measured load starts
+            load_before = os.getloadavg()
+            cpu_before = cpu_now(worker.pid, receiver.pid, args.database, server.process.pid)
+            delivered_before = int(delivered_count(args))
             load_started = time.time()
             ingest = asyncio.run(fixed_rate(server.port, requests, args.rate))
             load_ended = time.time()
+            cpu_after = cpu_now(worker.pid, receiver.pid, args.database, server.process.pid)
+            delivered_during = int(delivered_count(args)) - delivered_before
+            load_after = os.getloadavg()
             expected = (len(warm) + ingest.answered) * args.endpoints
             deadline = time.time() + 60
             while time.time() < deadline:
@@ -274,8 +423,9 @@ def main() -> int:
     cuts = statistics.quantiles(latencies, n=100, method="inclusive") if len(latencies) > 1 else [0.0] * 99
     print(
         f"event webhooks, {datetime.now():%Y-%m-%d %H:%M}: {args.endpoints} endpoints, "
-        f"ingest at {args.rate:g}/s "
-        f"for {args.seconds} s, delivery worker --pool {args.pool} --concurrency {args.concurrency}"
+        f"ingest at {args.rate:g}/s for {args.seconds} s, delivery worker --pool {args.pool} "
+        f"--concurrency {args.concurrency}, receiver {args.receiver}; load average "
+        f"{load_before[0]:.1f} before, {load_after[0]:.1f} after"
     )
     print(
         f"  ingest: {ingest.answered}/{ingest.sent} answered 200, p50 {ingest.p50_ms:.1f} ms, "
@@ -289,8 +439,18 @@ def main() -> int:
         f"  commit → receiver: p50 {cuts[49]:.0f} ms, p95 {cuts[94]:.0f} ms, p99 {cuts[98]:.0f} ms, "
         f"max {latencies[-1] if latencies else 0:.0f} ms ({len(latencies)} deliveries)"
     )
+    print(
+        cpu_line(cpu_before, cpu_after, delivered_during)
+        + " (postgres: ingest's backends too; web: all of ingest)"
+    )
     print("  delivery states at the end: " + ", ".join(stats.splitlines()))
     return 0
+
+
+def delivered_count(args: argparse.Namespace) -> str:
+    return psql(
+        args.admin_url, args.database, "SELECT count(*) FROM sessions_app_delivery WHERE state = 'delivered'"
+    )
 
 
 def drain(
@@ -300,18 +460,32 @@ def drain(
     arrivals: Path,
     started: float,
 ) -> int:
-    """The backlog mode: wait until every delivery is delivered, then the rate it was done at."""
+    """The backlog mode: wait until every delivery is delivered, then the rate it was done at and the
+    CPU per delivery (from the first poll that saw some delivered, so the worker's start-up is out)."""
     total = int(psql(args.admin_url, args.database, "SELECT count(*) FROM sessions_app_delivery"))
     deadline = time.time() + 600
+    first: tuple[int, dict[str, dict[int, float]]] | None = None
+    last: tuple[int, dict[str, dict[int, float]]] | None = None
+    latest: dict[str, dict[int, float]] = {}
+    load = os.getloadavg()
     while time.time() < deadline:
-        left = psql(
-            args.admin_url,
-            args.database,
-            "SELECT count(*) FROM sessions_app_delivery WHERE state <> 'delivered'",
-        )
-        if left == "0":
+        done = int(delivered_count(args))
+        sample = cpu_now(worker.pid, receiver.pid, args.database)
+        if done and first is None:
+            first = (done, sample)
+        if first is not None:
+            # Each process's CPU as last seen: the worker closes its database connections when
+            # its tasks end, so their backends are gone by the final sample.
+            for name, spent in sample.items():
+                latest.setdefault(name, {}).update(spent)
+            last = (done, latest)
+        if done == total:
             break
         time.sleep(0.5)
+    if args.inline:  # SIGINT: py-spy writes its profile; the driver stops
+        worker.send_signal(signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            worker.wait(timeout=60)
     stop_process(worker)
     receiver.send_signal(signal.SIGTERM)
     receiver.wait(timeout=30)
@@ -319,15 +493,21 @@ def drain(
     psql(args.admin_url, "postgres", f'DROP DATABASE IF EXISTS "{args.database}"')
     times = sorted(arrived for _, _, arrived in seen)
     span = times[-1] - times[0] if len(times) > 1 else 0.0
+    driver = (
+        "in-process driver" if args.inline else f"worker --pool {args.pool} --concurrency {args.concurrency}"
+    )
     print(
         f"event webhooks backlog, {datetime.now():%Y-%m-%d %H:%M}: {total} deliveries due to "
-        f"{args.endpoints} endpoints, worker --concurrency {args.concurrency}"
+        f"{args.endpoints} endpoints, {driver}, receiver {args.receiver}; load average {load[0]:.1f} "
+        f"before, {os.getloadavg()[0]:.1f} after"
     )
     print(
         f"  received {len(seen)} ({len({w for _, w, _ in seen})} distinct per endpoint pairs: "
         f"{len(set((p, w) for p, w, _ in seen))}); first after {times[0] - started:.1f} s of worker start, "
         f"then {len(seen) / max(span, 0.001):,.0f} deliveries/s over {span:.1f} s"
     )
+    if first is not None and last is not None and last[0] > first[0]:
+        print(cpu_line(first[1], last[1], last[0] - first[0]))
     return 0
 
 

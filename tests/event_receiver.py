@@ -5,6 +5,7 @@ decides, and can be stopped (connections refused) and started again on the same 
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ class Received:
     body: bytes
     verified: bool
     status: int
+    connection: tuple[str, int]  # the client's address and port: one per TCP connection
 
     @property
     def payload(self) -> Any:
@@ -39,13 +41,17 @@ class Receiver:
         self.arrived: list[str] = []  # webhook ids as requests arrive, before they are answered
         self.answer: Callable[[dict[str, Any]], int] = lambda payload: 200
         self.delay = 0.0
+        self.body = b'{"ok": true}'  # what every answer carries
+        self.close_connections = False  # answer with `Connection: close`
+        self.hang_up_on_second = False  # a connection's second request: read, then close unanswered
+        self.tls: ssl.SSLContext | None = None  # set before start(): an https endpoint
         self.port = 0
         self.server: ThreadingHTTPServer | None = None
         self.lock = threading.Lock()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/hook"
 
     def start(self) -> None:
         handler = _handler(self)
@@ -60,6 +66,8 @@ class Receiver:
             except OSError:
                 continue
             server.daemon_threads = True
+            if self.tls is not None:
+                server.socket = self.tls.wrap_socket(server.socket, server_side=True)
             self.port = port
             self.server = server
             threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
@@ -94,21 +102,30 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
+        requests_here = 0
+
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             headers = {name.lower(): value for name, value in self.headers.items()}
+            self.requests_here += 1
+            if receiver.hang_up_on_second and self.requests_here == 2:
+                receiver.arrived.append(headers.get("webhook-id", ""))
+                self.close_connection = True  # as a server whose keep-alive ran out just then
+                return
             verified = receiver.verify(body, headers)
             receiver.arrived.append(headers.get("webhook-id", ""))
             if receiver.delay:
                 threading.Event().wait(receiver.delay)
             status = receiver.answer(json.loads(body))
             with receiver.lock:
-                receiver.received.append(Received(headers, body, verified, status))
-            answer = b'{"ok": true}'
+                receiver.received.append(Received(headers, body, verified, status, self.client_address))
+            answer = receiver.body
             try:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(answer)))
+                if receiver.close_connections:
+                    self.send_header("Connection", "close")
                 self.end_headers()
                 self.wfile.write(answer)
             except (BrokenPipeError, ConnectionResetError):

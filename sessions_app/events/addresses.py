@@ -2,9 +2,10 @@
 
 At registration (`check_endpoint_url`, from the model's `clean` and the API's serializer) the host is
 resolved and every address it resolves to must be public; at delivery the check runs again where
-the connection is made (`VettedBackend`, the HTTP client's network backend): the host is resolved
-once more, every address vetted, and the socket connects to a vetted address itself, so a name
-whose DNS answer changed since registration (rebinding) cannot reach a private address either.
+the connection is made (`vetted_socket`, which makes every new connection of the HTTP client,
+`client.py`): the host is resolved once more, every address vetted, and the socket connects to a
+vetted address itself, so a name whose DNS answer changed since registration (rebinding) cannot
+reach a private address either.
 `EVENT_WEBHOOKS_ALLOW_PRIVATE=true` lifts the address rule (local setups, tests); the scheme rule
 (http or https, https unless DEBUG) stays.
 """
@@ -13,10 +14,8 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import Any
 from urllib.parse import urlsplit
 
-import httpcore
 from django.conf import settings
 
 
@@ -78,39 +77,18 @@ def check_endpoint_url(url: str) -> None:
         raise ValueError(f"Events cannot be sent there: {exc}.") from None
 
 
-class VettedBackend(httpcore.NetworkBackend):
-    """httpcore's network backend that resolves and vets the host at every new connection, then
-    connects to a vetted address (TLS still verifies the certificate against the URL's host name)."""
-
-    def __init__(self) -> None:
-        self.inner = httpcore.SyncBackend()
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Any = None,
-    ) -> httpcore.NetworkStream:
+def vetted_socket(host: str, port: int, timeout: float | None) -> socket.socket:
+    """A TCP connection to `host` for a delivery: the host is resolved now and every address vetted
+    (UnsafeAddress otherwise), then the socket connects to a vetted address itself, so a DNS answer
+    that changed since registration, or changes between the check and the connect, cannot reach a
+    private address. OSError when no address takes the connection."""
+    last: OSError | None = None
+    for address in resolve(host, port):
         try:
-            addresses = resolve(host, port)
-        except UnsafeAddress as exc:
-            raise httpcore.ConnectError(f"refused: {exc}") from None
-        last: Exception | None = None
-        for address in addresses:
-            try:
-                return self.inner.connect_tcp(
-                    address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
-                )
-            except httpcore.ConnectError as exc:
-                last = exc
-        raise last or httpcore.ConnectError(f"{host} has no address")
-
-    def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Any = None
-    ) -> httpcore.NetworkStream:
-        raise httpcore.ConnectError("refused: events are not sent to local sockets")
-
-    def sleep(self, seconds: float) -> None:
-        self.inner.sleep(seconds)
+            sock = socket.create_connection((address, port), timeout=timeout)
+        except OSError as exc:
+            last = exc
+            continue
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+    raise last or OSError(f"{host} has no address")

@@ -10,30 +10,33 @@ answers are recorded in a second one. A worker killed in between leaves its rows
 Order: a delivery is claimed only when no earlier event of its session is still owed to the same
 endpoint and waiting (a retry not yet due, or a claim in flight); within a batch a failure holds the
 session's later events back. Other sessions and other endpoints never wait for it.
+
+Two statements are raw SQL, each where the ORM's form was a large share of the CPU per delivery
+(`bench/event_webhooks.py --backlog 2000 --pool threads`, and `--rate 200` for the worker under
+load; docs/event-webhooks.md, "Speed"): the claim (`_CLAIM`: the ORM's select_for_update and UPDATE
+were a third of the worker's CPU under load) and the attempts' log (`_LOG_ATTEMPTS`: bulk_create
+was a fifth at full batches). With the HTTP client (`client.py`) the worker went from 0.65 to 0.24
+ms of CPU per delivery, PostgreSQL from 0.18 to 0.10 ms.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import random
-import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
-import httpcore
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import BigIntegerField, Exists, F, OuterRef, Q, QuerySet, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models import Exists, F, OuterRef, QuerySet
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
 from sessions_app.delivery import queue
-from sessions_app.events.addresses import VettedBackend
+from sessions_app.events import client
 from sessions_app.events.models import Delivery, DeliveryAttempt, DeliveryState, Event, EventEndpoint
 from sessions_app.events.record import KICK_TTL, kick, kick_key
 
@@ -51,7 +54,10 @@ RUN_TIME = 25.0
 REST_WHEN_UNREACHABLE = 5
 # After a batch smaller than BATCH_SIZE, what a task waits before claiming again (more events come
 # in meanwhile, so batches fill up while the latency stays well under a second).
-LINGER = 0.05
+LINGER = 0.2
+# Seconds between a running task's reads of its endpoint (an edit in admin applies within this) and
+# its refreshes of the kick flag (which lives KICK_TTL).
+REFRESH = 1.0
 RESPONSE_KEPT = 1024  # characters of an answer's body kept in the log
 RESPONSE_READ = 64 * 1024  # read at most this much of an answer (the rest closes the connection)
 DISABLE_AFTER = timedelta(days=5)
@@ -60,37 +66,12 @@ COUNTDOWN_MAX = 60.0
 JITTER = 0.1
 NO_SEQUENCE = 2**62  # past every sequence: nothing is held
 CLAIM_LOCK = 0x45564E54  # advisory lock namespace of the per-endpoint claim ("EVNT")
-USER_AGENT = b"conversation-sessions-webhooks/1"
-
-_pool_lock = threading.Lock()
-_pool: tuple[int, httpcore.ConnectionPool] | None = None
-
-
-def http_pool() -> httpcore.ConnectionPool:
-    """This process's connection pool (kept-alive connections per endpoint origin); a forked process
-    makes its own. Every new connection goes through `VettedBackend` (the SSRF check)."""
-    global _pool
-    with _pool_lock:
-        if _pool is None or _pool[0] != os.getpid():
-            _pool = (
-                os.getpid(),
-                httpcore.ConnectionPool(
-                    network_backend=VettedBackend(),
-                    max_connections=64,
-                    max_keepalive_connections=32,
-                    keepalive_expiry=30.0,
-                ),
-            )
-        return _pool[1]
+USER_AGENT = "conversation-sessions-webhooks/1"
 
 
 def close_pool() -> None:
     """Drop every kept-alive connection (tests that change the address rule; shutdown)."""
-    global _pool
-    with _pool_lock:
-        if _pool is not None and _pool[0] == os.getpid():
-            _pool[1].close()
-        _pool = None
+    client.close_pool()
 
 
 @dataclass
@@ -110,39 +91,38 @@ class Outcome:
         return self.status is None
 
 
-def signature(secrets: list[str], webhook_id: str, at: datetime, body: str) -> str:
+def signers(secrets: list[str]) -> list[Webhook]:
+    """The library's signer for each valid secret (made once per batch: each decodes its secret)."""
+    return [Webhook(secret) for secret in secrets]
+
+
+def signature(signers: list[Webhook], webhook_id: str, at: datetime, body: str) -> str:
     """`webhook-signature`: one `v1,<base64 HMAC-SHA256>` per valid secret, space-separated."""
-    return " ".join(Webhook(secret).sign(webhook_id, at, body) for secret in secrets)
+    return " ".join(signer.sign(webhook_id, at, body) for signer in signers)
 
 
-def post(url: str, event: Event, secrets: list[str]) -> Outcome:
-    """POST `event` to `url`, signed with `secrets`; what came back, or what went wrong."""
+def post(url: str, webhook_id: str, body: str, signed_by: list[Webhook]) -> Outcome:
+    """POST an event's `body` to `url`, signed by `signed_by`; what came back, or what went wrong."""
     at = timezone.now()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"user-agent", USER_AGENT),
-        (b"webhook-id", event.webhook_id.encode()),
-        (b"webhook-timestamp", str(int(at.timestamp())).encode()),
-        (b"webhook-signature", signature(secrets, event.webhook_id, at, event.body).encode()),
-    ]
+    headers = {
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": signature(signed_by, webhook_id, at, body),
+    }
     started = time.monotonic()
-    timeouts = {"connect": TIMEOUT, "read": TIMEOUT, "write": TIMEOUT, "pool": TIMEOUT}
     try:
-        with http_pool().stream(
-            "POST", url, headers=headers, content=event.body.encode(), extensions={"timeout": timeouts}
-        ) as response:
-            received = bytearray()
-            for chunk in response.iter_stream():
-                received += chunk
-                if len(received) >= RESPONSE_READ:
-                    break
-            status = response.status
-    except httpcore.TimeoutException:
-        return Outcome(None, _since(started), error=f"timed out after {TIMEOUT:g} s")
-    except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol) as exc:
-        return Outcome(None, _since(started), error=f"{type(exc).__name__}: {exc}"[:255])
-    text = bytes(received[: RESPONSE_KEPT * 4]).decode("utf-8", "replace")[:RESPONSE_KEPT]
-    return Outcome(status, _since(started), response=text)
+        answer = client.pool(TIMEOUT).post(url, headers, body.encode(), RESPONSE_READ)
+    except client.RequestFailed as failed:
+        if failed.kind == "Timeout":
+            return Outcome(None, _since(started), error=f"timed out after {TIMEOUT:g} s")
+        return Outcome(None, _since(started), error=f"{failed.kind}: {failed}"[:255])
+    # PostgreSQL's text cannot hold NUL: a binary answer must not fail the batch's record.
+    text = (
+        answer.body[: RESPONSE_KEPT * 4].decode("utf-8", "replace")[:RESPONSE_KEPT].replace("\x00", "\ufffd")
+    )
+    return Outcome(answer.status, _since(started), response=text)
 
 
 def _since(started: float) -> int:
@@ -173,11 +153,16 @@ def deliver_due(endpoint_id: int) -> int:
         cache.delete(flag)
         return 0
     delivered = 0
-    started = time.monotonic()
+    started = loaded = flagged = time.monotonic()
+    cache.set(flag, 1, timeout=KICK_TTL)
     while True:
-        cache.set(flag, 1, timeout=KICK_TTL)
-        if delivered:  # staff may have disabled it, rotated its secret or deleted it meanwhile
+        now = time.monotonic()
+        if now - flagged > REFRESH:  # once a second, not once a batch: a round trip each
+            cache.set(flag, 1, timeout=KICK_TTL)
+            flagged = now
+        if now - loaded > REFRESH:  # staff may have disabled it, rotated its secret or deleted it
             endpoint = EventEndpoint.objects.filter(pk=endpoint_id, enabled=True).first()
+            loaded = now
             if endpoint is None:
                 cache.delete(flag)
                 return delivered
@@ -207,51 +192,84 @@ def deliver_due(endpoint_id: int) -> int:
             time.sleep(LINGER)
 
 
-def claim(endpoint: EventEndpoint, limit: int = BATCH_SIZE) -> list[Delivery]:
+class Claimed(NamedTuple):
+    """A delivery marked `sending` by a claim, with what its POST needs."""
+
+    pk: int
+    session_id: Any
+    attempts: int
+    webhook_id: str
+    body: str
+
+
+# The claim in one statement: the due rows (none held back by an earlier event of their session
+# still waiting for this endpoint: a retry not due, or a claim in flight), locked, marked `sending`,
+# and returned with their events' id and body. The order rule is a scalar subquery, so PostgreSQL
+# runs it per candidate as an index probe of `delivery_owed_order` (endpoint, session, sequence); a
+# NOT EXISTS would be turned into an anti-join whose plan, on a table whose statistics lag behind a
+# backlog (an endpoint back after an outage), compared every due row with every other (a second per
+# claim at 2,000 rows). Raw SQL: the same claim through the ORM (a filtered select_for_update, then
+# an UPDATE of its ids) was a third of the worker's CPU under load, building and compiling the
+# query at every batch (docs/event-webhooks.md, "Speed").
+_CLAIM = """
+WITH due AS (
+    SELECT d.id FROM {delivery} d
+    WHERE d.endpoint_id = %(endpoint)s AND d.state = '{pending}' AND d.next_attempt_at <= %(now)s
+      AND d.sequence < COALESCE(
+          (SELECT w.sequence FROM {delivery} w
+           WHERE w.endpoint_id = d.endpoint_id AND w.session_id = d.session_id
+             AND (w.state = '{sending}' OR (w.state = '{pending}' AND w.next_attempt_at > %(now)s))
+           ORDER BY w.sequence LIMIT 1),
+          %(unheld)s)
+    ORDER BY d.id
+    LIMIT %(limit)s
+    FOR UPDATE OF d SKIP LOCKED
+), claimed AS (
+    UPDATE {delivery} d SET state = '{sending}', claimed_at = %(now)s
+    FROM due WHERE d.id = due.id
+    RETURNING d.id, d.event_id, d.session_id, d.attempts
+)
+SELECT claimed.id, claimed.session_id, claimed.attempts, e.webhook_id, e.body
+FROM claimed JOIN {event} e ON e.id = claimed.event_id
+ORDER BY claimed.id
+"""
+
+
+def claim(endpoint: EventEndpoint, limit: int = BATCH_SIZE) -> list[Claimed]:
     """Mark up to `limit` of the endpoint's due deliveries `sending` and return them, oldest first,
-    each with its event; none whose session has an earlier event still waiting for this endpoint."""
-    now = timezone.now()
-    # The session's first event still waiting for this endpoint (a retry not due, a claim in flight):
-    # rows from there on are held. A scalar subquery, so PostgreSQL runs it per candidate as an index
-    # probe of `delivery_owed_order` (endpoint, session, sequence); a NOT EXISTS would be turned into
-    # an anti-join whose plan, on a table whose statistics lag behind a backlog (an endpoint back
-    # after an outage), compared every due row with every other (a second per claim at 2,000 rows).
-    first_waiting = (
-        Delivery.objects.filter(endpoint_id=OuterRef("endpoint_id"), session_id=OuterRef("session_id"))
-        .filter(Q(state=DeliveryState.SENDING) | Q(state=DeliveryState.PENDING, next_attempt_at__gt=now))
-        .order_by("sequence")
-        .values("sequence")[:1]
+    each with its event's id and body; none whose session has an earlier event still waiting for
+    this endpoint. Serialised per endpoint by an advisory lock, so two claims never split a
+    session's events between them."""
+    sql = _CLAIM.format(
+        delivery=Delivery._meta.db_table,
+        event=Event._meta.db_table,
+        pending=DeliveryState.PENDING.value,
+        sending=DeliveryState.SENDING.value,
     )
-    held_from = Coalesce(Subquery(first_waiting), Value(NO_SEQUENCE, output_field=BigIntegerField()))
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [CLAIM_LOCK, endpoint.pk])
-        rows = list(
-            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("event")
-            .filter(endpoint=endpoint, state=DeliveryState.PENDING, next_attempt_at__lte=now)
-            .filter(sequence__lt=held_from)
-            .order_by("id")[:limit]
-        )
-        if rows:
-            Delivery.objects.filter(pk__in=[row.pk for row in rows]).update(
-                state=DeliveryState.SENDING, claimed_at=now
-            )
-    return rows
+    params: dict[str, int | datetime] = {
+        "endpoint": endpoint.pk,
+        "now": timezone.now(),
+        "unheld": NO_SEQUENCE,
+        "limit": limit,
+    }
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [CLAIM_LOCK, endpoint.pk])
+        cursor.execute(sql, params)
+        return [Claimed(*row) for row in cursor.fetchall()]
 
 
-def send_batch(endpoint: EventEndpoint, batch: list[Delivery]) -> tuple[int, bool]:
+def send_batch(endpoint: EventEndpoint, batch: list[Claimed]) -> tuple[int, bool]:
     """POST each claimed delivery in order and record what happened; returns (delivered, whether the
     endpoint answered well enough to go on)."""
-    secrets = endpoint.signing_secrets()
-    results: list[tuple[Delivery, Outcome]] = []
+    signed_by = signers(endpoint.signing_secrets())
+    results: list[tuple[Claimed, Outcome]] = []
     held: set[object] = set()
     stop = False
     started = time.monotonic()
     for delivery in batch:
         if stop or delivery.session_id in held or time.monotonic() - started > BATCH_TIME:
             continue
-        outcome = post(endpoint.url, delivery.event, secrets)
+        outcome = post(endpoint.url, delivery.webhook_id, delivery.body, signed_by)
         results.append((delivery, outcome))
         if not outcome.ok:
             held.add(delivery.session_id)  # its later events wait for this one
@@ -262,24 +280,37 @@ def send_batch(endpoint: EventEndpoint, batch: list[Delivery]) -> tuple[int, boo
     return sum(1 for _, outcome in results if outcome.ok), not stop
 
 
+# The attempts' log in one statement without RETURNING: bulk_create of the batch's DeliveryAttempt
+# instances (building them, compiling the INSERT, reading back 100 ids) was a fifth of the worker's
+# CPU per delivery (docs/event-webhooks.md, "Speed").
+_LOG_ATTEMPTS = """
+INSERT INTO {table} (delivery_id, attempted_at, status_code, duration_ms, response, error)
+SELECT delivery_id, %s, status_code, duration_ms, response, error
+FROM unnest(%s::bigint[], %s::integer[], %s::integer[], %s::text[], %s::text[])
+    AS attempt (delivery_id, status_code, duration_ms, response, error)
+"""
+
+
 def record_outcomes(
-    endpoint: EventEndpoint, results: list[tuple[Delivery, Outcome]], unsent: list[Delivery]
+    endpoint: EventEndpoint, results: list[tuple[Claimed, Outcome]], unsent: list[Claimed]
 ) -> None:
     """One transaction: the attempts' log, each delivery's new state, the endpoint's health."""
     now = timezone.now()
     soonest: float | None = None
     with transaction.atomic():
-        DeliveryAttempt.objects.bulk_create(
-            DeliveryAttempt(
-                delivery=delivery,
-                attempted_at=now,
-                status_code=outcome.status,
-                duration_ms=outcome.duration_ms,
-                response=outcome.response,
-                error=outcome.error,
-            )
-            for delivery, outcome in results
-        )
+        if results:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    _LOG_ATTEMPTS.format(table=DeliveryAttempt._meta.db_table),
+                    [
+                        now,
+                        [delivery.pk for delivery, _ in results],
+                        [outcome.status for _, outcome in results],
+                        [outcome.duration_ms for _, outcome in results],
+                        [outcome.response for _, outcome in results],
+                        [outcome.error for _, outcome in results],
+                    ],
+                )
         # Conditional UPDATEs by outcome (only rows this claim marked `sending`): one for the
         # answered-2xx rows of each status, one per failed row (its own retry time), one for what was
         # not tried. Rejected: bulk_update, whose CASE per row and column was half a batch's time.
@@ -321,7 +352,7 @@ def _claimed(ids: list[int]) -> QuerySet[Delivery]:
     return Delivery.objects.filter(pk__in=ids, state=DeliveryState.SENDING)
 
 
-def _keep_health(endpoint: EventEndpoint, results: list[tuple[Delivery, Outcome]], now: datetime) -> None:
+def _keep_health(endpoint: EventEndpoint, results: list[tuple[Claimed, Outcome]], now: datetime) -> None:
     """410 Gone disables the endpoint at once; failing for DISABLE_AFTER disables it; a success
     clears the failure."""
     changed: list[str] = []

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import ipaddress
+import ssl
 import threading
 from datetime import timedelta
 
 import pytest
 import time_machine
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
@@ -15,7 +21,7 @@ from standardwebhooks.webhooks import Webhook
 from sessions_app.delivery.outbound import record_delivery_status, record_outbound_message
 from sessions_app.events import dispatch
 from sessions_app.events.addresses import check_endpoint_url
-from sessions_app.events.record import kick, wanted
+from sessions_app.events.record import kick, kick_key, wanted
 from sessions_app.ingest.channels import channel_for
 from sessions_app.lifecycle.sessions import create_session
 from sessions_app.lifecycle.sweep import sweep_sessions
@@ -377,9 +383,12 @@ def test_a_kept_alive_connection_is_reused_across_deliveries(receiver):
     for text in ("a", "b", "c"):
         record_outbound_message(session, text, role=Role.STAFF)
     dispatch.deliver_due(endpoint.pk)
-    assert len(receiver.delivered()) == 3
-    connections = dispatch.http_pool().connections
-    assert len(connections) == 1
+    delivered = receiver.delivered()
+    assert len(delivered) == 3
+    assert len({r.connection for r in delivered}) == 1  # one TCP connection carried all three
+    record_outbound_message(session, "d", role=Role.STAFF)
+    dispatch.deliver_due(endpoint.pk)  # the next batch reuses it too
+    assert len({r.connection for r in receiver.delivered()}) == 1
 
 
 @pytest.mark.django_db(transaction=True)
@@ -470,3 +479,124 @@ def test_an_endpoint_that_does_not_answer_rests_instead_of_being_tried_per_event
     receiver.start()
     recover_event_deliveries()  # recovery does not wait for the rest to end
     assert len(receiver.delivered()) == 2  # the other sessions' events; the failed one is not due
+
+
+def test_a_commit_queues_tasks_only_for_endpoints_whose_flag_is_not_set(
+    receiver, django_capture_on_commit_callbacks
+):
+    busy = subscribe(receiver, ["message.created"])
+    idle_receiver = Receiver()
+    idle_receiver.start()
+    try:
+        idle = EventEndpointFactory(url=idle_receiver.url, event_types=["message.created"])
+        cache.set(kick_key(busy.pk), 1)  # its task is queued or running: it will pick the event up
+        with django_capture_on_commit_callbacks(execute=True):
+            record_outbound_message(SessionFactory(), "hello", role=Role.STAFF)
+        assert receiver.received == []  # no second task for the busy endpoint
+        assert len(idle_receiver.delivered()) == 1  # the idle one's task ran (inline, eager)
+        assert cache.get(kick_key(idle.pk)) is None  # and cleared its flag when it was done
+        dispatch.deliver_due(busy.pk)  # what the running task does
+        assert len(receiver.delivered()) == 1
+    finally:
+        idle_receiver.stop()
+
+
+def test_a_kept_alive_connection_the_server_dropped_is_replaced_without_a_lost_or_double_delivery(
+    receiver,
+):
+    endpoint = subscribe(receiver, ["message.created"])
+    receiver.hang_up_on_second = True  # the second request on a connection gets no answer
+    session = SessionFactory()
+    for text in ("a", "b", "c"):
+        record_outbound_message(session, text, role=Role.STAFF)
+    dispatch.deliver_due(endpoint.pk)
+    delivered = receiver.delivered()
+    assert [r.payload["data"]["message"]["content"] for r in delivered] == ["a", "b", "c"]
+    # "b" and "c" each reached a connection as its second request, were dropped, and went again on
+    # a new connection: three connections, five arrivals, one answered delivery each.
+    assert len({r.connection for r in delivered}) == 3
+    ids = [r.webhook_id for r in delivered]
+    assert receiver.arrived == [ids[0], ids[1], ids[1], ids[2], ids[2]]
+    assert set(Delivery.objects.values_list("state", "attempts")) == {("delivered", 1)}
+    assert list(DeliveryAttempt.objects.values_list("status_code", flat=True)) == [200, 200, 200]
+
+
+def test_answers_that_close_the_connection_are_not_reused(receiver):
+    endpoint = subscribe(receiver, ["message.created"])
+    receiver.close_connections = True
+    session = SessionFactory()
+    for text in ("a", "b"):
+        record_outbound_message(session, text, role=Role.STAFF)
+    dispatch.deliver_due(endpoint.pk)
+    delivered = receiver.delivered()
+    assert len(delivered) == 2 and len({r.connection for r in delivered}) == 2
+
+
+def test_the_log_keeps_the_first_kilobyte_of_any_answer_even_binary(receiver):
+    endpoint = subscribe(receiver, ["message.created"])
+    receiver.body = b"\x00binary" + b"x" * 5000
+    record_outbound_message(SessionFactory(), "a", role=Role.STAFF)
+    dispatch.deliver_due(endpoint.pk)
+    attempt = DeliveryAttempt.objects.get()
+    assert attempt.status_code == 200
+    assert attempt.response == ("\ufffdbinary" + "x" * 5000)[:1024]
+    assert Delivery.objects.get().state == "delivered"
+
+
+@pytest.fixture
+def tls_receiver(tmp_path):
+    """An https endpoint on 127.0.0.1 with a certificate of its own CA; the CA's file path."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test endpoint")])
+    now = timezone.now()
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "endpoint.pem", tmp_path / "endpoint.key"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert_file, key_file)
+    receiver = Receiver()
+    receiver.tls = tls
+    receiver.start()
+    try:
+        yield receiver, cert_file
+    finally:
+        receiver.stop()
+
+
+def test_https_deliveries_check_the_certificate_and_keep_the_connection(tls_receiver, monkeypatch):
+    receiver, ca_file = tls_receiver
+    endpoint = subscribe(receiver, ["message.created"])
+    session = SessionFactory()
+    record_outbound_message(session, "untrusted", role=Role.STAFF)
+    dispatch.deliver_due(endpoint.pk)
+    assert receiver.received == []  # the certificate is not from a trusted CA: no request went
+    attempt = DeliveryAttempt.objects.get()
+    assert attempt.status_code is None and "CERTIFICATE_VERIFY_FAILED" in attempt.error
+
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))  # now the CA is trusted (a new pool reads it)
+    dispatch.close_pool()
+    record_outbound_message(session, "trusted", role=Role.STAFF)
+    with time_machine.travel(timezone.now() + timedelta(seconds=6), tick=True):  # the retry is due
+        dispatch.deliver_due(endpoint.pk)
+    delivered = receiver.delivered()
+    assert [r.payload["data"]["message"]["content"] for r in delivered] == ["untrusted", "trusted"]
+    assert all(r.verified for r in delivered)
+    assert len({r.connection for r in delivered}) == 1
