@@ -252,7 +252,7 @@ def _store(
     # the reply it causes.
     if outcome == "reopened":
         transaction.on_commit(lambda: status_changed(session.pk, was, SessionStatus.ACTIVE), robust=True)
-    transaction.on_commit(lambda: message_event(message, session), robust=True)
+    transaction.on_commit(lambda: message_event(message, session, opened=created), robust=True)
     if inbound.expects_reply:
         queue.after_commit(queue.PRODUCE_REPLY, message.pk)
     return IngestResult(session, message, created_session=created, duplicate=False)

@@ -7,12 +7,15 @@ import logging
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
 from channels.layers import channel_layers
 
+from sessions_app.models import Session
 from sessions_app.realtime import publish
+from sessions_app.realtime.groups import STAFF_GROUP, business_group, session_group
 from tests.factories import SessionFactory
 
 pytestmark = pytest.mark.django_db
@@ -63,3 +66,9 @@ def test_a_layer_that_does_not_answer_holds_the_publisher_for_the_timeout_at_mos
         channel_layers.backends.clear()
     assert publish.PUBLISH_TIMEOUT <= waited < publish.PUBLISH_TIMEOUT + 2
     assert "Could not broadcast session_updated" in caplog.text
+
+
+def test_a_session_opened_by_the_change_is_not_broadcast_on_its_own_topic() -> None:
+    session = Session(id=uuid.uuid4(), business_id="B1")
+    assert publish._groups(session) == [session_group(session.pk), STAFF_GROUP, business_group("B1")]
+    assert publish._groups(session, opened=True) == [STAFF_GROUP, business_group("B1")]

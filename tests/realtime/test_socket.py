@@ -261,6 +261,31 @@ def test_an_sms_reaches_the_staff_topic():
     run(scenario())
 
 
+def test_a_session_topic_hears_the_texts_after_the_one_that_opened_it():
+    staff = UserFactory(is_staff=True)
+
+    async def scenario() -> None:
+        # The text that opens the session is not broadcast on its topic (nobody can have joined a
+        # topic whose id did not exist yet); every later one is.
+        response = await sync_to_async(send_sms)(Client(), "+15551230000", "First")
+        assert response.status_code == 200
+        session = await Session.objects.aget()
+        socket = Socket(token_for(staff))
+        assert await socket.connect()
+        topic = f"session:{session.pk}"
+        assert (await socket.reply_to(await socket.push(topic, "phx_join", {})))["status"] == "ok"
+        response = await sync_to_async(send_sms)(Client(), "+15551230000", "Second")
+        assert response.status_code == 200
+        received = (await socket.events(1))[0]
+        assert received[2] == topic
+        assert received[3] == "message_received"
+        assert received[4]["content"] == "Second"
+        assert await Session.objects.acount() == 1
+        await socket.close()
+
+    run(scenario())
+
+
 def test_an_end_user_sees_only_their_own_sessions_on_a_business_topic():
     alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
 
