@@ -59,13 +59,14 @@ class _PerLoopDatabaseLayer(DatabaseLayer):
                 if loop in _closed:
                     raise RuntimeError("the channel layer's connections on this event loop are closed")
                 pool = Pool(conninfo=conninfo, open=False, configure=_configure, **self.psycopg_options)
-                _pools[loop, conninfo] = pool
                 try:
                     await pool.open(wait=True)
                 except BaseException:
-                    del _pools[loop, conninfo]
                     await pool.close()
                     raise
+                # Shared only once open: a caller that found it before would hold a pool that this
+                # opening, if cancelled, closes under it (PoolClosed in another socket's receive).
+                _pools[loop, conninfo] = pool
         return pool
 
 
