@@ -22,6 +22,10 @@ CELERY_TASK_ALWAYS_EAGER = True
 TWILIO_ACCOUNT_SID = ""
 # Most tests never run on-commit callbacks, so no reply comes; don't wait long for one.
 VOICE_REPLY_WAIT = 0.1
+# The same for the chat APIs that wait for their answer (seed 001's messages, seed 004's chat): an
+# eager reply is stored before the wait starts, so a test that gets one never waits; one that does
+# not (no on-commit callbacks, or a reply that fails) waited the default 10 s, six times a run.
+AGENT_REPLY_TIMEOUT = 1
 # A second alias on the same test database, as DATABASE_REPLICA_URL makes one (tests/test_replica.py):
 # unused unless a test sets DATABASE_REPLICA_ALIAS.
 DATABASES.setdefault("replica", {**DATABASES["default"], "TEST": {"MIRROR": "default"}})  # noqa: F405
