@@ -28,9 +28,9 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(match: Callable[[str, str], bool]) -> float:
-    """User + system CPU time of the processes for which match(parent pid, command line) holds."""
-    total = 0
+def processes_cpu(match: Callable[[str, str], bool]) -> dict[int, float]:
+    """User + system CPU seconds of each process for which match(parent pid, command line) holds."""
+    found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -40,8 +40,14 @@ def cpu_seconds(match: Callable[[str, str], bool]) -> float:
         except OSError:
             continue
         if match(fields[1], command):
-            total += int(fields[11]) + int(fields[12])  # utime, stime in clock ticks
-    return total / os.sysconf("SC_CLK_TCK")
+            # utime, stime in clock ticks
+            found[int(entry.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return found
+
+
+def cpu_seconds(match: Callable[[str, str], bool]) -> float:
+    """User + system CPU time of the processes for which match(parent pid, command line) holds."""
+    return sum(processes_cpu(match).values())
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 20) -> None:

@@ -45,7 +45,6 @@ import tempfile
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -55,7 +54,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from benchenv import process_cpu_seconds, stop_process  # noqa: E402
+from benchenv import process_cpu_seconds, processes_cpu, stop_process  # noqa: E402
 from ingest import (  # noqa: E402
     SMS_PATH,
     fixed_rate,
@@ -169,22 +168,6 @@ def cpu_now(worker: int, receiver: int, database: str, web: int | None = None) -
         web_key = str(web)
         sample["web"] = processes_cpu(lambda ppid, _: ppid == web_key)
     return sample
-
-
-def processes_cpu(match: Callable[[str, str], bool]) -> dict[int, float]:
-    """User + system CPU seconds of each process for which match(parent pid, command line) holds."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if match(fields[1], command):
-            found[int(entry.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return found
 
 
 def cpu_line(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]], deliveries: int) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -106,17 +108,15 @@ def test_a_change_of_time_zone_recomputes_every_day_in_the_new_one(settings):
     assert stored[date(2026, 11, 11)] == live_day(date(2026, 11, 11), paris)
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_day_another_worker_is_computing_is_skipped_not_waited_for():
-    agent_answered(date(2026, 11, 10))
-    with time_machine.travel(NOW, tick=False):
-        rollup.mark_stale_days()
+@contextlib.contextmanager
+def another_worker_holding(day: date) -> Iterator[None]:
+    """Another worker's transaction holds `day`'s RollupDay row locked for the length of the block."""
     locked, release = threading.Event(), threading.Event()
 
     def other_worker() -> None:
         try:
             with transaction.atomic():
-                RollupDay.objects.select_for_update().get(day=date(2026, 11, 12))
+                RollupDay.objects.select_for_update().get(day=day)
                 locked.set()
                 release.wait(10)
         finally:
@@ -126,15 +126,24 @@ def test_a_day_another_worker_is_computing_is_skipped_not_waited_for():
     worker.start()
     try:
         assert locked.wait(10)
+        yield
+    finally:
+        release.set()
+        worker.join()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_day_another_worker_is_computing_is_skipped_not_waited_for():
+    agent_answered(date(2026, 11, 10))
+    with time_machine.travel(NOW, tick=False):
+        rollup.mark_stale_days()
+    with another_worker_holding(date(2026, 11, 12)):
         with time_machine.travel(NOW, tick=False):
             assert rollup.compute_next_day() and rollup.compute_next_day()
             assert not rollup.compute_next_day()  # only the locked day is left
         assert sorted(RollupDay.objects.filter(stale=True).values_list("day", flat=True)) == [
             date(2026, 11, 12)
         ]
-    finally:
-        release.set()
-        worker.join()
 
 
 @pytest.mark.django_db
@@ -202,24 +211,7 @@ def test_a_today_run_skips_while_another_worker_computes_today():
     agent_answered(date(2026, 11, 13))
     with time_machine.travel(NOW, tick=False):
         assert rollup.refresh_today()
-    locked, release = threading.Event(), threading.Event()
-
-    def other_worker() -> None:
-        try:
-            with transaction.atomic():
-                RollupDay.objects.select_for_update().get(day=date(2026, 11, 13))
-                locked.set()
-                release.wait(10)
-        finally:
-            connection.close()
-
-    worker = threading.Thread(target=other_worker)
-    worker.start()
-    try:
-        assert locked.wait(10)
+    with another_worker_holding(date(2026, 11, 13)):
         with time_machine.travel(NOW + timedelta(minutes=5), tick=False):
             assert not rollup.refresh_today()
         assert RollupDay.objects.get(day=date(2026, 11, 13)).computed_at == NOW
-    finally:
-        release.set()
-        worker.join()
