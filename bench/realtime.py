@@ -40,7 +40,7 @@ from pathlib import Path
 
 import psycopg
 import websockets
-from benchenv import stop_process
+from benchenv import process_cpu_seconds, stop_process
 from cryptography.fernet import Fernet
 from twilio.request_validator import RequestValidator
 
@@ -239,6 +239,14 @@ async def run(args: argparse.Namespace) -> None:
         idle_after = sum(rss_kb(process.pid) for process in servers)
 
         poster = Poster(webhook_port, auth_token)
+
+        # CPU of the socket processes (and of this client, on the same cores) over the webhooks: what
+        # each event costs to fan out, which holds on a busy machine where latency does not.
+        # (A process --kill-one-after killed counts only the CPU it spent before the run: none.)
+        def sockets_cpu() -> dict[int, float]:
+            return {process.pid: process_cpu_seconds(process.pid) for process in servers}
+
+        cpu_before, client_before = sockets_cpu(), time.process_time()
         loop = asyncio.get_running_loop()
         pool = ThreadPoolExecutor(max_workers=args.clients)
         subscribers_per_topic = args.sockets / args.topics
@@ -263,6 +271,9 @@ async def run(args: argparse.Namespace) -> None:
                 pending.append(loop.run_in_executor(pool, send))
         await asyncio.gather(*pending)
         await asyncio.sleep(2)
+        cpu_after = sockets_cpu()
+        cpu_spent = sum(max(cpu_after[pid] - cpu_before[pid], 0.0) for pid in cpu_before)
+        client_spent = time.process_time() - client_before
         stopping = True
         for task in tasks:
             task.cancel()
@@ -297,6 +308,11 @@ async def run(args: argparse.Namespace) -> None:
             f"{owed}, lost: {missing}; missed while reconnecting: {away}"
         )
         if latencies:
+            print(
+                f"CPU per event delivered: socket processes {cpu_spent / len(latencies) * 1e6:.0f} µs, "
+                f"this client {client_spent / len(latencies) * 1e6:.0f} µs ({cpu_spent:.1f} s and "
+                f"{client_spent:.1f} s over the webhooks and the 2 s after)"
+            )
             print(
                 f"latency webhook sent -> event at subscriber: p50 {statistics.median(latencies):.1f} ms, "
                 f"p95 {percentile(latencies, 95):.1f} ms, p99 {percentile(latencies, 99):.1f} ms, "

@@ -227,6 +227,16 @@ class PhoenixSocketConsumer(AsyncWebsocketConsumer):
             owner=owner,
         )
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # A broadcast is relayed without channels' `aclose_old_connections` before it: that is a hop
+        # to a worker thread for every event at every socket, and relaying reads no database. It
+        # was most of a socket process's CPU under fan-out (docs/realtime.md). Every other message
+        # (frames from the client, connect, disconnect) takes channels' own path.
+        if message.get("type") == "relay.event":
+            await self.relay_event(message)
+        else:
+            await super().dispatch(message)
+
     async def relay_event(self, message: dict[str, Any]) -> None:
         """A broadcast from `publish.publish`, once per group this socket is in."""
         business_id, owner_id = message.get("business_id", ""), message.get("owner_id")
@@ -234,7 +244,7 @@ class PhoenixSocketConsumer(AsyncWebsocketConsumer):
         for topic, (_, group, audience) in list(self.joined.items()):
             if group == message["group"] and audience.admits(business_id, owner_id, chat_user):
                 await self.send_frame(
-                    protocol.encode(None, None, topic, message["event"], message["payload"])
+                    protocol.push(message.get("key"), topic, message["event"], message["payload"])
                 )
 
 

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import threading
+import uuid
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -104,11 +105,13 @@ def _send(
     layer = get_channel_layer()
     if layer is None:
         return
+    key = uuid.uuid4().hex  # one per broadcast: each socket process encodes its frame once per topic
     messages = [
         (
             group,
             {
                 "type": "relay.event",
+                "key": key,
                 "group": group,
                 "event": event,
                 "payload": payload,
