@@ -7,6 +7,11 @@ so the numbers have no gaps), stores the payload as it will be sent, and one `De
 endpoint that wants the type; once the transaction commits, the endpoints' delivery tasks are
 queued. With no enabled endpoint wanting the type nothing is written and no query is made: the
 endpoints are read from this process's cache (`ENDPOINT_CACHE_TTL`), like the channels.
+
+The reuse rule's function takes its message's numbers itself, in the session row it writes anyway,
+and returns the session and contact the payload shows: the rule passes both on (`numbered_to`,
+`session`), so an inbound message's events cost one statement, the INSERT of the events and their
+deliveries (docs/event-webhooks.md).
 """
 
 from __future__ import annotations
@@ -50,10 +55,16 @@ class EventSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _endpoints() -> list[tuple[int, list[str]]]:
-    """The enabled endpoints as (id, event types), from this process's cache while fresh."""
+# The enabled endpoints as (id, event types).
+Endpoints = list[tuple[int, list[str]]]
+
+
+def enabled_endpoints() -> Endpoints:
+    """The enabled endpoints as (id, event types), from this process's cache while fresh. A change
+    that counts its events before recording them counts and records with one such list, so the two
+    agree even if the cache is refreshed in between (the reuse rule)."""
     store = caches["process"]
-    entry: tuple[datetime, list[tuple[int, list[str]]]] | None = store.get(_CACHE_KEY)
+    entry: tuple[datetime, Endpoints] | None = store.get(_CACHE_KEY)
     now = timezone.now()
     if entry is not None and timedelta(0) <= now - entry[0] < ENDPOINT_CACHE_TTL:
         return entry[1]
@@ -65,18 +76,21 @@ def _endpoints() -> list[tuple[int, list[str]]]:
     return rows
 
 
-def _wanting(endpoints: list[tuple[int, list[str]]], event_type: str) -> list[int]:
+def wanting(endpoints: Endpoints, event_type: str) -> list[int]:
+    """The ids of `endpoints` that want `event_type`."""
     return [pk for pk, types in endpoints if "*" in types or event_type in types]
 
 
 def subscribers(event_type: str) -> list[int]:
     """The ids of the enabled endpoints that want `event_type`."""
-    return _wanting(_endpoints(), event_type)
+    return wanting(enabled_endpoints(), event_type)
 
 
-def wanted(*event_types: str) -> bool:
-    endpoints = _endpoints()  # one read of the process cache, whatever the number of types
-    return any(_wanting(endpoints, event_type) for event_type in event_types)
+def wanted(*event_types: str, endpoints: Endpoints | None = None) -> bool:
+    """Whether an endpoint wants one of `event_types` (of `endpoints`: by default the enabled ones)."""
+    if endpoints is None:
+        endpoints = enabled_endpoints()  # one read of the process cache, whatever the number of types
+    return any(wanting(endpoints, event_type) for event_type in event_types)
 
 
 def forget_endpoints(**kwargs: Any) -> None:
@@ -87,10 +101,13 @@ post_save.connect(forget_endpoints, sender=EventEndpoint, dispatch_uid="events.f
 post_delete.connect(forget_endpoints, sender=EventEndpoint, dispatch_uid="events.forget_endpoints_on_delete")
 
 
-def recording(*event_types: str) -> contextlib.AbstractContextManager[Any]:
+def recording(
+    *event_types: str, endpoints: Endpoints | None = None
+) -> contextlib.AbstractContextManager[Any]:
     """A transaction around a change that would otherwise run in autocommit (the reuse rule's one
-    statement), when one of `event_types` has a subscriber: its events must commit with it."""
-    if connection.in_atomic_block or not wanted(*event_types):
+    statement), when one of `event_types` has a subscriber (in `endpoints`, by default the enabled
+    ones): its events must commit with it."""
+    if connection.in_atomic_block or not wanted(*event_types, endpoints=endpoints):
         return contextlib.nullcontext()
     return transaction.atomic()
 
@@ -125,17 +142,31 @@ def _next_sequences(session_id: Any, count: int) -> int:
     return int(row[0])
 
 
-def record_events(session_id: Any, specs: Sequence[EventSpec]) -> list[Event]:
+def record_events(
+    session_id: Any,
+    specs: Sequence[EventSpec],
+    *,
+    session: Session | None = None,
+    endpoints: Endpoints | None = None,
+    numbered_to: int | None = None,
+) -> list[Event]:
     """Record `specs`, in that order, as the next events of session `session_id`. Call it inside the
-    change's transaction. Returns the events stored (none when nobody subscribes to their types)."""
-    endpoints = _endpoints()
-    targets = [(spec, _wanting(endpoints, spec.type)) for spec in specs]
+    change's transaction. Returns the events stored (none when nobody subscribes to their types).
+
+    `session`: the session as the change left it, with its contact, when the caller has it (else it
+    is read). `endpoints`: the subscribers to record for (by default the enabled endpoints).
+    `numbered_to`: the change took the numbers itself (the reuse rule's function), one per spec
+    with a subscriber in `endpoints`, and this is the last; else they are taken here."""
+    if endpoints is None:
+        endpoints = enabled_endpoints()
+    targets = [(spec, wanting(endpoints, spec.type)) for spec in specs]
     targets = [(spec, endpoint_ids) for spec, endpoint_ids in targets if endpoint_ids]
     if not targets:
         return []
     assert connection.in_atomic_block, "record_events runs inside the change's transaction"
-    last = _next_sequences(session_id, len(targets))
-    session = Session.objects.select_related("contact").get(pk=session_id)
+    last = _next_sequences(session_id, len(targets)) if numbered_to is None else numbered_to
+    if session is None:
+        session = Session.objects.select_related("contact").get(pk=session_id)
     shown = _session_shown().to_representation(session)
     now = timezone.now()
     events: list[Event] = []
