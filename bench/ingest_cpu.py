@@ -232,10 +232,17 @@ def main() -> int:
     )
     if args.event_endpoints:
         # Never answered (nothing listens there, and no worker runs): only the outbox's writes count.
+        # Each endpoint's kick flag is set for the run, as its running delivery task keeps it under
+        # load: a commit reads the flags and queues nothing. Left to expire (5 s), how many tasks
+        # the run queued would depend on how fast the machine was, callgrind's slowness included.
         create = (
+            "from django.core.cache import cache\n"
+            "from sessions_app.events.record import kick_key\n"
             "from sessions_app.models import EventEndpoint\n"
             f"for number in range({args.event_endpoints}):\n"
-            "    EventEndpoint.objects.create(url=f'http://127.0.0.1:9/{number}', event_types=['*'])\n"
+            "    url = f'http://127.0.0.1:9/{number}'\n"
+            "    endpoint = EventEndpoint.objects.create(url=url, event_types=['*'])\n"
+            "    cache.set(kick_key(endpoint.pk), 1, timeout=3600)\n"
         )
         subprocess.run(
             [sys.executable, "manage.py", "shell", "-c", create], cwd=ROOT, env=ours_env, check=True

@@ -7,6 +7,11 @@ so the numbers have no gaps), stores the payload as it will be sent, and one `De
 endpoint that wants the type; once the transaction commits, the endpoints' delivery tasks are
 queued. With no enabled endpoint wanting the type nothing is written and no query is made: the
 endpoints are read from this process's cache (`ENDPOINT_CACHE_TTL`), like the channels.
+
+The reuse rule's function takes its message's numbers itself, in the session row it writes anyway,
+and returns the session and contact the payload shows: the rule passes both on (`numbered_to`,
+`session`), so an inbound message's events cost one statement, the INSERT of the events and their
+deliveries (docs/event-webhooks.md).
 """
 
 from __future__ import annotations
@@ -50,10 +55,16 @@ class EventSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _endpoints() -> list[tuple[int, list[str]]]:
-    """The enabled endpoints as (id, event types), from this process's cache while fresh."""
+# The enabled endpoints as (id, event types).
+Endpoints = list[tuple[int, list[str]]]
+
+
+def enabled_endpoints() -> Endpoints:
+    """The enabled endpoints as (id, event types), from this process's cache while fresh. A change
+    that counts its events before recording them counts and records with one such list, so the two
+    agree even if the cache is refreshed in between (the reuse rule)."""
     store = caches["process"]
-    entry: tuple[datetime, list[tuple[int, list[str]]]] | None = store.get(_CACHE_KEY)
+    entry: tuple[datetime, Endpoints] | None = store.get(_CACHE_KEY)
     now = timezone.now()
     if entry is not None and timedelta(0) <= now - entry[0] < ENDPOINT_CACHE_TTL:
         return entry[1]
@@ -65,18 +76,21 @@ def _endpoints() -> list[tuple[int, list[str]]]:
     return rows
 
 
-def _wanting(endpoints: list[tuple[int, list[str]]], event_type: str) -> list[int]:
+def wanting(endpoints: Endpoints, event_type: str) -> list[int]:
+    """The ids of `endpoints` that want `event_type`."""
     return [pk for pk, types in endpoints if "*" in types or event_type in types]
 
 
 def subscribers(event_type: str) -> list[int]:
     """The ids of the enabled endpoints that want `event_type`."""
-    return _wanting(_endpoints(), event_type)
+    return wanting(enabled_endpoints(), event_type)
 
 
-def wanted(*event_types: str) -> bool:
-    endpoints = _endpoints()  # one read of the process cache, whatever the number of types
-    return any(_wanting(endpoints, event_type) for event_type in event_types)
+def wanted(*event_types: str, endpoints: Endpoints | None = None) -> bool:
+    """Whether an endpoint wants one of `event_types` (of `endpoints`: by default the enabled ones)."""
+    if endpoints is None:
+        endpoints = enabled_endpoints()  # one read of the process cache, whatever the number of types
+    return any(wanting(endpoints, event_type) for event_type in event_types)
 
 
 def forget_endpoints(**kwargs: Any) -> None:
@@ -87,10 +101,13 @@ post_save.connect(forget_endpoints, sender=EventEndpoint, dispatch_uid="events.f
 post_delete.connect(forget_endpoints, sender=EventEndpoint, dispatch_uid="events.forget_endpoints_on_delete")
 
 
-def recording(*event_types: str) -> contextlib.AbstractContextManager[Any]:
+def recording(
+    *event_types: str, endpoints: Endpoints | None = None
+) -> contextlib.AbstractContextManager[Any]:
     """A transaction around a change that would otherwise run in autocommit (the reuse rule's one
-    statement), when one of `event_types` has a subscriber: its events must commit with it."""
-    if connection.in_atomic_block or not wanted(*event_types):
+    statement), when one of `event_types` has a subscriber (in `endpoints`, by default the enabled
+    ones): its events must commit with it."""
+    if connection.in_atomic_block or not wanted(*event_types, endpoints=endpoints):
         return contextlib.nullcontext()
     return transaction.atomic()
 
@@ -125,17 +142,31 @@ def _next_sequences(session_id: Any, count: int) -> int:
     return int(row[0])
 
 
-def record_events(session_id: Any, specs: Sequence[EventSpec]) -> list[Event]:
+def record_events(
+    session_id: Any,
+    specs: Sequence[EventSpec],
+    *,
+    session: Session | None = None,
+    endpoints: Endpoints | None = None,
+    numbered_to: int | None = None,
+) -> list[Event]:
     """Record `specs`, in that order, as the next events of session `session_id`. Call it inside the
-    change's transaction. Returns the events stored (none when nobody subscribes to their types)."""
-    endpoints = _endpoints()
-    targets = [(spec, _wanting(endpoints, spec.type)) for spec in specs]
+    change's transaction. Returns the events stored (none when nobody subscribes to their types).
+
+    `session`: the session as the change left it, with its contact, when the caller has it (else it
+    is read). `endpoints`: the subscribers to record for (by default the enabled endpoints).
+    `numbered_to`: the change took the numbers itself (the reuse rule's function), one per spec
+    with a subscriber in `endpoints`, and this is the last; else they are taken here."""
+    if endpoints is None:
+        endpoints = enabled_endpoints()
+    targets = [(spec, wanting(endpoints, spec.type)) for spec in specs]
     targets = [(spec, endpoint_ids) for spec, endpoint_ids in targets if endpoint_ids]
     if not targets:
         return []
     assert connection.in_atomic_block, "record_events runs inside the change's transaction"
-    last = _next_sequences(session_id, len(targets))
-    session = Session.objects.select_related("contact").get(pk=session_id)
+    last = _next_sequences(session_id, len(targets)) if numbered_to is None else numbered_to
+    if session is None:
+        session = Session.objects.select_related("contact").get(pk=session_id)
     shown = _session_shown().to_representation(session)
     now = timezone.now()
     events: list[Event] = []
@@ -186,18 +217,24 @@ def _event(session_id: Any, number: int, event_type: str, at: datetime, data: di
 
 
 # The events and their deliveries in one statement (one round trip; a batch of the sweep's holds
-# thousands): each event's deliveries go to the endpoints subscribed to its type.
+# thousands): each event's deliveries go to the endpoints subscribed to its type. The rows come as
+# two JSON documents, not as arrays: psycopg writes a text array's elements escaping each quote
+# with a regular expression's substitution in Python, a few hundred per payload (with 5 endpoints
+# 3.4 of an inbound message's 12.1 M instructions, bench/ingest_cpu.py --instructions), where
+# `json.dumps` escapes them in C.
 _INSERT = """
 WITH event AS (
     INSERT INTO {event} (session_id, sequence, type, webhook_id, body, created_at)
-    SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::timestamptz[])
+    SELECT * FROM json_to_recordset(%s::json)
+        AS e (session_id uuid, sequence bigint, type text, webhook_id text, body text, created_at timestamptz)
     RETURNING id, session_id, sequence, type, created_at
 )
 INSERT INTO {delivery} (event_id, endpoint_id, session_id, sequence, state, attempts, next_attempt_at,
                         created_at, last_error)
 SELECT event.id, wanted.endpoint_id, event.session_id, event.sequence, 'pending', 0, event.created_at,
        event.created_at, ''
-FROM event JOIN unnest(%s::text[], %s::bigint[]) AS wanted (type, endpoint_id) ON wanted.type = event.type
+FROM event
+JOIN json_to_recordset(%s::json) AS wanted (type text, endpoint_id bigint) ON wanted.type = event.type
 """
 
 
@@ -205,20 +242,20 @@ def _store(events: list[Event], endpoint_ids: list[list[int]]) -> None:
     by_type = {event.type: ids for event, ids in zip(events, endpoint_ids, strict=True)}
     pairs = [(event_type, pk) for event_type, ids in by_type.items() for pk in ids]
     sql = _INSERT.format(event=Event._meta.db_table, delivery=Delivery._meta.db_table)
+    rows = [
+        {
+            "session_id": str(event.session_id),
+            "sequence": event.sequence,
+            "type": event.type,
+            "webhook_id": event.webhook_id,
+            "body": event.body,
+            "created_at": event.created_at.isoformat(),
+        }
+        for event in events
+    ]
+    wanted = [{"type": event_type, "endpoint_id": pk} for event_type, pk in pairs]
     with connection.cursor() as cursor:
-        cursor.execute(
-            sql,
-            [
-                [event.session_id for event in events],
-                [event.sequence for event in events],
-                [event.type for event in events],
-                [event.webhook_id for event in events],
-                [event.body for event in events],
-                [event.created_at for event in events],
-                [event_type for event_type, _ in pairs],
-                [pk for _, pk in pairs],
-            ],
-        )
+        cursor.execute(sql, [json.dumps(rows), json.dumps(wanted)])
     endpoints = sorted({pk for _, pk in pairs})
     transaction.on_commit(lambda: kick_all(endpoints), robust=True)
 

@@ -92,6 +92,15 @@ $$;
 -- (`sessions_app_phone_contact`). The p_session_* values are the session to open if none is joined
 -- (its metadata already encrypted); the p_message_* values, the message. The joined or opened
 -- session comes back whole, but for its metadata and search document.
+--
+-- Events (sessions_app/events/record.py): p_event_opened, p_event_status and p_event_message say
+-- whether `session.opened`, `session.status_changed` and `message.created` have a subscriber. The
+-- message's events that do (session.opened when it opens a session, session.status_changed when it
+-- reopens one, message.created always) take their numbers from the session's counter in the row
+-- version this function writes anyway (`event_sequence`, returned: the last number taken), under
+-- the row lock its UPDATE holds; a rollback takes them back. When it has any, the session's
+-- metadata (encrypted) and, for a phone contact found or created here, the contact's columns come
+-- back too, for the events' payloads; otherwise those are NULL.
 CREATE OR REPLACE FUNCTION sessions_app_record_inbound(
     p_channel_id bigint,
     p_reuse_window interval,
@@ -116,7 +125,10 @@ CREATE OR REPLACE FUNCTION sessions_app_record_inbound(
     p_message_media jsonb,
     p_message_metadata jsonb,
     p_message_reply_state text,
-    p_reopen_window interval DEFAULT interval '0'
+    p_reopen_window interval DEFAULT interval '0',
+    p_event_opened boolean DEFAULT false,
+    p_event_status boolean DEFAULT false,
+    p_event_message boolean DEFAULT false
 ) RETURNS TABLE (
     outcome text,
     gap double precision,
@@ -142,12 +154,24 @@ CREATE OR REPLACE FUNCTION sessions_app_record_inbound(
     status_changed_at timestamptz,
     created_at timestamptz,
     updated_at timestamptz,
-    reopened_from varchar
+    reopened_from varchar,
+    merged_into_id uuid,
+    event_sequence bigint,
+    session_metadata text,
+    contact_whatsapp_id varchar,
+    contact_whatsapp_profile_name varchar,
+    contact_display_name varchar,
+    contact_company varchar,
+    contact_business_id varchar,
+    contact_created_at timestamptz,
+    contact_updated_at timestamptz
 )
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
     cid bigint := p_contact_id;
+    c sessions_app_contact;  -- the phone contact's row (all NULL when the caller named the contact)
+    numbered integer;  -- how many numbers this message's events took from the session's counter
     ended sessions_app_session;
     was text;
     created_contact boolean := false;
@@ -159,7 +183,10 @@ DECLARE
     document tsvector;
 BEGIN
     IF cid IS NULL THEN
-        SELECT f.id, f.created INTO cid, created_contact
+        SELECT f.id, f.created, f.whatsapp_id, f.whatsapp_profile_name, f.display_name, f.company,
+               f.business_id, f.created_at, f.updated_at
+          INTO cid, created_contact, c.whatsapp_id, c.whatsapp_profile_name, c.display_name, c.company,
+               c.business_id, c.created_at, c.updated_at
           FROM sessions_app_phone_contact(p_phone, p_whatsapp_id, p_profile_name, p_now) f;
     END IF;
 
@@ -180,7 +207,9 @@ BEGIN
                     NULL::varchar, NULL::bigint, NULL::varchar, NULL::varchar, NULL::varchar, NULL::integer,
                     NULL::varchar, NULL::varchar, NULL::text, NULL::varchar, NULL::varchar, NULL::varchar,
                     NULL::integer, NULL::timestamptz, NULL::timestamptz, NULL::timestamptz, NULL::timestamptz,
-                    NULL::timestamptz, NULL::timestamptz, NULL::varchar;
+                    NULL::timestamptz, NULL::timestamptz, NULL::varchar, NULL::uuid, NULL::bigint, NULL::text,
+                    NULL::varchar, NULL::varchar, NULL::varchar, NULL::varchar, NULL::varchar, NULL::timestamptz,
+                    NULL::timestamptz;
                 RETURN;
             END IF;
         END IF;
@@ -231,7 +260,8 @@ BEGIN
                     last_message_at = p_now,
                     last_activity_at = p_now,
                     updated_at = p_now,
-                    search_document = x.search_document || session_search_words(p_message_content)
+                    search_document = x.search_document || session_search_words(p_message_content),
+                    event_sequence = x.event_sequence + p_event_status::int + p_event_message::int
                  WHERE x.id = ended.id AND x.status = was
                 RETURNING x.* INTO s;
                 IF FOUND THEN
@@ -257,13 +287,18 @@ BEGIN
             last_message_at = p_now,
             last_activity_at = p_now,
             updated_at = p_now,
-            search_document = x.search_document || session_search_words(p_message_content)
+            search_document = x.search_document || session_search_words(p_message_content),
+            event_sequence = x.event_sequence + p_event_message::int
          WHERE x.id = s.id AND x.status = 'active'
         RETURNING x.* INTO s;
         IF NOT FOUND THEN
             result := 'ended';
         END IF;
     END IF;
+    -- The numbers the UPDATE above took, or a new session's first ones.
+    numbered := p_event_message::int + CASE WHEN result IN ('named', 'reused') THEN 0
+                                            WHEN result = 'reopened' THEN p_event_status::int
+                                            ELSE p_event_opened::int END;
 
     -- This function keeps the search document itself: the search triggers read this flag and stay
     -- out of the way until it is lowered (sessions_app/search/document.sql).
@@ -299,7 +334,7 @@ BEGIN
         VALUES (p_session_id, NULL, p_channel_id, p_session_kind, cid, p_session_business_id,
                 p_session_location_id, p_session_owner_id, p_session_agent_id, p_session_title, '', '',
                 'active', p_session_metadata, '', 1, p_now, p_now, p_now, p_now, p_now, p_now,
-                coalesce(document, ''), NULL, 0)
+                coalesce(document, ''), NULL, numbered)
         RETURNING * INTO s;
     END IF;
     PERFORM set_config('sessions_app.ingest_writes_search', 'off', true);
@@ -307,6 +342,10 @@ BEGIN
     RETURN QUERY SELECT result, since, cid, mid, s.id, s.external_id, s.channel_id, s.channel_kind,
         s.business_id, s.location_id, s.owner_id, s.agent_id, s.title, s.description, s.thumbnail_url,
         s.status, s.mission_id, s.message_count, s.first_message_at, s.last_message_at, s.last_activity_at,
-        s.status_changed_at, s.created_at, s.updated_at, was::varchar;
+        s.status_changed_at, s.created_at, s.updated_at, was::varchar, s.merged_into_id, s.event_sequence,
+        CASE WHEN numbered > 0 THEN s.metadata END, CASE WHEN numbered > 0 THEN c.whatsapp_id END,
+        CASE WHEN numbered > 0 THEN c.whatsapp_profile_name END, CASE WHEN numbered > 0 THEN c.display_name END,
+        CASE WHEN numbered > 0 THEN c.company END, CASE WHEN numbered > 0 THEN c.business_id END,
+        CASE WHEN numbered > 0 THEN c.created_at END, CASE WHEN numbered > 0 THEN c.updated_at END;
 END;
 $$;

@@ -13,6 +13,10 @@ The whole rule is one call of the database function `sessions_app_record_inbound
 65 % of the webhook's throughput against the same rule as ORM queries (docs/ingest.md, measured
 with `.venv/bin/python bench/ingest.py`). This module passes it plain values and builds the model
 instances it returns with `Model.from_db`, as a query would.
+
+With subscribers to the message's events, the same call takes the events' numbers from the session's
+counter and returns what their payloads show (the session's metadata, the phone contact's columns),
+so recording them adds one statement (sessions_app/events/record.py, docs/event-webhooks.md).
 """
 
 from __future__ import annotations
@@ -29,7 +33,14 @@ from django.utils import timezone
 
 from sessions_app.delivery import queue
 from sessions_app.events.models import EventType
-from sessions_app.events.record import EventSpec, record_events, recording
+from sessions_app.events.record import (
+    Endpoints,
+    EventSpec,
+    enabled_endpoints,
+    record_events,
+    recording,
+    wanted,
+)
 from sessions_app.ingest.channels import cached_channel, channel_for
 from sessions_app.models import (
     Channel,
@@ -90,8 +101,14 @@ class _Sender:
 _CALL = (
     "SELECT * FROM sessions_app_record_inbound(%s::bigint, %s::interval, %s::timestamptz, %s::bigint, "
     "%s, %s, %s, %s, %s, %s::uuid, %s::uuid, %s, %s, %s, %s, %s, %s::integer, %s, %s, %s, %s::jsonb, "
-    "%s::jsonb, %s, %s::interval)"
+    "%s::jsonb, %s, %s::interval, %s, %s, %s)"
 )
+# The function's result columns by name, read from its first answer's description and then remembered:
+# psycopg builds the description's column objects anew on every call, which for its 35 columns was
+# 0.37 of an inbound SMS's 5.28 M instructions (bench/ingest_cpu.py --instructions).
+_COLUMNS: dict[str, tuple[str, ...]] = {}
+# The events an inbound message may cause, in the order of the function's p_event_* parameters.
+_EVENT_TYPES = (EventType.SESSION_OPENED, EventType.SESSION_STATUS_CHANGED, EventType.MESSAGE_CREATED)
 
 
 def record_inbound_message(
@@ -183,10 +200,23 @@ def _record(
         ReplyState.OWED if inbound.expects_reply else ReplyState.NONE,
         channel.effective_reopen_window,
     ]
+    # One read of the subscribers: the function takes a number for each event they want, and
+    # record_events records exactly those.
+    endpoints = enabled_endpoints()
+    params += [wanted(event_type, endpoints=endpoints) for event_type in _EVENT_TYPES]
     # With subscribers to its events, the statement and the events it causes are one transaction;
     # otherwise the statement runs alone, in autocommit when the caller has no transaction open.
-    with recording(EventType.MESSAGE_CREATED, EventType.SESSION_OPENED, EventType.SESSION_STATUS_CHANGED):
-        return _store(channel, inbound, params, message_metadata, contact=contact, phone=phone, now=now)
+    with recording(*_EVENT_TYPES, endpoints=endpoints):
+        return _store(
+            channel,
+            inbound,
+            params,
+            message_metadata,
+            contact=contact,
+            phone=phone,
+            now=now,
+            endpoints=endpoints,
+        )
 
 
 def _store(
@@ -198,10 +228,13 @@ def _store(
     contact: Contact | None,
     phone: str,
     now: datetime,
+    endpoints: Endpoints,
 ) -> IngestResult:
     with connection.cursor() as cursor:  # `connection` is the default database's, DEFAULT_DB_ALIAS
         cursor.execute(_CALL, params)
-        names = [column.name for column in cursor.description]
+        names = _COLUMNS.get(_CALL)
+        if names is None:
+            names = _COLUMNS.setdefault(_CALL, tuple(column.name for column in cursor.description))
         row = dict(zip(names, cursor.fetchone(), strict=True))
     outcome = row["outcome"]
     if outcome == "duplicate":
@@ -210,7 +243,11 @@ def _store(
         return IngestResult(existing.session, existing, created_session=False, duplicate=True)
 
     if contact is None:
-        contact = _loaded(Contact, {"id": row["contact_id"], "phone": phone, "external_user_id": ""})
+        contact = _loaded(Contact, _contact_values(row, phone))
+    if row["session_metadata"] is not None:  # the message has events: their payloads show it
+        field = Session._meta.get_field("metadata")
+        assert isinstance(field, models.Field)
+        row["metadata"] = field.from_db_value(row["session_metadata"], None, connection)
     session = _loaded(Session, row)
     session.channel = channel
     session.contact = contact
@@ -246,7 +283,8 @@ def _store(
     if outcome == "reopened":
         change = {"from": was, "to": SessionStatus.ACTIVE, "actor": REOPEN_ACTOR}
         specs.append(EventSpec(EventType.SESSION_STATUS_CHANGED, extra=change))
-    record_events(session.pk, [*specs, EventSpec(EventType.MESSAGE_CREATED, message=message)])
+    specs.append(EventSpec(EventType.MESSAGE_CREATED, message=message))
+    record_events(session.pk, specs, session=session, endpoints=endpoints, numbered_to=row["event_sequence"])
     # Once committed (at once in autocommit): the session's sockets hear of it (a reopened one's
     # status first), then its reply is queued, in that order, so a socket sees the message before
     # the reply it causes.
@@ -256,6 +294,16 @@ def _store(
     if inbound.expects_reply:
         queue.after_commit(queue.PRODUCE_REPLY, message.pk)
     return IngestResult(session, message, created_session=created, duplicate=False)
+
+
+def _contact_values(row: Mapping[str, Any], phone: str) -> dict[str, Any]:
+    """The phone contact's columns the function returned: all of them when the message has events
+    (their payloads show the contact), else those at hand (the others deferred)."""
+    values = {"id": row["contact_id"], "phone": phone, "external_user_id": ""}
+    if row["contact_created_at"] is not None:
+        names = ("whatsapp_id", "whatsapp_profile_name", "display_name", "company", "business_id")
+        values |= {name: row[f"contact_{name}"] for name in (*names, "created_at", "updated_at")}
+    return values
 
 
 def _json(model: type[models.Model], name: str, value: Any) -> Any:

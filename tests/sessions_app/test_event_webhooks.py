@@ -23,6 +23,7 @@ from sessions_app.events import dispatch
 from sessions_app.events.addresses import check_endpoint_url
 from sessions_app.events.record import kick, kick_key, wanted
 from sessions_app.ingest.channels import channel_for
+from sessions_app.ingest.rule import InboundMessage, record_phone_message
 from sessions_app.lifecycle.sessions import create_session
 from sessions_app.lifecycle.sweep import sweep_sessions
 from sessions_app.lifecycle.transitions import transition_session
@@ -42,7 +43,7 @@ from sessions_app.models import (
 from sessions_app.tasks import purge_event_log, recover_event_deliveries
 from tests.event_receiver import Receiver, running_receiver
 from tests.factories import EventEndpointFactory, SessionFactory
-from tests.twilio_helpers import send_sms
+from tests.twilio_helpers import OUR_NUMBER, send_sms
 
 pytestmark = pytest.mark.django_db
 
@@ -416,6 +417,43 @@ def test_sequences_under_concurrent_writers_grow_by_exactly_one(receiver):
     # Four writers' tasks delivered concurrently, and the receiver still saw them in order.
     assert [r.payload["data"]["sequence"] for r in receiver.delivered()] == list(range(1, 61))
     assert Session.objects.get(pk=session.pk).event_sequence == 60
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sequences_stay_gapless_when_inbound_messages_and_replies_race(receiver):
+    # Inbound messages take their numbers inside the reuse rule's function, replies with their own
+    # UPDATE of the counter: both on the session's row, so they queue on its lock.
+    subscribe(receiver, ["session.opened", "message.created"])
+
+    def inbound(text: str) -> Session:
+        quiet = InboundMessage(content=text, provider="twilio", expects_reply=False)
+        return record_phone_message(
+            kind=ChannelKind.SMS, to=OUR_NUMBER, from_phone="+15551239002", inbound=quiet
+        ).session
+
+    session = inbound("opens")
+    errors: list[BaseException] = []
+
+    def write(count: int, replies: bool) -> None:
+        try:
+            for n in range(count):
+                if replies:
+                    record_outbound_message(session, f"r{n}", role=Role.STAFF)
+                else:
+                    assert inbound(f"m{n}").pk == session.pk
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=write, args=(10, replies)) for replies in (False, True, False, True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(Event.objects.values_list("sequence", flat=True)) == list(range(1, 43))
+    assert Session.objects.get(pk=session.pk).event_sequence == 42
 
 
 def test_a_session_opened_without_a_message_is_an_event_too(receiver, api_staff_session):

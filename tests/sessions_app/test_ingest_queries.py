@@ -16,7 +16,8 @@ on PostgreSQL; then 12, 9 and 6 with the ORM; now 4 in every case, 1 with a reme
 import pytest
 from django.db import connection
 
-from sessions_app.models import Contact, Message, Session
+from sessions_app.models import Contact, Event, Message, Session
+from tests.factories import EventEndpointFactory
 from tests.twilio_helpers import SMS_URL, post_signed, send_sms, sms_params
 
 pytestmark = pytest.mark.django_db
@@ -55,6 +56,19 @@ def test_a_text_on_a_remembered_channel_takes_one_query(
     with django_assert_max_num_queries(1):
         assert send_sms(client, "+15551234567", "Again").status_code == 200
     assert Message.objects.filter(content="Again").exists()
+
+
+def test_a_text_with_subscribers_on_a_remembered_channel_takes_two_queries(
+    client, django_assert_max_num_queries, django_capture_on_commit_callbacks
+):
+    # The call (which takes the events' numbers and returns what their payloads show) and the
+    # INSERT of the events with their deliveries: the session is not written or read again.
+    EventEndpointFactory(event_types=["*"])
+    with django_capture_on_commit_callbacks(execute=True):
+        send_sms(client, "+15551234567", "Hello")
+    with django_assert_max_num_queries(2):
+        assert send_sms(client, "+15551234567", "Again").status_code == 200
+    assert Event.objects.filter(type="message.created", body__contains="Again").count() == 1
 
 
 def test_parameters_are_bound_by_the_server_and_no_statement_stays_prepared(client):
