@@ -184,12 +184,25 @@ def test(args: list[str]) -> int:
     return run_tests(args, env)
 
 
+# The suite on two pytest-xdist workers (it mostly waits on servers, workers and browsers: README).
+# Test by test, each worker in pytest-django's order (the tests that empty the tables after the
+# others; xdist's reordering is off), but an xdist_group's tests on one worker one after another.
+PARALLEL = ("-n", "2", "--dist", "loadgroup", "--no-loadscope-reorder")
+
+
+def pytest_args(args: list[str]) -> list[str]:
+    """`args` after PARALLEL, which they override (`-n 0`: one process), unless they turn xdist off."""
+    if any(arg.endswith("no:xdist") for arg in args):
+        return args
+    return [*PARALLEL, *args]
+
+
 def run_tests(args: list[str], env: dict[str, str]) -> int:
     say(f"running the test suite on {env['DATABASE_URL']}")
     missing = browser_missing()
     if missing:
         say(f"browser tests will be SKIPPED: {missing}")
-    code = run_child([str(PYTHON), "-m", "pytest", *args], env)
+    code = run_child([str(PYTHON), "-m", "pytest", *pytest_args(args)], env)
     if missing:
         say(f"browser tests were SKIPPED: {missing}")
     return code

@@ -34,6 +34,8 @@ from tests.twilio_helpers import sms_params
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs a real Redis: set REDIS_URL to run"),
+    # Whole fleets of processes: never at the same time as another such test (run.py's PARALLEL).
+    pytest.mark.xdist_group("fleets"),
 ]
 
 CONTACTS = [f"+1555300{n:04d}" for n in range(10)]

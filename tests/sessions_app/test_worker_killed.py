@@ -36,6 +36,8 @@ from tests.twilio_helpers import send_sms
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs a real Redis: set REDIS_URL to run"),
+    # Whole fleets of processes: never at the same time as another such test (run.py's PARALLEL).
+    pytest.mark.xdist_group("fleets"),
 ]
 
 BURST = 40
