@@ -3,6 +3,9 @@ database name, and a run without xdist is left as it was."""
 
 from __future__ import annotations
 
+import hashlib
+import subprocess
+
 import pytest
 
 import run
@@ -51,3 +54,20 @@ def test_run_py_test_runs_two_workers_unless_told_otherwise():
     assert run.pytest_args(["-n", "0", "tests/test_health.py"])[-3:] == ["-n", "0", "tests/test_health.py"]
     assert run.pytest_args(["-p", "no:xdist", "-q"]) == ["-p", "no:xdist", "-q"]
     assert "-n" in run.PARALLEL and run.PARALLEL[run.PARALLEL.index("-n") + 1] == "2"
+
+
+def test_after_the_test_install_serve_and_manage_install_nothing(tmp_path, monkeypatch):
+    """Two launchers the parallel tests start at once would otherwise race in one `pip install`."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    python = venv / "bin" / "python"
+    python.write_text("#!/bin/sh\nexit 3\n")  # a pip install through it would fail
+    python.chmod(0o755)
+    digest = hashlib.sha256((run.ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    (venv / ".installed-dev").write_text(digest)
+    monkeypatch.setattr(run, "VENV", venv)
+    monkeypatch.setattr(run, "PYTHON", python)
+    run.ensure_environment("")  # the base install is part of the dev one
+    (venv / ".installed-dev").write_text("an older pyproject.toml")
+    with pytest.raises(subprocess.CalledProcessError):
+        run.ensure_environment("")
