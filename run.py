@@ -50,7 +50,11 @@ def ensure_environment(extras: str) -> None:
         venv.EnvBuilder(with_pip=True).create(VENV)
     stamp = VENV / f".installed-{extras or 'base'}"
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
-    if stamp.exists() and stamp.read_text() == digest:
+    # The install with the test tools (extras "dev") is the base install and more: `serve` and
+    # `manage` after `test` install nothing (two at once, as the parallel tests start them, would
+    # race each other in one pip install).
+    done = [stamp] if extras else [stamp, VENV / ".installed-dev"]
+    if any(path.exists() and path.read_text() == digest for path in done):
         return
     say("installing the project and its dependencies (first run only)")
     target = f".[{extras}]" if extras else "."
@@ -184,12 +188,25 @@ def test(args: list[str]) -> int:
     return run_tests(args, env)
 
 
+# The suite on two pytest-xdist workers (it mostly waits on servers, workers and browsers: README).
+# Test by test, each worker in pytest-django's order (the tests that empty the tables after the
+# others; xdist's reordering is off), but an xdist_group's tests on one worker one after another.
+PARALLEL = ("-n", "2", "--dist", "loadgroup", "--no-loadscope-reorder")
+
+
+def pytest_args(args: list[str]) -> list[str]:
+    """`args` after PARALLEL, which they override (`-n 0`: one process), unless they turn xdist off."""
+    if any(arg.endswith("no:xdist") for arg in args):
+        return args
+    return [*PARALLEL, *args]
+
+
 def run_tests(args: list[str], env: dict[str, str]) -> int:
     say(f"running the test suite on {env['DATABASE_URL']}")
     missing = browser_missing()
     if missing:
         say(f"browser tests will be SKIPPED: {missing}")
-    code = run_child([str(PYTHON), "-m", "pytest", *args], env)
+    code = run_child([str(PYTHON), "-m", "pytest", *pytest_args(args)], env)
     if missing:
         say(f"browser tests were SKIPPED: {missing}")
     return code

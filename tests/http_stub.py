@@ -1,7 +1,7 @@
 """A local HTTP server a test starts to stand in for a remote API (Twilio, a hosted model).
 
 Each request gets the next scripted response; every request is recorded. Only 127.0.0.1 and the
-ports this worktree owns (18310-18369) are used.
+ports 18310-18369 are used (under xdist, this worker's share of them).
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-PORTS = range(18310, 18370)
+from tests.parallel import worker_ports
+
+PORTS = worker_ports(range(18310, 18370))
 
 
 @dataclass
@@ -114,7 +116,7 @@ def _bind(stub: HttpStub) -> ThreadingHTTPServer:
             continue
         stub.port = port
         return server
-    raise RuntimeError("no free port in 18310-18369")
+    raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1}")
 
 
 def running_stub(replies: list[Reply] | None = None, default: Reply | None = None) -> Iterator[HttpStub]:

@@ -19,6 +19,8 @@ from django.conf import settings
 from django.db import connection
 from psycopg import sql
 
+from tests.parallel import worker_database, worker_ports
+
 # Everything the embedded default must not inherit from the environment pytest runs in: the suite's
 # database and broker, and what tests/settings.py sets for itself (a Twilio account SID would make
 # the worker try to send the agent's reply to Twilio; a serve on a fresh machine has none).
@@ -42,8 +44,8 @@ NOT_INHERITED = (
 ROOT = Path(__file__).resolve().parent.parent
 
 
-# The port range this project's tests may listen on (loopback only).
-PORTS = range(18100, 18200)
+# The port range this project's tests may listen on (loopback only): this xdist worker's share of it.
+PORTS = worker_ports(range(18100, 18200))
 
 
 def free_port() -> int:
@@ -79,8 +81,10 @@ def _database_url(name: str) -> str:
 
 @contextlib.contextmanager
 def scratch_database(name: str) -> Iterator[str]:
-    """A new, empty database `name` on the suite's PostgreSQL server (not the test database), for a
-    process that must start from nothing; its URL, and it is dropped afterwards."""
+    """A new, empty database `name` (with this xdist worker's suffix) on the suite's PostgreSQL server
+    (not the test database), for a process that must start from nothing; its URL, and it is dropped
+    afterwards."""
+    name = worker_database(name)
     db = settings.DATABASES["default"]
     options = {
         "host": db.get("HOST") or "127.0.0.1",

@@ -1,6 +1,9 @@
 """Test settings: the real settings module, with the few values a test run needs filled in."""
 
 import os
+from typing import Any, cast
+
+from tests.parallel import worker, worker_redis_url
 
 os.environ.setdefault("SECRET_KEY", "test-only-not-a-secret-long-enough-for-hmac-sha256")
 os.environ.setdefault("TWILIO_AUTH_TOKEN", "test-auth-token-not-a-secret")
@@ -8,6 +11,12 @@ os.environ.setdefault("TWILIO_ACCOUNT_SID", "AC00000000000000000000000000000000"
 os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
 # A fixed, test-only Fernet key (tests that rotate keys override the setting).
 os.environ.setdefault("FIELD_ENCRYPTION_KEYS", "dGVzdC1vbmx5LWtleS1ub3QtYS1zZWNyZXQtMDAwMDA=")
+
+# Under pytest-xdist each worker has a Redis db of its own (tests/parallel.py), in os.environ so the
+# servers and workers it starts get it too. They inherit the marker and keep the URL as it is.
+if worker() and os.environ.get("REDIS_URL") and os.environ.get("TESTS_REDIS_URL_OF") != worker():
+    os.environ["REDIS_URL"] = worker_redis_url(os.environ["REDIS_URL"])
+    os.environ["TESTS_REDIS_URL_OF"] = worker()
 
 from config.settings import *  # noqa: F403
 
@@ -29,3 +38,7 @@ AGENT_REPLY_TIMEOUT = 1
 # A second alias on the same test database, as DATABASE_REPLICA_URL makes one (tests/test_replica.py):
 # unused unless a test sets DATABASE_REPLICA_ALIAS.
 DATABASES.setdefault("replica", {**DATABASES["default"], "TEST": {"MIRROR": "default"}})  # noqa: F405
+# Redis pub/sub ignores the db number: without a prefix of their own, one worker's servers would
+# hear the other's socket events (the staff group and a business's group have fixed names).
+if worker() and "channels_redis" in CHANNEL_LAYERS["default"]["BACKEND"]:  # noqa: F405
+    cast("dict[str, Any]", CHANNEL_LAYERS["default"]["CONFIG"])["prefix"] = f"asgi-{worker()}"  # noqa: F405

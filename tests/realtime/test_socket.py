@@ -37,8 +37,10 @@ class Socket:
         self.communicator = WebsocketCommunicator(application, path)
         self.ref = 0
 
-    async def connect(self) -> bool:
-        connected, _ = await self.communicator.connect()
+    async def connect(self, timeout: float = 10) -> bool:
+        # Not the communicator's default of 1 s: a loaded machine (the suite's other worker, say)
+        # took longer to refuse a forged token (CI, 2026-12-04).
+        connected, _ = await self.communicator.connect(timeout=timeout)
         return connected
 
     async def push(self, topic: str, event: str, payload: Any, join_ref: str | None = "1") -> str:

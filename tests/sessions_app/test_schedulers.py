@@ -28,9 +28,11 @@ import redis
 
 from tests.servers import NOT_INHERITED, ROOT
 
-pytestmark = pytest.mark.skipif(
-    not os.environ.get("REDIS_URL"), reason="needs a real Redis: set REDIS_URL to run"
-)
+pytestmark = [
+    pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs a real Redis: set REDIS_URL to run"),
+    # Whole fleets of processes: never at the same time as another such test (run.py's PARALLEL).
+    pytest.mark.xdist_group("fleets"),
+]
 
 SWEEP = "sessions_app.tasks.sweep_sessions_task"
 SWEEP_INTERVAL = 1  # seconds; recovery runs every 2

@@ -23,12 +23,13 @@ from config.celery_app import app as celery_app
 from sessions_app.models import Message, ReplyState, Role, Session
 from sessions_app.tasks import produce_reply_task
 from tests.http_stub import HttpStub, Reply, running_stub
+from tests.parallel import worker_index
 from tests.servers import suite_database_url
 from tests.twilio_helpers import new_sid, send_sms, sms_params
 
 ROOT = Path(__file__).resolve().parents[2]
-WEB_PORT = 18301
-OWN_REDIS_PORT = 18379
+WEB_PORT = 18301 + worker_index()  # one each per xdist worker, outside the ranges free_port() picks from
+OWN_REDIS_PORT = 18379 + worker_index()
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.db.models import Q
 
 from config.celery_app import app as celery_app
 from sessions_app.models import Message, ReplyState, Role
@@ -36,6 +37,8 @@ from tests.twilio_helpers import send_sms
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs a real Redis: set REDIS_URL to run"),
+    # Whole fleets of processes: never at the same time as another such test (run.py's PARALLEL).
+    pytest.mark.xdist_group("fleets"),
 ]
 
 BURST = 40
@@ -93,7 +96,8 @@ def everything_answered_and_sent(twilio: TwilioMessages) -> bool:
     return (
         not Message.objects.filter(role=Role.CONTACT).exclude(reply_state=ReplyState.DONE).exists()
         and replies.count() >= BURST
-        and not replies.filter(external_id="").exists()
+        # Sent: Twilio's id stored on it (an unsent reply's is NULL).
+        and not replies.filter(Q(external_id=None) | Q(external_id="")).exists()
         and len(twilio.created) >= BURST
     )
 
