@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import ssl
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -392,27 +393,37 @@ def test_a_kept_alive_connection_is_reused_across_deliveries(receiver):
     assert len({r.connection for r in receiver.delivered()}) == 1
 
 
-@pytest.mark.django_db(transaction=True)
-def test_sequences_under_concurrent_writers_grow_by_exactly_one(receiver):
-    subscribe(receiver, ["message.created"])
-    session = SessionFactory()
+def concurrently(writers: list[Callable[[], None]]) -> list[BaseException]:
+    """Run each writer in a thread of its own (its own database connection), all at once; what
+    they raised."""
     errors: list[BaseException] = []
 
-    def write(count: int) -> None:
+    def run(writer: Callable[[], None]) -> None:
         try:
-            for n in range(count):
-                record_outbound_message(session, f"m{n}", role=Role.STAFF)
+            writer()
         except BaseException as exc:
             errors.append(exc)
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=write, args=(15,)) for _ in range(4)]
+    threads = [threading.Thread(target=run, args=(writer,)) for writer in writers]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert errors == []
+    return errors
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sequences_under_concurrent_writers_grow_by_exactly_one(receiver):
+    subscribe(receiver, ["message.created"])
+    session = SessionFactory()
+
+    def write() -> None:
+        for n in range(15):
+            record_outbound_message(session, f"m{n}", role=Role.STAFF)
+
+    assert concurrently([write] * 4) == []
     assert sorted(Event.objects.values_list("sequence", flat=True)) == list(range(1, 61))
     # Four writers' tasks delivered concurrently, and the receiver still saw them in order.
     assert [r.payload["data"]["sequence"] for r in receiver.delivered()] == list(range(1, 61))
@@ -432,26 +443,16 @@ def test_sequences_stay_gapless_when_inbound_messages_and_replies_race(receiver)
         ).session
 
     session = inbound("opens")
-    errors: list[BaseException] = []
 
-    def write(count: int, replies: bool) -> None:
-        try:
-            for n in range(count):
-                if replies:
-                    record_outbound_message(session, f"r{n}", role=Role.STAFF)
-                else:
-                    assert inbound(f"m{n}").pk == session.pk
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
+    def texts() -> None:
+        for n in range(10):
+            assert inbound(f"m{n}").pk == session.pk
 
-    threads = [threading.Thread(target=write, args=(10, replies)) for replies in (False, True, False, True)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    def replies() -> None:
+        for n in range(10):
+            record_outbound_message(session, f"r{n}", role=Role.STAFF)
+
+    assert concurrently([texts, replies, texts, replies]) == []
     assert sorted(Event.objects.values_list("sequence", flat=True)) == list(range(1, 43))
     assert Session.objects.get(pk=session.pk).event_sequence == 42
 
