@@ -9,12 +9,11 @@ and the recovery task share one budget.
 from __future__ import annotations
 
 import logging
-import random
 
 from celery import Task, shared_task
-from django.conf import settings
 
-from sessions_app.delivery import outbound, queue, replies
+from sessions_app.delivery import outbound, queue, replies, reply_drain
+from sessions_app.delivery.queue import backoff
 from sessions_app.events import dispatch as event_dispatch
 from sessions_app.ingest.window_report import roll_up_channels
 from sessions_app.lifecycle.sweep import sweep_sessions
@@ -24,20 +23,18 @@ from sessions_app.ui.queries import daily_counts
 log = logging.getLogger(__name__)
 
 
-def backoff(attempt: int) -> float:
-    """Seconds to wait before attempt `attempt + 1`: doubling, capped, half of it random (jitter)."""
-    ceiling = min(
-        float(settings.TASK_RETRY_BACKOFF_MAX), settings.TASK_RETRY_BACKOFF * 2.0 ** max(attempt - 1, 0)
-    )
-    return ceiling / 2 + random.uniform(0, ceiling / 2)
-
-
 @shared_task(bind=True, name=queue.PRODUCE_REPLY, max_retries=None)
 def produce_reply_task(self: Task, message_id: int) -> None:
     try:
         replies.produce_reply(message_id)
     except replies.ReplyDeferred as exc:
         raise self.retry(countdown=backoff(exc.attempt), exc=exc) from None
+
+
+@shared_task(name=queue.DRAIN_REPLIES)
+def drain_replies_task(slot: int) -> int:
+    """Answer owed replies, oldest first, while there are any (delivery/reply_drain.py)."""
+    return reply_drain.drain_replies(slot)
 
 
 @shared_task(name=queue.PRODUCE_REPLIES)

@@ -20,6 +20,16 @@ def _forget_cached_channels():
     forget_cached_channels()
 
 
+@pytest.fixture(autouse=True)
+def _forget_reply_drain_promises():
+    """No test relies on a reply drain's promise another test read (sessions_app/delivery/reply_drain.py)."""
+    from sessions_app.delivery.reply_drain import forget_promises
+
+    forget_promises()
+    yield
+    forget_promises()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _channels_postgres_on_the_test_database(django_db_setup, django_db_blocker):
     """channels-postgres connects on its own, to the database its settings name: in this process,

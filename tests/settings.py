@@ -29,6 +29,9 @@ WHITENOISE_USE_FINDERS = True
 CELERY_TASK_ALWAYS_EAGER = True
 # Outbound sending is off unless a test turns it on against a local Twilio stand-in.
 TWILIO_ACCOUNT_SID = ""
+# Eager drains stop at their first empty claim instead of lingering in the test (tests of the drain's
+# promises set a linger of their own: tests/sessions_app/test_reply_drain.py).
+REPLY_DRAIN_LINGER_MS = 0
 # Most tests never run on-commit callbacks, so no reply comes; don't wait long for one.
 VOICE_REPLY_WAIT = 0.1
 # The same for the chat APIs that wait for their answer (seed 001's messages, seed 004's chat): an

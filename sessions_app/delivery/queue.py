@@ -14,9 +14,11 @@ no request fails, and nothing is lost, for a broker outage.
 from __future__ import annotations
 
 import logging
+import random
 from typing import Any
 
 from celery import current_app
+from django.conf import settings
 from django.db import transaction
 
 log = logging.getLogger(__name__)
@@ -25,6 +27,7 @@ log = logging.getLogger(__name__)
 # hold some): sessions_app/tasks.py registers each under its constant here.
 PRODUCE_REPLY = "sessions_app.tasks.produce_reply_task"
 PRODUCE_REPLIES = "sessions_app.tasks.produce_replies_task"
+DRAIN_REPLIES = "sessions_app.tasks.drain_replies_task"
 DELIVER_MESSAGE = "sessions_app.tasks.deliver_message_task"
 SWEEP_SESSIONS = "sessions_app.tasks.sweep_sessions_task"
 RECOVER_OWED_WORK = "sessions_app.tasks.recover_owed_work"
@@ -36,6 +39,14 @@ REFRESH_REPORT_TODAY = "sessions_app.tasks.refresh_report_today"
 DELIVER_EVENTS = "sessions_app.tasks.deliver_events"
 RECOVER_EVENT_DELIVERIES = "sessions_app.tasks.recover_event_deliveries"
 PURGE_EVENT_LOG = "sessions_app.tasks.purge_event_log"
+
+
+def backoff(attempt: int) -> float:
+    """Seconds to wait before attempt `attempt + 1`: doubling, capped, half of it random (jitter)."""
+    ceiling = min(
+        float(settings.TASK_RETRY_BACKOFF_MAX), settings.TASK_RETRY_BACKOFF * 2.0 ** max(attempt - 1, 0)
+    )
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
 def enqueue(task_name: str, *args: Any, countdown: float | None = None) -> bool:

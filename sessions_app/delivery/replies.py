@@ -1,7 +1,8 @@
 """Agent replies: every inbound message that expects an answer gets exactly one.
 
-An inbound message is stored with `reply_state = owed`, and the code that stored it queues
-`produce_reply_task` once it commits (ingest/rule.py). Producing the reply claims it with a
+An inbound message is stored with `reply_state = owed`, and once it commits the code that stored it
+tells the reply drain (delivery/reply_drain.py), which claims owed messages in the order they came;
+recovery and retries queue `produce_reply_task` for one message. Producing the reply claims it with a
 conditional UPDATE (owed → claimed), so two workers, or a task that runs twice, never both answer;
 the reply row's one-to-one link to the inbound message makes a second reply impossible even then.
 """
@@ -34,7 +35,7 @@ class ReplyDeferred(Exception):
         self.attempt = attempt
 
 
-def _claim(inbound_id: int) -> bool:
+def claim(inbound_id: int) -> bool:
     """owed → claimed (or take over a claim whose lease ran out), as one conditional UPDATE."""
     now = timezone.now()
     stale = now - timedelta(seconds=settings.TASK_LEASE)
@@ -53,8 +54,14 @@ def produce_reply(inbound_id: int) -> Message | None:
     Raises `ReplyDeferred` when the agent failed but another attempt is allowed; after the last
     attempt (or a failure that retrying cannot fix) the message is marked `failed` with the reason.
     """
-    if not _claim(inbound_id):
+    if not claim(inbound_id):
         return Message.objects.filter(in_reply_to_id=inbound_id).first()
+    return answer_claimed(inbound_id)
+
+
+def answer_claimed(inbound_id: int) -> Message | None:
+    """Answer the inbound message `inbound_id`, which this worker has just claimed (`claim`, or the
+    reply drain's claim); raises `ReplyDeferred` and marks failures as `produce_reply` says."""
     inbound = Message.objects.select_related("session", "session__channel").get(pk=inbound_id)
     session = inbound.session
     history = list(reversed(session.messages.order_by("-created_at", "-id")[:HISTORY_LENGTH]))

@@ -31,7 +31,7 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, connection, models, transaction
 from django.utils import timezone
 
-from sessions_app.delivery import queue
+from sessions_app.delivery.reply_drain import reply_owed
 from sessions_app.events.models import EventType
 from sessions_app.events.record import (
     Endpoints,
@@ -292,7 +292,7 @@ def _store(
         transaction.on_commit(lambda: status_changed(session.pk, was, SessionStatus.ACTIVE), robust=True)
     transaction.on_commit(lambda: message_event(message, session, opened=created), robust=True)
     if inbound.expects_reply:
-        queue.after_commit(queue.PRODUCE_REPLY, message.pk)
+        transaction.on_commit(reply_owed, robust=True)
     return IngestResult(session, message, created_session=created, duplicate=False)
 
 
