@@ -425,7 +425,7 @@ TASK_LEASE = env.get_int("TASK_LEASE", 300, minimum=1)
 # once, and how long (ms) a drain goes on claiming after its last reply, a promise web processes read
 # so that a commit then queues nothing. Every process must have the same values.
 REPLY_DRAINS = env.get_int("REPLY_DRAINS", 4, minimum=1, maximum=64)
-REPLY_DRAIN_LINGER_MS = env.get_int("REPLY_DRAIN_LINGER_MS", 1000, minimum=0, maximum=60_000)
+REPLY_DRAIN_LINGER_MS = env.get_int("REPLY_DRAIN_LINGER_MS", 500, minimum=0, maximum=60_000)
 TASK_MAX_ATTEMPTS = env.get_int("TASK_MAX_ATTEMPTS", 5, minimum=1, maximum=20)
 TASK_RETRY_BACKOFF = env.get_int("TASK_RETRY_BACKOFF", 2, minimum=0)
 TASK_RETRY_BACKOFF_MAX = env.get_int("TASK_RETRY_BACKOFF_MAX", 60, minimum=0)

@@ -14,13 +14,15 @@ message committed before the promise (less `MARGIN` for clocks that differ betwe
 seen by that claim. Each web process keeps the latest promise it read, so under load a commit reads
 nothing at all: one cache read per process per `REPLY_DRAIN_LINGER_MS`, instead of one Celery
 publish per message. A drain that finds more waiting than the message it took starts another, up to
-`REPLY_DRAINS`, so a slow agent does not answer one message at a time; a drain stops promising after
-`RUN_TIME` and hands over to a successor. Without a shared cache (no `REDIS_URL`) no promise can be
-seen: every commit queues a drain, and a drain stops at its first empty claim.
+`REPLY_DRAINS`, so a slow agent does not answer one message at a time; after `RUN_TIME` with work
+to do a drain hands over to a successor queued behind the tasks queued meanwhile. Without a shared
+cache (no `REDIS_URL`) no promise can be seen: every commit queues a drain, and a drain stops at its
+first empty claim.
 
-The figure it buys: the Celery publish on commit was 1.2 M of an inbound SMS's 4.96 M instructions
-(`bench/ingest_cpu.py --instructions`) and the ingest ratio rose from 0.41 to the figure in
-docs/benchmarks.md (`bench/ingest.py`, warm against warm); docs/tasks.md, "The reply drain".
+The figure it buys: an inbound SMS went from 4.98 to 3.89 M instructions (22 % fewer,
+`bench/ingest_cpu.py --instructions --requests 200`) and the ingest ratio from 0.41 to 0.45 to 0.46
+(`bench/ingest.py --rounds 5`, warm against warm); docs/tasks.md, "The reply drain", and
+docs/benchmarks.md.
 A message whose drain was lost (broker down, worker killed) is queued again by `recover_owed_work`.
 """
 
@@ -39,12 +41,14 @@ from sessions_app.models import Message, ReplyState
 
 log = logging.getLogger(__name__)
 
-# Seconds a promise must still have to run for a commit to rely on it (clock skew between machines).
-MARGIN = 0.25
+# Seconds a promise must still have to run for a commit to rely on it: the clocks of the machines
+# (NTP keeps them within milliseconds) may differ by less than this.
+MARGIN = 0.15
 # An idle drain claims this often until its promise is kept.
 POLL = 0.02
-# A drain stops promising after this many seconds and hands over to a successor (workers recycle).
-RUN_TIME = 25.0
+# A drain with work to do hands over to a successor after this many seconds: the successor queues
+# behind what was queued meanwhile (the replies' sends), and worker processes recycle.
+RUN_TIME = 5.0
 # A drain looks for a free slot to start another drain at most this often while it has a backlog.
 SPAWN_EVERY = 0.25
 
@@ -129,9 +133,18 @@ def _spawn(now: float) -> None:
         _start_drain(slots, now)
 
 
-def drain_replies(slot: int) -> int:
-    """Answer owed messages until a claim begun after this drain's latest promise finds none (or
-    until RUN_TIME, when a successor takes over); returns how many it answered."""
+def _hand_over(slot: int, linger: float) -> bool:
+    """Queue this drain's successor (it keeps this drain's promise: it starts later and lingers as
+    long); False when the broker cannot take it."""
+    if linger:
+        _promise(slot, time.time() + linger)
+    return queue.enqueue(queue.DRAIN_REPLIES, slot)
+
+
+def drain_replies(slot: int, *, run_time: float = RUN_TIME) -> int:
+    """Answer owed messages until a claim begun after this drain's latest promise finds none;
+    returns how many it answered. After `run_time` seconds with work to do it queues a successor and
+    stops, so tasks queued meanwhile (the replies' sends) get the worker process in their turn."""
     linger = _linger()
     started = time.time()
     promised = started + linger
@@ -141,11 +154,6 @@ def drain_replies(slot: int) -> int:
     spawned = 0.0
     while True:
         begun = time.time()
-        if begun - started > RUN_TIME and begun >= promised:
-            _promise(slot, begun + linger)  # the successor keeps it: it starts later and lingers
-            if queue.enqueue(queue.DRAIN_REPLIES, slot):
-                return answered
-            started = begun  # the broker is down: go on draining here
         claimed = _claim_next()
         if claimed is None:
             if begun >= promised:
@@ -155,7 +163,7 @@ def drain_replies(slot: int) -> int:
             time.sleep(min(POLL, promised - begun))
             continue
         inbound_id, more = claimed
-        if linger and begun - started <= RUN_TIME and begun > promised - linger / 2:
+        if linger and begun > promised - linger / 2:
             promised = begun + linger  # one cache write per half linger, not one per message
             _promise(slot, promised)
         if more and begun - spawned > SPAWN_EVERY:
@@ -168,3 +176,7 @@ def drain_replies(slot: int) -> int:
         except Exception:
             log.exception("Reply to message %s failed; recovery will queue it again", inbound_id)
         answered += 1
+        if time.time() - started > run_time:
+            if _hand_over(slot, linger):
+                return answered
+            started = time.time()  # the broker is down: go on here

@@ -210,3 +210,17 @@ def test_a_drain_keeps_claiming_until_its_promise_and_answers_what_came_meanwhil
     assert drains(tasks_run) == []  # and the commit relied on its promise
     assert Message.objects.get(role=Role.CONTACT).reply_state == ReplyState.DONE
     assert cache.get(slot_key(0)) is None  # a drain that stops withdraws its promise
+
+
+def test_a_drain_with_work_hands_over_to_a_successor_once_its_run_time_is_up(client, tasks_run):
+    owed(3, client)
+    # Past its run time after the first text, the drain queues its successor (run inline here, with
+    # the default run time: it answers the other two) and stops.
+    assert drain_replies(0, run_time=0) == 1
+    assert drains(tasks_run) == [(0,)]
+    assert Message.objects.filter(role=Role.AGENT).count() == 3
+
+
+def test_an_idle_drain_stops_without_a_successor(tasks_run):
+    assert drain_replies(0, run_time=0) == 0
+    assert drains(tasks_run) == []
