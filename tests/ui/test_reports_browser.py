@@ -33,7 +33,10 @@ def page(browser):
 
 def test_staff_pick_a_range_and_a_channel_read_the_charts_and_download_the_csv(page, live_server):
     UserFactory(username="staff", is_staff=True)
-    yesterday = timezone.now() - timedelta(days=1)
+    # Noon yesterday, so that an hour later is still yesterday whatever the time of the run: at
+    # 23:30 "now minus a day, plus an hour" fell on today, where no session opened, and the
+    # abandoned-share chart came out empty.
+    yesterday = (timezone.localtime() - timedelta(days=1)).replace(hour=12, minute=0, second=0)
     for kind in (ChannelKind.SMS, ChannelKind.SMS, ChannelKind.WHATSAPP):
         session = make_session(yesterday, kind, title=f"{kind} session")
         add_message(session, yesterday, Direction.INBOUND, Role.CONTACT)
