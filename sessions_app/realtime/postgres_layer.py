@@ -11,7 +11,13 @@ loop, and the in-process socket tests hung after the first (docs/realtime.md).
 So this layer is channels-postgres's own, but for where its database operations get a connection:
 a pool per event loop (shared by the layer instances of a process), opened on first use in that
 loop and closed by `close_pools()` before the loop ends. Everything else (LISTEN/NOTIFY, its
-tables, its message format) is the library's.
+tables, its message format) is the library's, and the order in which the listener starts.
+
+The library's listener reads the messages already queued and only then opens its connection and
+LISTENs: a message sent between the two is neither in what it read nor notified to it, and is lost
+(a socket that joins as its process starts misses the first event: a socket test lost one so in a
+loaded full run, 2026-12-05). Ours LISTENs first and then reads the queue, skipping a
+notification for a message it already took from the queue.
 
 psycopg's pool workers swallow the cancellation a closing loop sends them, so a loop that ends with
 a pool still open never finishes closing. Hence: a pool is closed when its opening is cancelled (a
@@ -22,6 +28,7 @@ new one opens on it.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import weakref
 from typing import Any
@@ -88,6 +95,32 @@ class PostgresChannelLayer(LibraryLayer):  # type: ignore[misc]
             self.db_params,
             logger=logging.getLogger("channels_postgres.core"),
         )
+
+    async def listen_to_all_channels(self) -> None:
+        """The library's listener, but LISTENing before it reads what is already queued."""
+        conninfo = psycopg.conninfo.make_conninfo(conninfo="", **self.db_params)
+        async with await psycopg.AsyncConnection.connect(conninfo=conninfo, autocommit=True) as connection:
+            await connection.execute("LISTEN channels_postgres_messages;")
+            # Notifications from here on wait in the connection until read below.
+            queued = await self.django_db.retrieve_non_expired_queued_messages()
+            taken: set[str] = set()
+            for message_id, channel, message, expiry in sorted(queued, key=lambda row: int(row[0])):
+                payload = f"{message_id}:{channel}:{base64.b64encode(message).decode()}:{expiry}"
+                self._get_or_create_queue(channel).put_nowait(payload)
+                taken.add(message_id)
+            assert self.listener_task_is_running is not None
+            self.listener_task_is_running.set()
+            async for event in connection.notifies():
+                if event.payload == "1:shutdown":
+                    self.listener_task_is_running.clear()
+                    break
+                message_id, channel = event.payload.split(":")[:2]
+                if message_id in taken:
+                    taken.discard(message_id)  # an id is notified at most once
+                    continue
+                # As the library: without the channel's advisory lock another process reads it.
+                if self._channel_advisory_locks.get(channel, False):
+                    self._get_or_create_queue(channel).put_nowait(event.payload)
 
     async def close_pools(self) -> None:
         """Close this loop's connections (the ASGI server's shutdown, the end of a test's loop)."""

@@ -73,8 +73,7 @@ def test_broadcasts_from_synchronous_code_reach_a_channels_postgres_receiver_in_
     async def scenario() -> None:
         staff = await receiver.new_channel()
         await receiver.group_add(STAFF_GROUP, staff)
-        first = asyncio.create_task(receiver.receive(staff))  # starts its LISTEN
-        await asyncio.sleep(0.5)
+        first = asyncio.create_task(receiver.receive(staff))  # starts its listener
         await asyncio.to_thread(lambda: [publish.sessions_swept(count, "abandoned") for count in (1, 2, 3)])
         got.append(await asyncio.wait_for(first, 10))
         for _ in range(2):
@@ -87,3 +86,34 @@ def test_broadcasts_from_synchronous_code_reach_a_channels_postgres_receiver_in_
         {"count": 2, "status": "abandoned"},
         {"count": 3, "status": "abandoned"},
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_channels_postgres_listener_starting_misses_no_message_and_takes_none_twice(settings):
+    """One message is sent just before the starting listener reads what is queued (it is both queued
+    and notified), one just after (only notified): each arrives once, in order."""
+    from sessions_app.realtime.postgres_layer import PostgresChannelLayer
+
+    layer = settings.POSTGRES_CHANNEL_LAYER
+    receiver = PostgresChannelLayer(**layer["CONFIG"])
+    sender = PostgresChannelLayer(**layer["CONFIG"])
+    read_queue = receiver.django_db.retrieve_non_expired_queued_messages
+
+    async def scenario() -> list[dict[str, object]]:
+        channel = await receiver.new_channel()
+
+        async def read_between_two_sends() -> list[tuple[str, str, bytes, str]]:
+            await sender.send(channel, {"type": "test", "n": 1})
+            queued = await read_queue()
+            await sender.send(channel, {"type": "test", "n": 2})
+            return queued
+
+        receiver.django_db.retrieve_non_expired_queued_messages = read_between_two_sends
+        got = [await asyncio.wait_for(receiver.receive(channel), 10) for _ in range(2)]
+        await sender.send(channel, {"type": "test", "n": 3})
+        got.append(await asyncio.wait_for(receiver.receive(channel), 10))
+        await receiver.flush()
+        await receiver.close_pools()
+        return got
+
+    assert [message["n"] for message in asyncio.run(scenario())] == [1, 2, 3]
