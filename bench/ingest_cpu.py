@@ -230,6 +230,20 @@ def main() -> int:
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=ours_env, check=True
     )
+    if args.redis_url:
+        # A reply drain's promise for the run, as a running drain keeps it under load: the commits
+        # then queue nothing (sessions_app/delivery/reply_drain.py). Left to run out, how many drains
+        # the measured calls queued would depend on how fast the machine was, callgrind's slowness
+        # included (at full speed a web process reads the promise a few times a second).
+        promise = (
+            "import time\n"
+            "from django.core.cache import cache\n"
+            "from sessions_app.delivery.reply_drain import slot_key\n"
+            "cache.set(slot_key(0), time.time() + 3600, timeout=3600)\n"
+        )
+        subprocess.run(
+            [sys.executable, "manage.py", "shell", "-c", promise], cwd=ROOT, env=ours_env, check=True
+        )
     if args.event_endpoints:
         # Never answered (nothing listens there, and no worker runs): only the outbox's writes count.
         # Each endpoint's kick flag is set for the run, as its running delivery task keeps it under

@@ -20,7 +20,7 @@ cache (no `REDIS_URL`) no promise can be seen: every commit queues a drain, and 
 first empty claim.
 
 The figure it buys: an inbound SMS went from 4.98 to 3.89 M instructions (22 % fewer,
-`bench/ingest_cpu.py --instructions --requests 200`) and the ingest ratio from 0.41 to 0.45 to 0.46
+`bench/ingest_cpu.py --instructions --requests 200`) and the ingest ratio from 0.41 to about 0.45
 (`bench/ingest.py --rounds 5`, warm against warm); docs/tasks.md, "The reply drain", and
 docs/benchmarks.md.
 A message whose drain was lost (broker down, worker killed) is queued again by `recover_owed_work`.
